@@ -1,0 +1,105 @@
+//! What changed between the findings open before a run and the findings of the run.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::finding::{Finding, FindingKey, Scope};
+
+/// The changes a run makes to the set of open findings.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes<'a> {
+    /// Findings not open before: each starts a new episode.
+    pub opened: Vec<&'a Finding>,
+    /// Findings still open whose details (reason, severity, matched identities) changed.
+    pub updated: Vec<&'a Finding>,
+    /// Keys of open findings the run no longer sees: their episodes end.
+    pub resolved: Vec<FindingKey>,
+}
+
+/// Compares `open` (the findings open before the run) with `found` (this run's findings).
+///
+/// Only findings in `evaluated` scopes may open or resolve: a scope whose sources were not
+/// fetched completely keeps its open findings as they are (SPEC §3).
+pub fn diff<'a>(
+    open: &HashMap<FindingKey, Finding>,
+    found: &'a [Finding],
+    evaluated: &HashSet<Scope>,
+) -> Changes<'a> {
+    let mut changes = Changes::default();
+    let mut seen = HashSet::with_capacity(found.len());
+    for finding in found {
+        if !evaluated.contains(&finding.scope()) {
+            continue;
+        }
+        let key = finding.key();
+        match open.get(&key) {
+            None => changes.opened.push(finding),
+            Some(before) if before != finding => changes.updated.push(finding),
+            Some(_) => {}
+        }
+        seen.insert(key);
+    }
+    let mut resolved: Vec<FindingKey> = open
+        .iter()
+        .filter(|(key, finding)| evaluated.contains(&finding.scope()) && !seen.contains(*key))
+        .map(|(key, _)| key.clone())
+        .collect();
+    resolved.sort();
+    changes.resolved = resolved;
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::finding::{FindingKind, Reason, Severity};
+
+    fn orphan(target: &str, db_user: &str) -> Finding {
+        Finding {
+            kind: FindingKind::OrphanedDbUser,
+            reason: Reason::IdpUserInactive,
+            severity: Severity::High,
+            target: Some(target.to_owned()),
+            db_user: Some(db_user.to_owned()),
+            ic_user_id: None,
+            idp_user_id: None,
+            user_name: None,
+            superuser: false,
+            matched_by: None,
+            candidates: Vec::new(),
+        }
+    }
+
+    fn open(findings: &[Finding]) -> HashMap<FindingKey, Finding> {
+        findings.iter().map(|f| (f.key(), f.clone())).collect()
+    }
+
+    #[test]
+    fn opens_new_keeps_existing_resolves_gone() {
+        let before = open(&[orphan("a", "IAM:kept"), orphan("a", "IAM:gone")]);
+        let found = [orphan("a", "IAM:kept"), orphan("a", "IAM:new")];
+        let scopes = HashSet::from([Scope::Target("a".into())]);
+        let changes = diff(&before, &found, &scopes);
+        assert_eq!(changes.opened, vec![&found[1]]);
+        assert!(changes.updated.is_empty());
+        assert_eq!(changes.resolved, vec![orphan("a", "IAM:gone").key()]);
+    }
+
+    #[test]
+    fn unevaluated_scope_neither_opens_nor_resolves() {
+        let before = open(&[orphan("down", "IAM:x")]);
+        let found = [orphan("down", "IAM:y")];
+        let changes = diff(&before, &found, &HashSet::from([Scope::IdentityCenter]));
+        assert_eq!(changes, Changes::default());
+    }
+
+    #[test]
+    fn changed_reason_updates_the_same_episode() {
+        let before = open(&[orphan("a", "IAM:x")]);
+        let mut now = orphan("a", "IAM:x");
+        now.reason = Reason::NoIdentityCenterUser;
+        let found = [now];
+        let changes = diff(&before, &found, &HashSet::from([Scope::Target("a".into())]));
+        assert!(changes.opened.is_empty() && changes.resolved.is_empty());
+        assert_eq!(changes.updated, vec![&found[0]]);
+    }
+}

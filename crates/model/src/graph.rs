@@ -1,0 +1,502 @@
+//! The identity graph: IdP users, Identity Center users, database users per target,
+//! linked by the rule that matched them, and the findings it implies.
+//!
+//! Matching uses hash indexes keyed by folded (lower-cased) names, so building the graph
+//! is linear in the number of identities.
+
+use std::collections::HashMap;
+
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::EdgeRef;
+use petgraph::Direction;
+
+use crate::finding::{Finding, FindingKind, MatchRule, Reason, Severity};
+use crate::identity::{IcUser, IdpUser, TargetSnapshot};
+use crate::mapping::{Mapping, MatchOn, NameForm};
+
+/// A vertex of the identity graph: an index into the snapshot it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Node {
+    /// An IdP user.
+    Idp(u32),
+    /// An Identity Center user.
+    Ic(u32),
+    /// A database target.
+    Target(u32),
+    /// A database user of a target, with how its name accounts for it.
+    Db {
+        /// Index of the target.
+        target: u32,
+        /// Index of the user in the target's snapshot.
+        user: u32,
+        /// What the name alone says.
+        class: DbClass,
+    },
+}
+
+/// How a database user is accounted for before (or instead of) identity matching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DbClass {
+    /// A federated person login (`IAM:`, `IAMA:`, a namespace): must match a person.
+    Prefixed,
+    /// An unprefixed name: a person's bare login if it matches one, else a local user.
+    Bare,
+    /// An IAM role login (`IAMR:`); no source covers roles.
+    Role,
+    /// The target's master or admin user.
+    Master,
+    /// The user idgraph itself logs in as.
+    Login,
+    /// A user the database owns (`rdsdb`, `mapping.system_users`).
+    System,
+    /// A local user in `mapping.local_allowlist`.
+    Allowlisted,
+}
+
+/// An edge of the identity graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// Two identities of one person, and the rule that linked them.
+    Match(MatchRule),
+    /// A target holds a database user.
+    Holds,
+}
+
+/// Lower-cased form of a name for case-insensitive comparison.
+fn fold(s: &str) -> String {
+    if s.is_ascii() {
+        s.to_ascii_lowercase()
+    } else {
+        s.to_lowercase()
+    }
+}
+
+/// A hash index from a key to the positions holding it; most keys hold one.
+#[derive(Default)]
+struct Index(HashMap<Box<str>, Slot>);
+
+enum Slot {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl Index {
+    fn with_capacity(n: usize) -> Self {
+        Self(HashMap::with_capacity(n))
+    }
+
+    fn insert(&mut self, key: String, at: u32) {
+        use std::collections::hash_map::Entry;
+        match self.0.entry(key.into_boxed_str()) {
+            Entry::Vacant(e) => {
+                e.insert(Slot::One(at));
+            }
+            Entry::Occupied(mut e) => match e.get_mut() {
+                Slot::One(first) if *first != at => {
+                    let first = *first;
+                    e.insert(Slot::Many(vec![first, at]));
+                }
+                Slot::One(_) => {}
+                Slot::Many(all) => {
+                    if !all.contains(&at) {
+                        all.push(at);
+                    }
+                }
+            },
+        }
+    }
+
+    fn get(&self, key: &str) -> &[u32] {
+        match self.0.get(key) {
+            None => &[],
+            Some(Slot::One(at)) => std::slice::from_ref(at),
+            Some(Slot::Many(all)) => all,
+        }
+    }
+}
+
+/// Counts of how the database users of the graph are accounted for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Accounting {
+    /// Database users matched to exactly one person.
+    pub people: usize,
+    /// IAM role users.
+    pub roles: usize,
+    /// Master/admin, login, system and allowlisted users.
+    pub exempt: usize,
+    /// Database users that are findings.
+    pub findings: usize,
+}
+
+/// The identity graph of one run.
+pub struct Graph {
+    graph: DiGraph<Node, Link>,
+    idp: Vec<IdpUser>,
+    ic: Vec<IcUser>,
+    targets: Vec<TargetSnapshot>,
+    ic_nodes: Vec<NodeIndex>,
+    db_nodes: Vec<NodeIndex>,
+    mapping: Mapping,
+}
+
+impl Graph {
+    /// Builds the graph from complete snapshots of the IdP, Identity Center, and the
+    /// targets that were fetched completely.
+    pub fn build(
+        idp: Vec<IdpUser>,
+        ic: Vec<IcUser>,
+        targets: Vec<TargetSnapshot>,
+        mapping: &Mapping,
+    ) -> Self {
+        let db_count: usize = targets.iter().map(|t| t.users.len()).sum();
+        let mut graph = DiGraph::with_capacity(
+            idp.len() + ic.len() + targets.len() + db_count,
+            ic.len() + 2 * db_count,
+        );
+        let idp_nodes: Vec<NodeIndex> = (0..idp.len())
+            .map(|i| graph.add_node(Node::Idp(i as u32)))
+            .collect();
+        let ic_nodes: Vec<NodeIndex> = (0..ic.len())
+            .map(|i| graph.add_node(Node::Ic(i as u32)))
+            .collect();
+
+        link_idp_to_ic(&mut graph, &idp, &ic, &idp_nodes, &ic_nodes);
+
+        let mut by_user_name = Index::with_capacity(ic.len());
+        let mut by_email = Index::with_capacity(ic.len());
+        for (i, user) in ic.iter().enumerate() {
+            by_user_name.insert(fold(&user.user_name), i as u32);
+            if let Some(email) = &user.email {
+                by_email.insert(fold(email), i as u32);
+            }
+        }
+
+        let mut db_nodes = Vec::with_capacity(db_count);
+        for (t, target) in targets.iter().enumerate() {
+            let target_node = graph.add_node(Node::Target(t as u32));
+            for (u, user) in target.users.iter().enumerate() {
+                let (class, rest) = classify(mapping, target, &user.name);
+                let node = graph.add_node(Node::Db {
+                    target: t as u32,
+                    user: u as u32,
+                    class,
+                });
+                graph.add_edge(target_node, node, Link::Holds);
+                db_nodes.push(node);
+                if !matches!(class, DbClass::Prefixed | DbClass::Bare) {
+                    continue;
+                }
+                let key = fold(rest);
+                for rule in &mapping.match_on {
+                    let (index, matched_by) = match (rule, class) {
+                        (MatchOn::UserName, DbClass::Prefixed) => {
+                            (&by_user_name, MatchRule::PrefixUserName)
+                        }
+                        (MatchOn::UserName, _) => (&by_user_name, MatchRule::BareUserName),
+                        (MatchOn::Email, DbClass::Prefixed) => (&by_email, MatchRule::PrefixEmail),
+                        (MatchOn::Email, _) => (&by_email, MatchRule::BareEmail),
+                    };
+                    let found = index.get(&key);
+                    for &i in found {
+                        graph.add_edge(ic_nodes[i as usize], node, Link::Match(matched_by));
+                    }
+                    if !found.is_empty() {
+                        break;
+                    }
+                }
+            }
+        }
+
+        Self {
+            graph,
+            idp,
+            ic,
+            targets,
+            ic_nodes,
+            db_nodes,
+            mapping: mapping.clone(),
+        }
+    }
+
+    /// The IdP user linked to Identity Center user `ic`, and the rule that linked them.
+    fn idp_of(&self, ic: NodeIndex) -> Option<(&IdpUser, MatchRule)> {
+        self.graph
+            .edges_directed(ic, Direction::Incoming)
+            .find_map(|edge| match (self.graph[edge.source()], edge.weight()) {
+                (Node::Idp(i), Link::Match(rule)) => Some((&self.idp[i as usize], *rule)),
+                _ => None,
+            })
+    }
+
+    /// The Identity Center users matched to database user `db`, with their rule.
+    fn ic_of(&self, db: NodeIndex) -> impl Iterator<Item = (u32, MatchRule)> + '_ {
+        self.graph
+            .edges_directed(db, Direction::Incoming)
+            .filter_map(|edge| match (self.graph[edge.source()], edge.weight()) {
+                (Node::Ic(i), Link::Match(rule)) => Some((i, *rule)),
+                _ => None,
+            })
+    }
+
+    /// Number of vertices and edges.
+    pub fn size(&self) -> (usize, usize) {
+        (self.graph.node_count(), self.graph.edge_count())
+    }
+
+    /// Every finding the graph implies, sorted by severity (most urgent first), kind,
+    /// target and name.
+    pub fn findings(&self) -> Vec<Finding> {
+        let mut findings = Vec::new();
+        for &node in &self.ic_nodes {
+            let Node::Ic(i) = self.graph[node] else {
+                continue;
+            };
+            let ic = &self.ic[i as usize];
+            let reason = match self.idp_of(node) {
+                None => Reason::IdpUserMissing,
+                Some((idp, _)) if !idp.active => Reason::IdpUserInactive,
+                Some(_) => continue,
+            };
+            findings.push(Finding {
+                kind: FindingKind::StaleIdentityCenterUser,
+                reason,
+                severity: Severity::Medium,
+                target: None,
+                db_user: None,
+                ic_user_id: Some(ic.user_id.clone()),
+                idp_user_id: self.idp_of(node).map(|(idp, _)| idp.id.clone()),
+                user_name: Some(ic.user_name.clone()),
+                superuser: false,
+                matched_by: None,
+                candidates: Vec::new(),
+            });
+        }
+        for &node in &self.db_nodes {
+            if let Some(finding) = self.db_finding(node) {
+                findings.push(finding);
+            }
+        }
+        findings.sort_by(|a, b| {
+            b.severity
+                .cmp(&a.severity)
+                .then(a.kind.cmp(&b.kind))
+                .then_with(|| a.target.cmp(&b.target))
+                .then_with(|| a.db_user.cmp(&b.db_user))
+                .then_with(|| a.ic_user_id.cmp(&b.ic_user_id))
+        });
+        findings
+    }
+
+    fn db_finding(&self, node: NodeIndex) -> Option<Finding> {
+        let Node::Db {
+            target,
+            user,
+            class,
+        } = self.graph[node]
+        else {
+            return None;
+        };
+        if !matches!(class, DbClass::Prefixed | DbClass::Bare) {
+            return None;
+        }
+        let target = &self.targets[target as usize];
+        let db_user = &target.users[user as usize];
+        let mut matches: Vec<(u32, MatchRule)> = self.ic_of(node).collect();
+        let mut finding = Finding {
+            kind: FindingKind::OrphanedDbUser,
+            reason: Reason::NoIdentityCenterUser,
+            severity: if db_user.superuser {
+                Severity::Critical
+            } else {
+                Severity::High
+            },
+            target: Some(target.name.clone()),
+            db_user: Some(db_user.name.clone()),
+            ic_user_id: None,
+            idp_user_id: None,
+            user_name: None,
+            superuser: db_user.superuser,
+            matched_by: None,
+            candidates: Vec::new(),
+        };
+        match matches.len() {
+            0 if class == DbClass::Prefixed => {
+                finding.user_name = Some(self.mapping.strip(&db_user.name, &target.namespaces).to_owned());
+            }
+            0 => {
+                finding.kind = FindingKind::UnmanagedDbUser;
+                finding.reason = Reason::NoMatchingIdentity;
+                finding.severity = if db_user.superuser {
+                    Severity::High
+                } else {
+                    Severity::Medium
+                };
+                finding.user_name = Some(db_user.name.clone());
+            }
+            1 => {
+                let (i, rule) = matches[0];
+                let ic = &self.ic[i as usize];
+                finding.reason = match self.idp_of(self.ic_nodes[i as usize]) {
+                    None => Reason::IdpUserMissing,
+                    Some((idp, _)) if !idp.active => {
+                        finding.idp_user_id = Some(idp.id.clone());
+                        Reason::IdpUserInactive
+                    }
+                    Some(_) => return None,
+                };
+                finding.ic_user_id = Some(ic.user_id.clone());
+                finding.user_name = Some(ic.user_name.clone());
+                finding.matched_by = Some(rule);
+            }
+            _ => {
+                matches.sort_unstable();
+                finding.kind = FindingKind::AmbiguousMapping;
+                finding.reason = Reason::MultipleIdentityCenterUsers;
+                finding.severity = Severity::High;
+                finding.user_name = Some(self.mapping.strip(&db_user.name, &target.namespaces).to_owned());
+                finding.matched_by = Some(matches[0].1);
+                finding.candidates = matches
+                    .iter()
+                    .map(|&(i, _)| self.ic[i as usize].user_id.clone())
+                    .collect();
+                finding.candidates.sort();
+            }
+        }
+        Some(finding)
+    }
+
+    /// How the database users are accounted for, over all targets.
+    pub fn accounting(&self) -> Accounting {
+        let mut accounting = Accounting::default();
+        for &node in &self.db_nodes {
+            let Node::Db { class, .. } = self.graph[node] else {
+                continue;
+            };
+            match class {
+                DbClass::Role => accounting.roles += 1,
+                DbClass::Master | DbClass::Login | DbClass::System | DbClass::Allowlisted => {
+                    accounting.exempt += 1
+                }
+                DbClass::Prefixed | DbClass::Bare => {
+                    if self.db_finding(node).is_some() {
+                        accounting.findings += 1;
+                    } else {
+                        accounting.people += 1;
+                    }
+                }
+            }
+        }
+        accounting
+    }
+
+    /// How database user `name` of target `target` is linked: its class and every
+    /// Identity Center user id matched with the rule. `None` if the graph has no such user.
+    pub fn explain(&self, target: &str, name: &str) -> Option<(DbClass, Vec<(String, MatchRule)>)> {
+        self.db_nodes.iter().find_map(|&node| {
+            let Node::Db {
+                target: t,
+                user,
+                class,
+            } = self.graph[node]
+            else {
+                return None;
+            };
+            let snapshot = &self.targets[t as usize];
+            (snapshot.name == target && snapshot.users[user as usize].name == name).then(|| {
+                let links = self
+                    .ic_of(node)
+                    .map(|(i, rule)| (self.ic[i as usize].user_id.clone(), rule))
+                    .collect();
+                (class, links)
+            })
+        })
+    }
+
+    /// The IdP user id linked to Identity Center user `user_id`, with the rule.
+    pub fn idp_link(&self, user_id: &str) -> Option<(String, MatchRule)> {
+        let i = self.ic.iter().position(|u| u.user_id == user_id)?;
+        self.idp_of(self.ic_nodes[i])
+            .map(|(idp, rule)| (idp.id.clone(), rule))
+    }
+}
+
+/// Links each Identity Center user to its IdP user: by external id, else user name, else
+/// email. Where several IdP users qualify, an active one wins (a rehired person).
+fn link_idp_to_ic(
+    graph: &mut DiGraph<Node, Link>,
+    idp: &[IdpUser],
+    ic: &[IcUser],
+    idp_nodes: &[NodeIndex],
+    ic_nodes: &[NodeIndex],
+) {
+    let mut by_external_id = Index::with_capacity(idp.len());
+    let mut by_id = Index::with_capacity(idp.len());
+    let mut by_user_name = Index::with_capacity(idp.len());
+    let mut by_email = Index::with_capacity(idp.len());
+    for (i, user) in idp.iter().enumerate() {
+        let i = i as u32;
+        if let Some(external_id) = &user.external_id {
+            by_external_id.insert(external_id.clone(), i);
+        }
+        by_id.insert(user.id.clone(), i);
+        by_user_name.insert(fold(&user.user_name), i);
+        if let Some(email) = &user.email {
+            by_email.insert(fold(email), i);
+        }
+    }
+    let pick = |found: &[u32]| -> Option<u32> {
+        found
+            .iter()
+            .copied()
+            .find(|&i| idp[i as usize].active)
+            .or(found.first().copied())
+    };
+    for (i, user) in ic.iter().enumerate() {
+        let by_ids = |index: &Index| {
+            let found: Vec<u32> = user
+                .external_ids
+                .iter()
+                .flat_map(|e| index.get(&e.id).iter().copied())
+                .collect();
+            pick(&found)
+        };
+        let linked = by_ids(&by_external_id)
+            .map(|at| (at, MatchRule::ExternalId))
+            .or_else(|| by_ids(&by_id).map(|at| (at, MatchRule::IdpId)))
+            .or_else(|| {
+                pick(by_user_name.get(&fold(&user.user_name))).map(|at| (at, MatchRule::UserName))
+            })
+            .or_else(|| {
+                let email = fold(user.email.as_deref()?);
+                pick(by_email.get(&email)).map(|at| (at, MatchRule::Email))
+            });
+        if let Some((at, rule)) = linked {
+            graph.add_edge(idp_nodes[at as usize], ic_nodes[i], Link::Match(rule));
+        }
+    }
+}
+
+/// What the name of database user `name` on `target` says, and the part left to match.
+fn classify<'a>(mapping: &Mapping, target: &TargetSnapshot, name: &'a str) -> (DbClass, &'a str) {
+    if mapping.system_users.iter().any(|s| s == name) {
+        return (DbClass::System, name);
+    }
+    if target.master_user.as_deref() == Some(name) {
+        return (DbClass::Master, name);
+    }
+    if let Some(login) = &target.login_user {
+        let bare_login = mapping.strip(login, &target.namespaces);
+        let bare_name = mapping.strip(name, &target.namespaces);
+        if login.eq_ignore_ascii_case(name) || bare_login.eq_ignore_ascii_case(bare_name) {
+            return (DbClass::Login, name);
+        }
+    }
+    if mapping.local_allowlist.iter().any(|s| s == name) {
+        return (DbClass::Allowlisted, name);
+    }
+    match mapping.classify(name, &target.namespaces) {
+        NameForm::Role { .. } => (DbClass::Role, name),
+        NameForm::Prefixed { rest, .. } => (DbClass::Prefixed, rest),
+        NameForm::Bare => (DbClass::Bare, name),
+    }
+}
