@@ -1,1 +1,14 @@
-//! placeholder
+//! idgraph, the service: configuration, the command line, one reconciliation run, and
+//! what the commands print. `main.rs` only parses arguments and maps the result to an
+//! exit status.
+//!
+//! # Layout
+//! - [`config`]: the TOML configuration, environment overrides, validation.
+//! - [`reconcile`]: [`reconcile::reconcile_once`], fetch → graph → diff → store.
+//! - [`cli`]: the commands.
+//! - [`output`]: the JSON contract and the text a terminal shows.
+
+pub mod cli;
+pub mod config;
+pub mod output;
+pub mod reconcile;

@@ -97,9 +97,18 @@ mod tests {
 
     #[test]
     fn order_does_not_matter_but_content_does() {
-        let a = Snapshot::Target(TargetSnapshot::new("t", vec![user("a", false), user("b", false)]));
-        let b = Snapshot::Target(TargetSnapshot::new("t", vec![user("b", false), user("a", false)]));
-        let c = Snapshot::Target(TargetSnapshot::new("t", vec![user("b", true), user("a", false)]));
+        let a = Snapshot::Target(TargetSnapshot::new(
+            "t",
+            vec![user("a", false), user("b", false)],
+        ));
+        let b = Snapshot::Target(TargetSnapshot::new(
+            "t",
+            vec![user("b", false), user("a", false)],
+        ));
+        let c = Snapshot::Target(TargetSnapshot::new(
+            "t",
+            vec![user("b", true), user("a", false)],
+        ));
         assert_eq!(digest(&a), digest(&b));
         assert_ne!(digest(&a), digest(&c));
         assert_eq!(digest(&a).len(), 64);

@@ -321,7 +321,11 @@ impl Graph {
         };
         match matches.len() {
             0 if class == DbClass::Prefixed => {
-                finding.user_name = Some(self.mapping.strip(&db_user.name, &target.namespaces).to_owned());
+                finding.user_name = Some(
+                    self.mapping
+                        .strip(&db_user.name, &target.namespaces)
+                        .to_owned(),
+                );
             }
             0 => {
                 finding.kind = FindingKind::UnmanagedDbUser;
@@ -353,7 +357,11 @@ impl Graph {
                 finding.kind = FindingKind::AmbiguousMapping;
                 finding.reason = Reason::MultipleIdentityCenterUsers;
                 finding.severity = Severity::High;
-                finding.user_name = Some(self.mapping.strip(&db_user.name, &target.namespaces).to_owned());
+                finding.user_name = Some(
+                    self.mapping
+                        .strip(&db_user.name, &target.namespaces)
+                        .to_owned(),
+                );
                 finding.matched_by = Some(matches[0].1);
                 finding.candidates = matches
                     .iter()

@@ -119,7 +119,10 @@ fn active_person_with_prefixed_users_is_no_finding() {
     assert_eq!(org.graph().accounting().people, 3);
     let (class, links) = org.graph().explain("a", "IAMA:ann@example.com").unwrap();
     assert_eq!(class, DbClass::Prefixed);
-    assert_eq!(links, vec![("ic-ann".to_owned(), MatchRule::PrefixUserName)]);
+    assert_eq!(
+        links,
+        vec![("ic-ann".to_owned(), MatchRule::PrefixUserName)]
+    );
 }
 
 #[test]
@@ -163,8 +166,14 @@ fn idp_and_ic_fall_back_to_case_insensitive_user_name_then_email() {
         .ic(by_name)
         .ic(by_email);
     let graph = org.graph();
-    assert_eq!(graph.idp_link("ic-ann"), Some(("idp-ann".to_owned(), MatchRule::UserName)));
-    assert_eq!(graph.idp_link("ic-bob"), Some(("idp-bob".to_owned(), MatchRule::Email)));
+    assert_eq!(
+        graph.idp_link("ic-ann"),
+        Some(("idp-ann".to_owned(), MatchRule::UserName))
+    );
+    assert_eq!(
+        graph.idp_link("ic-bob"),
+        Some(("idp-bob".to_owned(), MatchRule::Email))
+    );
     assert_eq!(org.summary(), vec![]);
 }
 
@@ -417,7 +426,10 @@ fn target_namespace_prefix_matches_people() {
         .target("a", |t| t.namespaces = vec!["CORP".into()]);
     assert_eq!(
         org.summary(),
-        vec![orphan(Reason::NoIdentityCenterUser, "CORP:gone@example.com")]
+        vec![orphan(
+            Reason::NoIdentityCenterUser,
+            "CORP:gone@example.com"
+        )]
     );
 }
 
@@ -432,7 +444,11 @@ fn hostile_names_pass_through_intact() {
     for name in hostile {
         org = org.db("a;b", name);
     }
-    let names: Vec<String> = org.findings().into_iter().filter_map(|f| f.db_user).collect();
+    let names: Vec<String> = org
+        .findings()
+        .into_iter()
+        .filter_map(|f| f.db_user)
+        .collect();
     let mut expected: Vec<String> = hostile.iter().map(|s| s.to_string()).collect();
     expected.sort();
     let mut names_sorted = names.clone();

@@ -1,1 +1,970 @@
-//! placeholder
+//! The drift history of idgraph, kept in one SQLite file: every run, the sources it read,
+//! and the episodes of every finding — opened in one run, resolved in a later one.
+//!
+//! [`Store::record_run`] records a run and its findings in one transaction. Which findings
+//! open, change or resolve is decided by [`idgraph_model::diff()`]: only findings of evaluated
+//! scopes open or resolve, so a failed source leaves the findings that depend on it as they
+//! were. A finding that comes back after being resolved opens a new episode; one whose
+//! details change keeps its episode, updated in place.
+//!
+//! History grows with drift, not with the size of the organisation: a run in which nothing
+//! changed adds one run row and one small row per source, never a row per user or per open
+//! finding.
+//!
+//! # Layout
+//! The schema lives in `/migrations` (embedded at build time, applied by [`Store::open`]):
+//! - `runs`: one row per run — `started_at`, `finished_at` (RFC 3339 text in UTC with
+//!   millisecond precision) and `status` (`complete` or `partial`).
+//! - `run_sources` (`WITHOUT ROWID`, keyed by run and source name): per source its kind,
+//!   status (`ok` or `failed`), object count, snapshot digest, error text and duration.
+//! - `episodes`: one row per finding episode — the columns of [`Finding`], `opened_run` and
+//!   `resolved_run` (NULL while open). A partial unique index on the finding key
+//!   `(kind, target or '', subject)` of open episodes keeps one open episode per key and
+//!   makes the open-episode lookup of each run an index scan.
+//!
+//! An episode's `opened_at`/`resolved_at` is the `finished_at` of its run; a run's counts of
+//! opened and resolved episodes are derived from `episodes`. Values are always bound, never
+//! formatted into SQL.
+
+use std::cmp::Reverse;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use idgraph_model::{Finding, FindingKey, FindingKind, MatchRule, Reason, Scope, Severity};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite};
+
+/// The schema migrations, embedded from `/migrations`.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+/// How long a connection waits for another writer before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections in the pool: SQLite in WAL mode serves readers concurrently with one writer.
+const MAX_CONNECTIONS: u32 = 4;
+
+/// SQLite's primary result code for "file is not a database" (`SQLITE_NOTADB`).
+const SQLITE_NOTADB: &str = "26";
+
+/// Opens an episode: the columns of [`Store::bind_finding`], then `opened_run`.
+const INSERT_EPISODE: &str = "INSERT INTO episodes \
+    (kind, target, db_user, ic_user_id, idp_user_id, user_name, reason, severity, superuser, \
+     matched_by, candidates, opened_run) \
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+/// Updates an open episode in place: the columns of [`Store::bind_finding`], then `id`.
+const UPDATE_EPISODE: &str = "UPDATE episodes SET \
+    kind = ?, target = ?, db_user = ?, ic_user_id = ?, idp_user_id = ?, user_name = ?, \
+    reason = ?, severity = ?, superuser = ?, matched_by = ?, candidates = ? \
+    WHERE id = ? AND resolved_run IS NULL";
+
+/// The columns of an [`Episode`], with the finish times of its runs.
+macro_rules! select_episodes {
+    () => {
+        "SELECT e.id, e.kind, e.target, e.db_user, e.ic_user_id, e.idp_user_id, e.user_name, \
+                e.reason, e.severity, e.superuser, e.matched_by, e.candidates, \
+                e.opened_run, o.finished_at AS opened_at, \
+                e.resolved_run, r.finished_at AS resolved_at \
+         FROM episodes AS e \
+         JOIN runs AS o ON o.id = e.opened_run \
+         LEFT JOIN runs AS r ON r.id = e.resolved_run"
+    };
+}
+
+/// Everything that can go wrong opening, reading or writing the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The directory that should hold the store file does not exist; the store creates its
+    /// file but never directories.
+    #[error("cannot open store {}: directory {} does not exist", path.display(), dir.display())]
+    MissingDirectory {
+        /// The store file.
+        path: PathBuf,
+        /// Its missing directory.
+        dir: PathBuf,
+    },
+    /// The file exists but is not an SQLite database.
+    #[error("cannot open store {}: the file is not an SQLite database", path.display())]
+    NotSqlite {
+        /// The store file.
+        path: PathBuf,
+        /// SQLite's complaint.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// SQLite could not open or configure the file (permissions, a directory, locking).
+    #[error("cannot open store {}", path.display())]
+    Open {
+        /// The store file.
+        path: PathBuf,
+        /// What SQLite reported.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The schema could not be brought up to date, e.g. because a newer idgraph wrote the
+    /// store or a released migration was changed.
+    #[error("cannot migrate store {}", path.display())]
+    Migrate {
+        /// The store file.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    /// A statement failed.
+    #[error("store {}: cannot {action}", path.display())]
+    Query {
+        /// The store file.
+        path: PathBuf,
+        /// What the store was doing, e.g. "insert an episode".
+        action: &'static str,
+        /// What SQLite reported.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A stored row holds a value the store cannot read back, e.g. an unknown finding kind.
+    #[error("store {} is corrupt: {row}: {detail}", path.display())]
+    Corrupt {
+        /// The store file.
+        path: PathBuf,
+        /// The row, e.g. `episodes row 17`.
+        row: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The run handed to [`Store::record_run`] cannot be recorded; nothing was written.
+    #[error("store {}: invalid run: {detail}", path.display())]
+    InvalidRun {
+        /// The store file.
+        path: PathBuf,
+        /// What is wrong with the run.
+        detail: String,
+    },
+}
+
+/// How a run went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunStatus {
+    /// Every source was fetched.
+    Complete,
+    /// At least one source failed: findings depending on it neither opened nor resolved.
+    Partial,
+}
+
+impl RunStatus {
+    /// The name the store keeps: `complete` or `partial`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Complete => "complete",
+            RunStatus::Partial => "partial",
+        }
+    }
+
+    /// Parses the name [`Self::as_str`] returns.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "complete" => Some(RunStatus::Complete),
+            "partial" => Some(RunStatus::Partial),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How fetching one source went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SourceStatus {
+    /// The snapshot was fetched completely.
+    Ok,
+    /// The source failed; see [`SourceRecord::error`].
+    Failed,
+}
+
+impl SourceStatus {
+    /// The name the store keeps: `ok` or `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceStatus::Ok => "ok",
+            SourceStatus::Failed => "failed",
+        }
+    }
+
+    /// Parses the name [`Self::as_str`] returns.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ok" => Some(SourceStatus::Ok),
+            "failed" => Some(SourceStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for SourceStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What one run read from one source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceRecord {
+    /// The source's configured name, unique within a run.
+    pub name: String,
+    /// What the source is, e.g. `okta`, `identity_center`, `redshift`.
+    pub kind: String,
+    /// Whether the source was fetched.
+    pub status: SourceStatus,
+    /// How many objects its snapshot held, if known. At most `i64::MAX`.
+    pub objects: Option<u64>,
+    /// The digest of its snapshot, if there is one.
+    pub digest: Option<String>,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    /// How long fetching took. At most `i64::MAX`.
+    pub duration_ms: u64,
+}
+
+/// A run to record.
+///
+/// Times are kept to the millisecond: sub-millisecond digits are dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRun {
+    /// When the run started.
+    pub started_at: DateTime<Utc>,
+    /// When it finished: the `opened_at`/`resolved_at` of the episodes it opens/resolves.
+    pub finished_at: DateTime<Utc>,
+    /// Whether every source was fetched.
+    pub status: RunStatus,
+    /// Every source the run read; names must be unique.
+    pub sources: Vec<SourceRecord>,
+}
+
+/// What [`Store::record_run`] recorded. Every list is ordered like [`Store::open_episodes`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedRun {
+    /// The id of the new run.
+    pub run_id: i64,
+    /// Episodes the run opened.
+    pub opened: Vec<Episode>,
+    /// Still-open episodes whose finding details (reason, severity, …) the run changed.
+    pub updated: Vec<Episode>,
+    /// Episodes the run resolved.
+    pub resolved: Vec<Episode>,
+    /// Every episode open after the run, including those it opened.
+    pub open: Vec<Episode>,
+}
+
+/// One episode of a finding: from the run that opened it to the run that resolved it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Episode {
+    /// The episode id, never reused.
+    pub id: i64,
+    /// The finding, as last seen while the episode was open.
+    pub finding: Finding,
+    /// The run that opened the episode.
+    pub opened_run: i64,
+    /// The `finished_at` of the opening run.
+    pub opened_at: DateTime<Utc>,
+    /// The run that resolved the episode; `None` while it is open.
+    pub resolved_run: Option<i64>,
+    /// The `finished_at` of the resolving run.
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+impl Episode {
+    /// Whether the episode is still open.
+    pub fn is_open(&self) -> bool {
+        self.resolved_run.is_none()
+    }
+}
+
+/// A recorded run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRow {
+    /// The run id, never reused.
+    pub id: i64,
+    /// When the run started.
+    pub started_at: DateTime<Utc>,
+    /// When it finished.
+    pub finished_at: DateTime<Utc>,
+    /// Whether every source was fetched.
+    pub status: RunStatus,
+    /// Its sources, ordered by name.
+    pub sources: Vec<SourceRecord>,
+    /// How many episodes the run opened.
+    pub opened: u64,
+    /// How many episodes the run resolved.
+    pub resolved: u64,
+}
+
+/// The drift history in one SQLite file. Cloning shares the connection pool.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens the store at `path` and migrates it to the current schema, creating the file
+    /// (but never its directory) if it is missing.
+    ///
+    /// SQLite runs in WAL mode with foreign keys on, a busy timeout of 5 s and
+    /// `synchronous = NORMAL`.
+    ///
+    /// # Errors
+    /// - [`StoreError::MissingDirectory`] if the directory of `path` does not exist.
+    /// - [`StoreError::NotSqlite`] if the file is not an SQLite database; it is left as is.
+    /// - [`StoreError::Open`] if SQLite cannot open the file otherwise.
+    /// - [`StoreError::Migrate`] if the schema cannot be migrated, e.g. a newer idgraph
+    ///   wrote the store.
+    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        if !dir.is_dir() {
+            return Err(StoreError::MissingDirectory {
+                path: path.to_owned(),
+                dir: dir.to_owned(),
+            });
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(options)
+            .await
+            .map_err(|source| open_error(path, source))?;
+        let store = Store {
+            pool,
+            path: path.to_owned(),
+        };
+        if let Err(source) = MIGRATOR.run(&store.pool).await {
+            store.pool.close().await;
+            return Err(match source {
+                sqlx::migrate::MigrateError::Execute(source) if is_not_a_database(&source) => {
+                    StoreError::NotSqlite {
+                        path: path.to_owned(),
+                        source,
+                    }
+                }
+                source => StoreError::Migrate {
+                    path: path.to_owned(),
+                    source,
+                },
+            });
+        }
+        tracing::debug!(path = %path.display(), "store open");
+        Ok(store)
+    }
+
+    /// The path of the store file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Records one run and its findings in one transaction and returns what changed.
+    ///
+    /// `findings` are every finding of the run; `evaluated` the scopes whose sources were
+    /// fetched completely. Only findings of evaluated scopes open or resolve (see
+    /// [`idgraph_model::diff()`]): open findings of other scopes stay open as they are, and
+    /// when `evaluated` is empty nothing opens or resolves. A still-open finding whose
+    /// details changed keeps its episode, updated in place.
+    ///
+    /// # Errors
+    /// - [`StoreError::InvalidRun`] if two sources share a name, two findings share a key,
+    ///   or a count exceeds `i64::MAX`; nothing is written.
+    /// - [`StoreError::Query`] if a statement fails, [`StoreError::Corrupt`] if an open
+    ///   episode cannot be read back; the transaction is rolled back and nothing is written.
+    pub async fn record_run(
+        &self,
+        run: &NewRun,
+        findings: &[Finding],
+        evaluated: &HashSet<Scope>,
+    ) -> Result<RecordedRun, StoreError> {
+        let sources = self.validate(run, findings)?;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(self.query("begin a transaction"))?;
+
+        let run_id =
+            sqlx::query("INSERT INTO runs (started_at, finished_at, status) VALUES (?, ?, ?)")
+                .bind(format_time(run.started_at))
+                .bind(format_time(run.finished_at))
+                .bind(run.status.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(self.query("insert the run"))?
+                .last_insert_rowid();
+        for SourceRow {
+            source,
+            objects,
+            duration_ms,
+        } in sources
+        {
+            sqlx::query(
+                "INSERT INTO run_sources \
+                 (run_id, name, kind, status, objects, digest, error, duration_ms) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(run_id)
+            .bind(&source.name)
+            .bind(&source.kind)
+            .bind(source.status.as_str())
+            .bind(objects)
+            .bind(&source.digest)
+            .bind(&source.error)
+            .bind(duration_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.query("insert a run source"))?;
+        }
+
+        let before = self.open_in(&mut tx).await?;
+        let ids: HashMap<FindingKey, i64> = before
+            .iter()
+            .map(|episode| (episode.finding.key(), episode.id))
+            .collect();
+        let open: HashMap<FindingKey, Finding> = before
+            .into_iter()
+            .map(|episode| (episode.finding.key(), episode.finding))
+            .collect();
+        let mut changes = idgraph_model::diff(&open, findings, evaluated);
+        // Insert in key order, so episode ids do not depend on the order of `findings`.
+        changes.opened.sort_by_key(|finding| finding.key());
+
+        for finding in &changes.opened {
+            self.bind_finding(sqlx::query(INSERT_EPISODE), finding)?
+                .bind(run_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(self.query("insert an episode"))?;
+        }
+        let mut updated_ids = HashSet::with_capacity(changes.updated.len());
+        for finding in &changes.updated {
+            let id = ids[&finding.key()];
+            updated_ids.insert(id);
+            let done = self
+                .bind_finding(sqlx::query(UPDATE_EPISODE), finding)?
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(self.query("update an episode"))?;
+            self.expect_one_row(done.rows_affected(), id)?;
+        }
+        for key in &changes.resolved {
+            let id = ids[key];
+            let done = sqlx::query(
+                "UPDATE episodes SET resolved_run = ? WHERE id = ? AND resolved_run IS NULL",
+            )
+            .bind(run_id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.query("resolve an episode"))?;
+            self.expect_one_row(done.rows_affected(), id)?;
+        }
+        let counts = (
+            changes.opened.len(),
+            changes.updated.len(),
+            changes.resolved.len(),
+        );
+
+        let open = self.open_in(&mut tx).await?;
+        let rows = sqlx::query(concat!(select_episodes!(), " WHERE e.resolved_run = ?"))
+            .bind(run_id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(self.query("read resolved episodes"))?;
+        let mut resolved = self.episodes_from(&rows)?;
+        sort_by_urgency(&mut resolved);
+        tx.commit().await.map_err(self.query("commit the run"))?;
+
+        let opened: Vec<Episode> = open
+            .iter()
+            .filter(|episode| episode.opened_run == run_id)
+            .cloned()
+            .collect();
+        let updated: Vec<Episode> = open
+            .iter()
+            .filter(|episode| updated_ids.contains(&episode.id))
+            .cloned()
+            .collect();
+        debug_assert_eq!(
+            (opened.len(), updated.len(), resolved.len()),
+            counts,
+            "the episodes read back differ from the changes written"
+        );
+        tracing::info!(
+            run_id,
+            status = run.status.as_str(),
+            opened = opened.len(),
+            updated = updated.len(),
+            resolved = resolved.len(),
+            open = open.len(),
+            "run recorded"
+        );
+        Ok(RecordedRun {
+            run_id,
+            opened,
+            updated,
+            resolved,
+            open,
+        })
+    }
+
+    /// Episodes still open, most urgent first: by severity (critical first), then kind,
+    /// target and subject (database user or Identity Center user id).
+    ///
+    /// # Errors
+    /// [`StoreError::Query`] if reading fails, [`StoreError::Corrupt`] if a row cannot be
+    /// read back.
+    pub async fn open_episodes(&self) -> Result<Vec<Episode>, StoreError> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(self.query("read open episodes"))?;
+        self.open_in(&mut conn).await
+    }
+
+    /// All episodes, oldest first; with `db_user`, only the episodes of the database user
+    /// of exactly that name (on any target).
+    ///
+    /// # Errors
+    /// [`StoreError::Query`] if reading fails, [`StoreError::Corrupt`] if a row cannot be
+    /// read back.
+    pub async fn episodes(&self, db_user: Option<&str>) -> Result<Vec<Episode>, StoreError> {
+        let rows = match db_user {
+            None => {
+                sqlx::query(concat!(select_episodes!(), " ORDER BY e.id"))
+                    .fetch_all(&self.pool)
+                    .await
+            }
+            Some(name) => {
+                sqlx::query(concat!(
+                    select_episodes!(),
+                    " WHERE e.db_user = ? ORDER BY e.id"
+                ))
+                .bind(name)
+                .fetch_all(&self.pool)
+                .await
+            }
+        }
+        .map_err(self.query("read episodes"))?;
+        self.episodes_from(&rows)
+    }
+
+    /// All runs with their sources, oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError::Query`] if reading fails, [`StoreError::Corrupt`] if a row cannot be
+    /// read back.
+    pub async fn runs(&self) -> Result<Vec<RunRow>, StoreError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(self.query("begin a transaction"))?;
+        let run_rows = sqlx::query(
+            "SELECT r.id, r.started_at, r.finished_at, r.status, \
+                    (SELECT count(*) FROM episodes AS e WHERE e.opened_run = r.id) AS opened, \
+                    (SELECT count(*) FROM episodes AS e WHERE e.resolved_run = r.id) AS resolved \
+             FROM runs AS r ORDER BY r.id",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(self.query("read runs"))?;
+        let source_rows = sqlx::query(
+            "SELECT run_id, name, kind, status, objects, digest, error, duration_ms \
+             FROM run_sources ORDER BY run_id, name",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(self.query("read run sources"))?;
+        tx.commit().await.map_err(self.query("read runs"))?;
+
+        let mut sources: HashMap<i64, Vec<SourceRecord>> = HashMap::new();
+        for row in &source_rows {
+            let run_id: i64 =
+                self.get(row, "run_sources", "run_id", || "run_sources row".into())?;
+            let name: String = self.get(row, "run_sources", "name", || {
+                format!("run_sources row of run {run_id}")
+            })?;
+            let which = || format!("run_sources row (run {run_id}, source {name:?})");
+            let status: String = self.get(row, "run_sources", "status", which)?;
+            let objects: Option<i64> = self.get(row, "run_sources", "objects", which)?;
+            let duration_ms: i64 = self.get(row, "run_sources", "duration_ms", which)?;
+            let record = SourceRecord {
+                kind: self.get(row, "run_sources", "kind", which)?,
+                status: SourceStatus::parse(&status).ok_or_else(|| {
+                    self.corrupt(which(), format!("unknown source status {status:?}"))
+                })?,
+                objects: objects
+                    .map(|n| {
+                        u64::try_from(n).map_err(|_| {
+                            self.corrupt(which(), format!("negative object count {n}"))
+                        })
+                    })
+                    .transpose()?,
+                digest: self.get(row, "run_sources", "digest", which)?,
+                error: self.get(row, "run_sources", "error", which)?,
+                duration_ms: u64::try_from(duration_ms).map_err(|_| {
+                    self.corrupt(which(), format!("negative duration {duration_ms}"))
+                })?,
+                name,
+            };
+            sources.entry(run_id).or_default().push(record);
+        }
+
+        run_rows
+            .iter()
+            .map(|row| {
+                let id: i64 = self.get(row, "runs", "id", || "runs row".into())?;
+                let which = || format!("runs row {id}");
+                let status: String = self.get(row, "runs", "status", which)?;
+                let opened: i64 = self.get(row, "runs", "opened", which)?;
+                let resolved: i64 = self.get(row, "runs", "resolved", which)?;
+                Ok(RunRow {
+                    id,
+                    started_at: self.time(row, "runs", "started_at", which)?,
+                    finished_at: self.time(row, "runs", "finished_at", which)?,
+                    status: RunStatus::parse(&status).ok_or_else(|| {
+                        self.corrupt(which(), format!("unknown run status {status:?}"))
+                    })?,
+                    sources: sources.remove(&id).unwrap_or_default(),
+                    // count(*) is never negative.
+                    opened: opened.unsigned_abs(),
+                    resolved: resolved.unsigned_abs(),
+                })
+            })
+            .collect()
+    }
+
+    /// Checkpoints the WAL into the database file (truncating the WAL) and closes every
+    /// connection, of this store and its clones, so that the file on disk holds everything.
+    ///
+    /// A failed checkpoint is logged, not returned: SQLite checkpoints again when the last
+    /// connection closes, and the WAL keeps every committed run either way.
+    pub async fn close(self) {
+        // One row: (1 if a reader or writer kept the checkpoint from finishing, WAL frames,
+        // frames checkpointed).
+        match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&self.pool)
+            .await
+        {
+            Ok((0, _, _)) => {}
+            Ok((_, frames, done)) => tracing::warn!(
+                path = %self.path.display(),
+                frames,
+                done,
+                "store checkpoint incomplete: the database is busy"
+            ),
+            Err(error) => {
+                tracing::warn!(path = %self.path.display(), %error, "store checkpoint failed")
+            }
+        }
+        self.pool.close().await;
+        tracing::debug!(path = %self.path.display(), "store closed");
+    }
+
+    /// Checks what SQLite constraints would otherwise reject mid-transaction, and converts
+    /// the counts of each source to SQLite integers.
+    fn validate<'r>(
+        &self,
+        run: &'r NewRun,
+        findings: &[Finding],
+    ) -> Result<Vec<SourceRow<'r>>, StoreError> {
+        let invalid = |detail: String| StoreError::InvalidRun {
+            path: self.path.clone(),
+            detail,
+        };
+        let mut names = HashSet::with_capacity(run.sources.len());
+        let mut sources = Vec::with_capacity(run.sources.len());
+        for source in &run.sources {
+            if !names.insert(source.name.as_str()) {
+                return Err(invalid(format!("source {:?} appears twice", source.name)));
+            }
+            let objects = source
+                .objects
+                .map(|n| {
+                    i64::try_from(n).map_err(|_| {
+                        invalid(format!(
+                            "source {:?}: object count {n} too large",
+                            source.name
+                        ))
+                    })
+                })
+                .transpose()?;
+            let duration_ms = i64::try_from(source.duration_ms).map_err(|_| {
+                invalid(format!(
+                    "source {:?}: duration {} ms too large",
+                    source.name, source.duration_ms
+                ))
+            })?;
+            sources.push(SourceRow {
+                source,
+                objects,
+                duration_ms,
+            });
+        }
+        let mut keys = HashSet::with_capacity(findings.len());
+        for finding in findings {
+            let key = finding.key();
+            if !keys.insert(key) {
+                let key = finding.key();
+                return Err(invalid(format!(
+                    "two findings share the key ({}, target {:?}, subject {:?})",
+                    key.kind, key.target, key.subject
+                )));
+            }
+        }
+        Ok(sources)
+    }
+
+    /// Binds the columns of a finding, in the order of the `episodes` table.
+    fn bind_finding<'q>(
+        &self,
+        query: Query<'q>,
+        finding: &'q Finding,
+    ) -> Result<Query<'q>, StoreError> {
+        let candidates = if finding.candidates.is_empty() {
+            None
+        } else {
+            // Serialising strings cannot fail.
+            Some(serde_json::to_string(&finding.candidates).map_err(|error| {
+                StoreError::InvalidRun {
+                    path: self.path.clone(),
+                    detail: format!("cannot encode candidates: {error}"),
+                }
+            })?)
+        };
+        Ok(query
+            .bind(finding.kind.as_str())
+            .bind(finding.target.as_deref())
+            .bind(finding.db_user.as_deref())
+            .bind(finding.ic_user_id.as_deref())
+            .bind(finding.idp_user_id.as_deref())
+            .bind(finding.user_name.as_deref())
+            .bind(finding.reason.as_str())
+            .bind(finding.severity.as_str())
+            .bind(finding.superuser)
+            .bind(finding.matched_by.map(MatchRule::as_str))
+            .bind(candidates))
+    }
+
+    /// The open episodes, most urgent first, read on `conn`.
+    async fn open_in(&self, conn: &mut sqlx::SqliteConnection) -> Result<Vec<Episode>, StoreError> {
+        let rows = sqlx::query(concat!(select_episodes!(), " WHERE e.resolved_run IS NULL"))
+            .fetch_all(conn)
+            .await
+            .map_err(self.query("read open episodes"))?;
+        let mut episodes = self.episodes_from(&rows)?;
+        sort_by_urgency(&mut episodes);
+        Ok(episodes)
+    }
+
+    /// Reads the rows of [`select_episodes!`].
+    fn episodes_from(&self, rows: &[SqliteRow]) -> Result<Vec<Episode>, StoreError> {
+        rows.iter().map(|row| self.episode_from(row)).collect()
+    }
+
+    /// Reads one row of [`select_episodes!`].
+    fn episode_from(&self, row: &SqliteRow) -> Result<Episode, StoreError> {
+        const T: &str = "episodes";
+        let id: i64 = self.get(row, T, "id", || "episodes row".into())?;
+        let which = || format!("episodes row {id}");
+        let kind: String = self.get(row, T, "kind", which)?;
+        let reason: String = self.get(row, T, "reason", which)?;
+        let severity: String = self.get(row, T, "severity", which)?;
+        let matched_by: Option<String> = self.get(row, T, "matched_by", which)?;
+        let candidates: Option<String> = self.get(row, T, "candidates", which)?;
+        let finding = Finding {
+            kind: self.vocabulary(&kind, FindingKind::parse, "finding kind", which)?,
+            reason: self.vocabulary(&reason, Reason::parse, "reason", which)?,
+            severity: self.vocabulary(&severity, Severity::parse, "severity", which)?,
+            target: self.get(row, T, "target", which)?,
+            db_user: self.get(row, T, "db_user", which)?,
+            ic_user_id: self.get(row, T, "ic_user_id", which)?,
+            idp_user_id: self.get(row, T, "idp_user_id", which)?,
+            user_name: self.get(row, T, "user_name", which)?,
+            superuser: self.get(row, T, "superuser", which)?,
+            matched_by: matched_by
+                .map(|rule| self.vocabulary(&rule, MatchRule::parse, "match rule", which))
+                .transpose()?,
+            candidates: match candidates.as_deref() {
+                None | Some("") => Vec::new(),
+                Some(json) => serde_json::from_str(json).map_err(|error| {
+                    self.corrupt(
+                        which(),
+                        format!("candidates are not a JSON string array: {error}"),
+                    )
+                })?,
+            },
+        };
+        let resolved_run: Option<i64> = self.get(row, T, "resolved_run", which)?;
+        let resolved_at = match resolved_run {
+            Some(_) => Some(self.time(row, T, "resolved_at", which)?),
+            None => None,
+        };
+        Ok(Episode {
+            id,
+            finding,
+            opened_run: self.get(row, T, "opened_run", which)?,
+            opened_at: self.time(row, T, "opened_at", which)?,
+            resolved_run,
+            resolved_at,
+        })
+    }
+
+    /// Reads column `column` of `row`, reporting a value of the wrong type as corruption.
+    fn get<'r, V>(
+        &self,
+        row: &'r SqliteRow,
+        table: &str,
+        column: &str,
+        which: impl FnOnce() -> String,
+    ) -> Result<V, StoreError>
+    where
+        V: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
+    {
+        row.try_get(column).map_err(|error| {
+            self.corrupt(which(), format!("cannot read {table}.{column}: {error}"))
+        })
+    }
+
+    /// Reads a time column written by [`format_time`].
+    fn time(
+        &self,
+        row: &SqliteRow,
+        table: &str,
+        column: &str,
+        which: impl Fn() -> String,
+    ) -> Result<DateTime<Utc>, StoreError> {
+        let text: String = self.get(row, table, column, &which)?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|time| time.with_timezone(&Utc))
+            .map_err(|error| {
+                self.corrupt(
+                    which(),
+                    format!("{column} {text:?} is not an RFC 3339 time: {error}"),
+                )
+            })
+    }
+
+    /// Parses a vocabulary name the model knows.
+    fn vocabulary<V>(
+        &self,
+        name: &str,
+        parse: fn(&str) -> Option<V>,
+        what: &str,
+        which: impl FnOnce() -> String,
+    ) -> Result<V, StoreError> {
+        parse(name).ok_or_else(|| self.corrupt(which(), format!("unknown {what} {name:?}")))
+    }
+
+    /// A [`StoreError::Corrupt`] about `row`.
+    fn corrupt(&self, row: String, detail: String) -> StoreError {
+        StoreError::Corrupt {
+            path: self.path.clone(),
+            row,
+            detail,
+        }
+    }
+
+    /// Maps a failed statement to a [`StoreError::Query`] doing `action`.
+    fn query(&self, action: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
+        move |source| StoreError::Query {
+            path: self.path.clone(),
+            action,
+            source,
+        }
+    }
+
+    /// Checks that an update of open episode `id` changed it: the unique index and the
+    /// transaction make anything else impossible unless the store is corrupt.
+    fn expect_one_row(&self, rows: u64, id: i64) -> Result<(), StoreError> {
+        if rows == 1 {
+            Ok(())
+        } else {
+            Err(self.corrupt(
+                format!("episodes row {id}"),
+                format!("the open episode changed {rows} rows"),
+            ))
+        }
+    }
+}
+
+/// A source of a run, its counts converted to SQLite integers.
+struct SourceRow<'r> {
+    source: &'r SourceRecord,
+    objects: Option<i64>,
+    duration_ms: i64,
+}
+
+/// A statement with its bound values.
+type Query<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+/// Maps an error opening the file, recognising a file that is not a database.
+fn open_error(path: &Path, source: sqlx::Error) -> StoreError {
+    if is_not_a_database(&source) {
+        StoreError::NotSqlite {
+            path: path.to_owned(),
+            source,
+        }
+    } else {
+        StoreError::Open {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// Whether SQLite reported that the file is not a database.
+fn is_not_a_database(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::Database(error) if error.code().as_deref() == Some(SQLITE_NOTADB)
+    )
+}
+
+/// The stored form of a time: RFC 3339 in UTC with milliseconds, e.g.
+/// `2026-11-27T10:00:00.000Z`.
+fn format_time(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Most urgent first: severity descending, then kind, target, subject; ties by id.
+fn sort_by_urgency(episodes: &mut [Episode]) {
+    episodes.sort_by_cached_key(|episode| {
+        let key = episode.finding.key();
+        (
+            Reverse(episode.finding.severity),
+            key.kind,
+            key.target,
+            key.subject,
+            episode.id,
+        )
+    });
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,147 @@
+//! The command line (SPEC §5) and what each command does.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use idgraph_store::{RunStatus, Store};
+
+use crate::config;
+use crate::output;
+use crate::reconcile::{reconcile_once, Context};
+
+/// Finds Amazon Redshift database users whose owner has left the company.
+#[derive(Debug, Parser)]
+#[command(name = "idgraph", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands built so far.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one reconciliation now and record it like a scheduled one.
+    ///
+    /// Exit status: 0 when every source was fetched completely (findings or not), 2 for a
+    /// partial run, 1 for a bad config or store.
+    Reconcile {
+        #[command(flatten)]
+        common: Common,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Show the findings open in the store.
+    Findings {
+        #[command(flatten)]
+        common: Common,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Show finding episodes (opened, resolved) and runs.
+    History {
+        #[command(flatten)]
+        common: Common,
+        /// Only the episodes of this database user (exact name).
+        #[arg(long, value_name = "NAME")]
+        db_user: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct Common {
+    /// The configuration file (TOML).
+    #[arg(long, short = 'c', env = "IDGRAPH_CONFIG", value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+/// How a command prints its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// For a person at a terminal.
+    Text,
+    /// One JSON object on stdout.
+    Json,
+}
+
+/// Exit status of a partial run.
+pub const EXIT_PARTIAL: u8 = 2;
+
+/// Runs the command and returns the process exit status.
+///
+/// # Errors
+///
+/// A bad configuration or an unusable store; the caller exits with status 1.
+pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Reconcile { common, format } => {
+            let settings = config::load(&common.config)?;
+            let ctx = Context::open(settings).await?;
+            let report = reconcile_once(&ctx).await;
+            ctx.store.close().await;
+            let report = report?;
+            println!(
+                "{}",
+                match format {
+                    Format::Json => output::report_json(&report),
+                    Format::Text => output::report_text(&report),
+                }
+            );
+            Ok(match report.status {
+                RunStatus::Complete => 0,
+                RunStatus::Partial => EXIT_PARTIAL,
+            })
+        }
+        Command::Findings { common, format } => {
+            let store = open_store(&common).await?;
+            let open = store.open_episodes().await;
+            store.close().await;
+            let open = open?;
+            println!(
+                "{}",
+                match format {
+                    Format::Json => output::findings_json(&open),
+                    Format::Text => output::open_text(&open),
+                }
+            );
+            Ok(0)
+        }
+        Command::History {
+            common,
+            db_user,
+            format,
+        } => {
+            let store = open_store(&common).await?;
+            let history = async {
+                let episodes = store.episodes(db_user.as_deref()).await?;
+                let runs = store.runs().await?;
+                anyhow::Ok((episodes, runs))
+            }
+            .await;
+            store.close().await;
+            let (episodes, runs) = history?;
+            println!(
+                "{}",
+                match format {
+                    Format::Json => output::history_json(&episodes, &runs),
+                    Format::Text => output::history_text(&episodes, &runs),
+                }
+            );
+            Ok(0)
+        }
+    }
+}
+
+async fn open_store(common: &Common) -> anyhow::Result<Store> {
+    let settings = config::load(&common.config)?;
+    Store::open(&settings.store_path)
+        .await
+        .with_context(|| format!("cannot open the store {}", settings.store_path.display()))
+}

@@ -1,0 +1,583 @@
+//! The configuration file (TOML, SPEC §4), its environment overrides, and its validation
+//! into [`Settings`] before any socket or file of a source is opened.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use idgraph_model::Mapping;
+use serde::Deserialize;
+
+/// Environment variables starting with this (then `__SECTION__KEY`) override the file.
+pub const ENV_PREFIX: &str = "IDGRAPH";
+
+/// Source names reserved for the IdP and Identity Center; no target may take them.
+const RESERVED_NAMES: [&str; 2] = ["idp", "identity_center"];
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file is missing, unreadable, not TOML, or has unknown keys or wrong types.
+    #[error("{}: {message}", path.display())]
+    Load {
+        /// The configuration file.
+        path: PathBuf,
+        /// What the parser said, naming the key.
+        message: String,
+    },
+    /// The file parses but its values are inconsistent; each problem names its key.
+    #[error("{}: invalid configuration:\n  - {}", path.display(), problems.join("\n  - "))]
+    Invalid {
+        /// The configuration file.
+        path: PathBuf,
+        /// One line per problem.
+        problems: Vec<String>,
+    },
+}
+
+/// The file as written: every kind's fields are optional here and checked in [`validate`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    store: StoreSection,
+    #[serde(default)]
+    schedule: ScheduleSection,
+    #[serde(default)]
+    http: HttpSection,
+    idp: IdpSection,
+    identity_center: IdentityCenterSection,
+    #[serde(default)]
+    targets: Vec<TargetSection>,
+    #[serde(default)]
+    mapping: Mapping,
+    #[serde(default)]
+    remediation: RemediationSection,
+}
+
+/// `[store]`: where the drift history lives.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct StoreSection {
+    /// The SQLite file, created and migrated on start; relative to the config file.
+    path: PathBuf,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("idgraph.db"),
+        }
+    }
+}
+
+/// `[schedule]`: when the daemon reconciles.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ScheduleSection {
+    /// A 6-field cron expression (sec min hour dom mon dow).
+    cron: String,
+}
+
+impl Default for ScheduleSection {
+    fn default() -> Self {
+        Self {
+            cron: "0 */15 * * * *".to_owned(),
+        }
+    }
+}
+
+/// `[http]`: where the daemon serves /metrics, /healthz and /readyz.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct HttpSection {
+    /// Address and port to listen on.
+    listen: String,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9187".to_owned(),
+        }
+    }
+}
+
+/// `[idp]`: the identity provider.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(
+    dead_code,
+    reason = "the live sources' fields are parsed now and read once those sources land"
+)]
+struct IdpSection {
+    /// `scim` or `file`.
+    kind: String,
+    /// scim: the base URL; users are read from `{url}/Users`.
+    url: Option<String>,
+    /// scim: the environment variable holding the bearer token.
+    token_env: Option<String>,
+    /// scim: a file holding the bearer token.
+    token_file: Option<PathBuf>,
+    /// scim: users per page (`count`).
+    page_size: Option<u32>,
+    /// file: a SCIM ListResponse, an array of them, or an array of User resources.
+    path: Option<PathBuf>,
+}
+
+/// `[identity_center]`: the IAM Identity Center identity store.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(
+    dead_code,
+    reason = "the live sources' fields are parsed now and read once those sources land"
+)]
+struct IdentityCenterSection {
+    /// `aws` or `file`.
+    kind: String,
+    /// aws: the identity store id (`d-1234567890`).
+    identity_store_id: Option<String>,
+    /// aws: the region.
+    region: Option<String>,
+    /// aws: an endpoint override (VPC endpoint, local emulator).
+    endpoint_url: Option<String>,
+    /// file: the output of `aws identitystore list-users`.
+    path: Option<PathBuf>,
+}
+
+/// `[[targets]]`: one Redshift cluster, serverless workgroup, PostgreSQL database or export.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(
+    dead_code,
+    reason = "the live sources' fields are parsed now and read once those sources land"
+)]
+struct TargetSection {
+    /// Unique name, used in findings, metric labels and history.
+    name: String,
+    /// `provisioned`, `serverless`, `postgres` or `file`.
+    kind: String,
+    /// provisioned: the `ClusterIdentifier`.
+    cluster_identifier: Option<String>,
+    /// serverless: the `WorkgroupName`.
+    workgroup_name: Option<String>,
+    /// The database to connect to.
+    database: Option<String>,
+    /// The AWS region of the cluster or workgroup.
+    region: Option<String>,
+    /// An endpoint override for the redshift / redshift-serverless API.
+    endpoint_url: Option<String>,
+    /// How idgraph gets credentials for its SQL connection.
+    credentials: Option<String>,
+    /// get_cluster_credentials: the database user to get credentials for.
+    db_user: Option<String>,
+    /// static: the environment variable holding the user name.
+    user_env: Option<String>,
+    /// static: the environment variable holding the password.
+    password_env: Option<String>,
+    /// Overrides the endpoint address the API reports.
+    host: Option<String>,
+    /// Overrides the endpoint port the API reports.
+    port: Option<u16>,
+    /// `disable`, `prefer`, `require` or `verify-full`.
+    sslmode: Option<String>,
+    /// file: a CSV of `pg_user` as `psql --csv -c 'select * from pg_user'` prints it.
+    path: Option<PathBuf>,
+    /// file, postgres: the master/admin user, which is never a finding (the APIs report it
+    /// for provisioned and serverless targets).
+    master_user: Option<String>,
+}
+
+/// `[remediation]`: how remediation plans are written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemediationSection {
+    /// The user that receives the objects of users a plan drops.
+    new_owner: Option<String>,
+}
+
+/// A validated configuration: every path absolute, every kind supported.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The SQLite store.
+    pub store_path: PathBuf,
+    /// The 6-field cron schedule of the daemon.
+    pub cron: String,
+    /// Where the daemon serves HTTP.
+    pub listen: SocketAddr,
+    /// The identity provider.
+    pub idp: IdpSettings,
+    /// IAM Identity Center.
+    pub identity_center: IdentityCenterSettings,
+    /// The database targets, in config order.
+    pub targets: Vec<TargetSettings>,
+    /// How database user names map to identities.
+    pub mapping: Mapping,
+    /// The owner that receives a dropped user's objects.
+    pub new_owner: Option<String>,
+}
+
+/// Where the IdP's users come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdpSettings {
+    /// A SCIM export on disk.
+    File {
+        /// The export.
+        path: PathBuf,
+    },
+}
+
+/// Where the Identity Center users come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentityCenterSettings {
+    /// An `aws identitystore list-users` export on disk.
+    File {
+        /// The export.
+        path: PathBuf,
+    },
+}
+
+/// One database target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetSettings {
+    /// The target's unique name.
+    pub name: String,
+    /// Where its users come from.
+    pub source: TargetSource,
+}
+
+/// Where a target's users come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetSource {
+    /// A `pg_user` CSV export on disk.
+    File {
+        /// The export.
+        path: PathBuf,
+        /// The master/admin user of the target, if known.
+        master_user: Option<String>,
+    },
+}
+
+/// Loads `path`, applies `IDGRAPH__SECTION__KEY` overrides from the process environment,
+/// and validates the result.
+///
+/// # Errors
+///
+/// [`ConfigError::Load`] when the file cannot be read or parsed, names unknown keys, or
+/// lacks required ones; [`ConfigError::Invalid`] listing every inconsistent value.
+pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+    load_with_env(path, None)
+}
+
+/// [`load`] with the environment given as a map instead of read from the process, for tests.
+///
+/// # Errors
+///
+/// As [`load`].
+pub fn load_with_env(
+    path: &Path,
+    env: Option<config::Map<String, String>>,
+) -> Result<Settings, ConfigError> {
+    let load_error = |message: String| ConfigError::Load {
+        path: path.to_owned(),
+        message,
+    };
+    if !path.is_file() {
+        return Err(load_error("no such configuration file".to_owned()));
+    }
+    let raw: RawConfig = config::Config::builder()
+        .add_source(config::File::from(path).format(config::FileFormat::Toml))
+        .add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(env),
+        )
+        .build()
+        .and_then(|c| c.try_deserialize())
+        .map_err(|e| load_error(e.to_string()))?;
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    validate(raw, base).map_err(|problems| ConfigError::Invalid {
+        path: path.to_owned(),
+        problems,
+    })
+}
+
+fn not_supported(key: &str, kind: &str) -> String {
+    format!("{key} = \"{kind}\" is not supported yet: use \"file\" exports for now")
+}
+
+/// Checks everything that can be checked without I/O and resolves relative paths
+/// against `base`, the directory of the config file.
+fn validate(raw: RawConfig, base: &Path) -> Result<Settings, Vec<String>> {
+    let mut problems = Vec::new();
+    let resolve = |p: &Path| base.join(p);
+    let required_path = |key: &str, path: Option<PathBuf>, problems: &mut Vec<String>| match path {
+        Some(p) if !p.as_os_str().is_empty() => Some(resolve(&p)),
+        _ => {
+            problems.push(format!("{key} is required for kind \"file\""));
+            None
+        }
+    };
+
+    let idp = match raw.idp.kind.as_str() {
+        "file" => required_path("idp.path", raw.idp.path, &mut problems)
+            .map(|path| IdpSettings::File { path }),
+        "scim" => {
+            problems.push(not_supported("idp.kind", "scim"));
+            None
+        }
+        other => {
+            problems.push(format!(
+                "idp.kind = \"{other}\" is unknown: expected \"scim\" or \"file\""
+            ));
+            None
+        }
+    };
+
+    let identity_center = match raw.identity_center.kind.as_str() {
+        "file" => required_path(
+            "identity_center.path",
+            raw.identity_center.path,
+            &mut problems,
+        )
+        .map(|path| IdentityCenterSettings::File { path }),
+        "aws" => {
+            problems.push(not_supported("identity_center.kind", "aws"));
+            None
+        }
+        other => {
+            problems.push(format!(
+                "identity_center.kind = \"{other}\" is unknown: expected \"aws\" or \"file\""
+            ));
+            None
+        }
+    };
+
+    let mut names = HashSet::new();
+    let mut targets = Vec::with_capacity(raw.targets.len());
+    for (i, target) in raw.targets.into_iter().enumerate() {
+        let key = format!("targets[{i}]");
+        if target.name.trim().is_empty() {
+            problems.push(format!("{key}.name must not be empty"));
+        } else if RESERVED_NAMES.contains(&target.name.as_str()) {
+            problems.push(format!(
+                "{key}.name = \"{}\" is reserved for a source; choose another name",
+                target.name
+            ));
+        } else if !names.insert(target.name.clone()) {
+            problems.push(format!(
+                "{key}.name = \"{}\" is used by another target",
+                target.name
+            ));
+        }
+        let source = match target.kind.as_str() {
+            "file" => {
+                required_path(&format!("{key}.path"), target.path, &mut problems).map(|path| {
+                    TargetSource::File {
+                        path,
+                        master_user: target.master_user,
+                    }
+                })
+            }
+            kind @ ("provisioned" | "serverless" | "postgres") => {
+                problems.push(not_supported(&format!("{key}.kind"), kind));
+                None
+            }
+            other => {
+                problems.push(format!(
+                    "{key}.kind = \"{other}\" is unknown: expected \"provisioned\", \"serverless\", \"postgres\" or \"file\""
+                ));
+                None
+            }
+        };
+        if let Some(source) = source {
+            targets.push(TargetSettings {
+                name: target.name,
+                source,
+            });
+        }
+    }
+
+    let mapping = raw.mapping;
+    if mapping.match_on.is_empty() {
+        problems.push("mapping.match_on must name at least one of \"user_name\", \"email\"".into());
+    }
+    if mapping.prefixes.iter().any(|p| p.is_empty()) {
+        problems.push("mapping.prefixes must not contain an empty prefix".into());
+    }
+
+    let listen = raw.http.listen.parse::<SocketAddr>().map_err(|e| {
+        format!(
+            "http.listen = \"{}\" is not an address and port: {e}",
+            raw.http.listen
+        )
+    });
+    let listen = listen.map_err(|p| problems.push(p)).ok();
+
+    if raw.schedule.cron.split_whitespace().count() != 6 {
+        problems.push(format!(
+            "schedule.cron = \"{}\" must have 6 fields (sec min hour day-of-month month day-of-week)",
+            raw.schedule.cron
+        ));
+    }
+
+    match (idp, identity_center, listen) {
+        (Some(idp), Some(identity_center), Some(listen)) if problems.is_empty() => Ok(Settings {
+            store_path: resolve(&raw.store.path),
+            cron: raw.schedule.cron,
+            listen,
+            idp,
+            identity_center,
+            targets,
+            mapping,
+            new_owner: raw.remediation.new_owner,
+        }),
+        _ => Err(problems),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[idp]
+kind = "file"
+path = "exports/scim.json"
+
+[identity_center]
+kind = "file"
+path = "/abs/ic.json"
+
+[[targets]]
+name = "analytics"
+kind = "file"
+path = "exports/analytics.csv"
+master_user = "awsuser"
+"#;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let path = dir.join("idgraph.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn load_text(text: &str) -> (tempfile::TempDir, Result<Settings, ConfigError>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), text);
+        let result = load_with_env(&path, Some(Default::default()));
+        (dir, result)
+    }
+
+    #[test]
+    fn minimal_file_config_resolves_paths_against_the_config_directory() {
+        let (dir, settings) = load_text(MINIMAL);
+        let settings = settings.unwrap();
+        assert_eq!(
+            settings.idp,
+            IdpSettings::File {
+                path: dir.path().join("exports/scim.json")
+            }
+        );
+        assert_eq!(
+            settings.identity_center,
+            IdentityCenterSettings::File {
+                path: PathBuf::from("/abs/ic.json")
+            }
+        );
+        assert_eq!(settings.store_path, dir.path().join("idgraph.db"));
+        assert_eq!(settings.cron, "0 */15 * * * *");
+        assert_eq!(settings.mapping, Mapping::default());
+        assert_eq!(
+            settings.targets[0].source,
+            TargetSource::File {
+                path: dir.path().join("exports/analytics.csv"),
+                master_user: Some("awsuser".into())
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let (_dir, err) = load_text(&format!("{MINIMAL}\n[mapping]\nprefixs = [\"IAM:\"]\n"));
+        let message = err.unwrap_err().to_string();
+        assert!(message.contains("prefixs"), "{message}");
+    }
+
+    #[test]
+    fn missing_section_is_named() {
+        let (_dir, err) = load_text("[idp]\nkind = \"file\"\npath = \"x\"\n");
+        let message = err.unwrap_err().to_string();
+        assert!(message.contains("identity_center"), "{message}");
+    }
+
+    #[test]
+    fn unsupported_and_inconsistent_values_are_all_listed() {
+        let text = r#"
+[idp]
+kind = "scim"
+url = "https://idp.example.com/scim/v2"
+
+[identity_center]
+kind = "file"
+
+[[targets]]
+name = "idp"
+kind = "provisioned"
+
+[[targets]]
+name = "a"
+kind = "file"
+path = "a.csv"
+
+[[targets]]
+name = "a"
+kind = "redshift"
+"#;
+        let (_dir, err) = load_text(text);
+        let message = err.unwrap_err().to_string();
+        for expected in [
+            "idp.kind = \"scim\" is not supported yet",
+            "identity_center.path is required",
+            "targets[0].name = \"idp\" is reserved",
+            "targets[0].kind = \"provisioned\" is not supported yet",
+            "targets[2].name = \"a\" is used by another target",
+            "targets[2].kind = \"redshift\" is unknown",
+        ] {
+            assert!(
+                message.contains(expected),
+                "missing {expected:?} in {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), MINIMAL);
+        let env = config::Map::from([
+            (
+                "IDGRAPH__STORE__PATH".to_owned(),
+                "/var/lib/idgraph/x.db".to_owned(),
+            ),
+            (
+                "IDGRAPH__HTTP__LISTEN".to_owned(),
+                "0.0.0.0:9999".to_owned(),
+            ),
+        ]);
+        let settings = load_with_env(&path, Some(env)).unwrap();
+        assert_eq!(settings.store_path, PathBuf::from("/var/lib/idgraph/x.db"));
+        assert_eq!(settings.listen.port(), 9999);
+    }
+
+    #[test]
+    fn missing_file_is_named() {
+        let err = load_with_env(Path::new("/nonexistent/idgraph.toml"), None).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/idgraph.toml"));
+    }
+}

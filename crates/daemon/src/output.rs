@@ -1,0 +1,386 @@
+//! What the CLI prints: the JSON contract of SPEC §5, and text for a terminal.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use idgraph_model::{FindingKind, Severity};
+use idgraph_store::{Episode, RunRow, SourceRecord, SourceStatus};
+use serde::Serialize;
+
+use crate::reconcile::RunReport;
+
+/// RFC 3339 in UTC to the second, as the JSON contract shows times.
+pub fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// A finding episode as the JSON contract shows it.
+#[derive(Debug, Serialize)]
+pub struct FindingJson<'a> {
+    kind: &'static str,
+    reason: &'static str,
+    severity: &'static str,
+    target: Option<&'a str>,
+    db_user: Option<&'a str>,
+    ic_user_id: Option<&'a str>,
+    idp_user_id: Option<&'a str>,
+    user_name: Option<&'a str>,
+    superuser: bool,
+    matched_by: Option<&'static str>,
+    candidates: &'a [String],
+    first_seen_run: i64,
+    first_seen_at: String,
+    resolved_run: Option<i64>,
+    resolved_at: Option<String>,
+}
+
+impl<'a> From<&'a Episode> for FindingJson<'a> {
+    fn from(e: &'a Episode) -> Self {
+        let f = &e.finding;
+        Self {
+            kind: f.kind.as_str(),
+            reason: f.reason.as_str(),
+            severity: f.severity.as_str(),
+            target: f.target.as_deref(),
+            db_user: f.db_user.as_deref(),
+            ic_user_id: f.ic_user_id.as_deref(),
+            idp_user_id: f.idp_user_id.as_deref(),
+            user_name: f.user_name.as_deref(),
+            superuser: f.superuser,
+            matched_by: f.matched_by.map(|m| m.as_str()),
+            candidates: &f.candidates,
+            first_seen_run: e.opened_run,
+            first_seen_at: timestamp(e.opened_at),
+            resolved_run: e.resolved_run,
+            resolved_at: e.resolved_at.map(timestamp),
+        }
+    }
+}
+
+/// A source's outcome in a run.
+#[derive(Debug, Serialize)]
+struct SourceJson<'a> {
+    name: &'a str,
+    kind: &'a str,
+    status: &'static str,
+    objects: Option<u64>,
+    error: Option<&'a str>,
+    digest: Option<&'a str>,
+    duration_ms: u64,
+}
+
+impl<'a> From<&'a SourceRecord> for SourceJson<'a> {
+    fn from(s: &'a SourceRecord) -> Self {
+        Self {
+            name: &s.name,
+            kind: &s.kind,
+            status: s.status.as_str(),
+            objects: s.objects,
+            error: s.error.as_deref(),
+            digest: s.digest.as_deref(),
+            duration_ms: s.duration_ms,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ReportJson<'a> {
+    run_id: i64,
+    status: &'static str,
+    started_at: String,
+    finished_at: String,
+    sources: Vec<SourceJson<'a>>,
+    findings: Vec<FindingJson<'a>>,
+    opened: Vec<FindingJson<'a>>,
+    resolved: Vec<FindingJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct RunJson<'a> {
+    run_id: i64,
+    status: &'static str,
+    started_at: String,
+    finished_at: String,
+    opened: u64,
+    resolved: u64,
+    sources: Vec<SourceJson<'a>>,
+}
+
+impl<'a> From<&'a RunRow> for RunJson<'a> {
+    fn from(r: &'a RunRow) -> Self {
+        Self {
+            run_id: r.id,
+            status: r.status.as_str(),
+            started_at: timestamp(r.started_at),
+            finished_at: timestamp(r.finished_at),
+            opened: r.opened,
+            resolved: r.resolved,
+            sources: r.sources.iter().map(SourceJson::from).collect(),
+        }
+    }
+}
+
+fn to_json(value: &impl Serialize) -> String {
+    serde_json::to_string_pretty(value).expect("plain structs always serialize")
+}
+
+/// `reconcile --format json`: one object (SPEC §5).
+pub fn report_json(report: &RunReport) -> String {
+    to_json(&ReportJson {
+        run_id: report.run_id,
+        status: report.status.as_str(),
+        started_at: timestamp(report.started_at),
+        finished_at: timestamp(report.finished_at),
+        sources: report.sources.iter().map(SourceJson::from).collect(),
+        findings: report.open.iter().map(FindingJson::from).collect(),
+        opened: report.opened.iter().map(FindingJson::from).collect(),
+        resolved: report.resolved.iter().map(FindingJson::from).collect(),
+    })
+}
+
+/// `findings --format json`: `{"findings": [...]}`.
+pub fn findings_json(open: &[Episode]) -> String {
+    #[derive(Serialize)]
+    struct Findings<'a> {
+        findings: Vec<FindingJson<'a>>,
+    }
+    to_json(&Findings {
+        findings: open.iter().map(FindingJson::from).collect(),
+    })
+}
+
+/// `history --format json`: `{"episodes": [...], "runs": [...]}`.
+pub fn history_json(episodes: &[Episode], runs: &[RunRow]) -> String {
+    #[derive(Serialize)]
+    struct History<'a> {
+        episodes: Vec<FindingJson<'a>>,
+        runs: Vec<RunJson<'a>>,
+    }
+    to_json(&History {
+        episodes: episodes.iter().map(FindingJson::from).collect(),
+        runs: runs.iter().map(RunJson::from).collect(),
+    })
+}
+
+/// A name as a terminal can show it: control characters (a newline in a hostile user
+/// name) are escaped so that one finding stays on one line.
+fn shown(name: &str) -> String {
+    if name.chars().any(char::is_control) {
+        format!("{name:?}")
+    } else {
+        name.to_owned()
+    }
+}
+
+fn sources_text(out: &mut String, sources: &[SourceRecord]) {
+    let width = sources.iter().map(|s| s.name.len()).max().unwrap_or(0);
+    out.push_str("Sources\n");
+    for s in sources {
+        let detail = match (s.status, s.objects, &s.error) {
+            (SourceStatus::Ok, Some(n), _) => format!("{n} users"),
+            (_, _, Some(error)) => error.clone(),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "  {:width$}  {:11}  {:6}  {}",
+            shown(&s.name),
+            s.kind,
+            s.status.as_str(),
+            shown(&detail),
+        );
+    }
+}
+
+/// Open findings counted by kind (rows) and target (columns), then listed by severity.
+fn findings_text(out: &mut String, open: &[Episode]) {
+    let mut targets: Vec<&str> = open
+        .iter()
+        .map(|e| e.finding.target.as_deref().unwrap_or(""))
+        .collect();
+    targets.sort_unstable();
+    targets.dedup();
+    let mut counts: BTreeMap<(FindingKind, &str), usize> = BTreeMap::new();
+    for e in open {
+        *counts
+            .entry((e.finding.kind, e.finding.target.as_deref().unwrap_or("")))
+            .or_default() += 1;
+    }
+    let column = |t: &str| {
+        if t.is_empty() {
+            "identity center".to_owned()
+        } else {
+            shown(t)
+        }
+    };
+    let widths: Vec<usize> = targets
+        .iter()
+        .map(|t| column(t).chars().count().max(5))
+        .collect();
+    let _ = write!(out, "  {:28}", "kind");
+    for (t, w) in targets.iter().zip(&widths) {
+        let _ = write!(out, "  {:>w$}", column(t));
+    }
+    out.push_str("  total\n");
+    for kind in FindingKind::ALL {
+        let total: usize = targets
+            .iter()
+            .map(|t| counts.get(&(*kind, *t)).copied().unwrap_or(0))
+            .sum();
+        if total == 0 {
+            continue;
+        }
+        let _ = write!(out, "  {:28}", kind.as_str());
+        for (t, w) in targets.iter().zip(&widths) {
+            let n = counts.get(&(*kind, *t)).copied().unwrap_or(0);
+            let _ = write!(
+                out,
+                "  {:>w$}",
+                if n == 0 {
+                    "-".to_owned()
+                } else {
+                    n.to_string()
+                }
+            );
+        }
+        let _ = writeln!(out, "  {total:>5}");
+    }
+    for severity in Severity::ALL.iter().rev() {
+        let of_severity: Vec<&Episode> = open
+            .iter()
+            .filter(|e| e.finding.severity == *severity)
+            .collect();
+        if of_severity.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "\n{} ({})",
+            severity.as_str().to_uppercase(),
+            of_severity.len()
+        );
+        for e in of_severity {
+            out.push_str("  ");
+            out.push_str(&episode_line(e));
+            out.push('\n');
+        }
+    }
+}
+
+/// One episode on one line: what, where, who, why, since when.
+fn episode_line(e: &Episode) -> String {
+    let f = &e.finding;
+    let subject = match (&f.target, &f.db_user) {
+        (Some(target), Some(db_user)) => format!("{} on {}", shown(db_user), shown(target)),
+        _ => format!(
+            "{} ({})",
+            shown(f.user_name.as_deref().unwrap_or("")),
+            shown(f.ic_user_id.as_deref().unwrap_or(""))
+        ),
+    };
+    let mut line = format!("{:28} {subject}  [{}]", f.kind.as_str(), f.reason.as_str());
+    if !f.candidates.is_empty() {
+        let _ = write!(
+            line,
+            " candidates: {}",
+            f.candidates
+                .iter()
+                .map(|c| shown(c))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let _ = write!(
+        line,
+        "  since run {} ({})",
+        e.opened_run,
+        timestamp(e.opened_at)
+    );
+    if let (Some(run), Some(at)) = (e.resolved_run, e.resolved_at) {
+        let _ = write!(line, ", resolved in run {run} ({})", timestamp(at));
+    }
+    line
+}
+
+/// `reconcile` for a terminal.
+pub fn report_text(report: &RunReport) -> String {
+    let mut out = String::new();
+    let seconds = (report.finished_at - report.started_at).num_milliseconds() as f64 / 1000.0;
+    let _ = writeln!(
+        out,
+        "Run {}: {} at {} ({seconds:.1} s)\n",
+        report.run_id,
+        report.status.as_str(),
+        timestamp(report.finished_at)
+    );
+    sources_text(&mut out, &report.sources);
+    if report.status == idgraph_store::RunStatus::Partial {
+        out.push_str(
+            "\nPartial run: findings that depend on a failed source were neither opened nor resolved.\n",
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nOpen findings: {} ({} opened, {} resolved by this run)",
+        report.open.len(),
+        report.opened.len(),
+        report.resolved.len()
+    );
+    if !report.open.is_empty() {
+        findings_text(&mut out, &report.open);
+    }
+    if !report.resolved.is_empty() {
+        let _ = writeln!(out, "\nRESOLVED ({})", report.resolved.len());
+        for e in &report.resolved {
+            out.push_str("  ");
+            out.push_str(&episode_line(e));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// `findings` for a terminal.
+pub fn open_text(open: &[Episode]) -> String {
+    let mut out = format!("Open findings: {}\n", open.len());
+    if !open.is_empty() {
+        findings_text(&mut out, open);
+    }
+    out
+}
+
+/// `history` for a terminal.
+pub fn history_text(episodes: &[Episode], runs: &[RunRow]) -> String {
+    let mut out = format!("Runs ({})\n", runs.len());
+    for r in runs {
+        let coverage: Vec<String> = r
+            .sources
+            .iter()
+            .map(|s| match (s.status, s.objects) {
+                (SourceStatus::Ok, Some(n)) => format!("{} {n}", shown(&s.name)),
+                _ => format!("{} FAILED", shown(&s.name)),
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "  run {:<5} {}  {:8}  +{} -{}  {}",
+            r.id,
+            timestamp(r.started_at),
+            r.status.as_str(),
+            r.opened,
+            r.resolved,
+            coverage.join(", ")
+        );
+    }
+    let _ = writeln!(out, "\nEpisodes ({})", episodes.len());
+    for e in episodes {
+        out.push_str("  ");
+        out.push_str(&episode_line(e));
+        if e.resolved_run.is_none() {
+            out.push_str(", open");
+        }
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,257 @@
+//! One reconciliation run: fetch every source, build the graph, diff, record.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use futures::stream::{self, StreamExt};
+use idgraph_model::{Graph, Scope, Snapshot, TargetSnapshot};
+use idgraph_sources::file::{FileIdentityCenter, FileIdp, FileTarget};
+use idgraph_sources::Source;
+use idgraph_store::{Episode, NewRun, RunStatus, SourceRecord, SourceStatus, Store, StoreError};
+use tracing::{info, warn};
+
+use crate::config::{IdentityCenterSettings, IdpSettings, Settings, TargetSource};
+
+/// How many targets are fetched at once.
+const TARGET_CONCURRENCY: usize = 4;
+
+/// Everything a run needs: the settings, the store, and a source per system.
+pub struct Context {
+    /// The validated configuration.
+    pub settings: Settings,
+    /// The drift history.
+    pub store: Store,
+    /// The identity provider.
+    pub idp: Box<dyn Source>,
+    /// IAM Identity Center.
+    pub identity_center: Box<dyn Source>,
+    /// The database targets, in config order.
+    pub targets: Vec<Box<dyn Source>>,
+}
+
+impl Context {
+    /// Opens (and migrates) the store and builds a source for each configured system.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be opened or migrated.
+    pub async fn open(settings: Settings) -> Result<Self, StoreError> {
+        let store = Store::open(&settings.store_path).await?;
+        let idp: Box<dyn Source> = match &settings.idp {
+            IdpSettings::File { path } => Box::new(FileIdp::new(path.clone())),
+        };
+        let identity_center: Box<dyn Source> = match &settings.identity_center {
+            IdentityCenterSettings::File { path } => {
+                Box::new(FileIdentityCenter::new(path.clone()))
+            }
+        };
+        let targets = settings
+            .targets
+            .iter()
+            .map(|target| -> Box<dyn Source> {
+                match &target.source {
+                    TargetSource::File { path, master_user } => {
+                        let mut source = FileTarget::new(target.name.clone(), path.clone());
+                        source.master_user = master_user.clone();
+                        Box::new(source)
+                    }
+                }
+            })
+            .collect();
+        Ok(Self {
+            settings,
+            store,
+            idp,
+            identity_center,
+            targets,
+        })
+    }
+}
+
+/// What one run found and changed.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// The run's id in the store.
+    pub run_id: i64,
+    /// `complete` when every source was fetched completely, else `partial`.
+    pub status: RunStatus,
+    /// When fetching began.
+    pub started_at: DateTime<Utc>,
+    /// When the run was recorded.
+    pub finished_at: DateTime<Utc>,
+    /// Per source: status, object count, digest, error.
+    pub sources: Vec<SourceRecord>,
+    /// Every finding open after the run.
+    pub open: Vec<Episode>,
+    /// Episodes this run opened.
+    pub opened: Vec<Episode>,
+    /// Episodes this run resolved.
+    pub resolved: Vec<Episode>,
+}
+
+/// Why a run could not be recorded at all (a failed source does not fail the run).
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The store rejected the run; nothing of it was kept.
+    #[error("cannot record the run: {0}")]
+    Store(#[from] StoreError),
+    /// Building the graph panicked or was cancelled.
+    #[error("the identity graph could not be built: {0}")]
+    Graph(String),
+}
+
+/// A fetched snapshot, or why not, with what the history keeps of it.
+struct Fetched {
+    snapshot: Option<Snapshot>,
+    record: SourceRecord,
+}
+
+async fn fetch(source: &dyn Source) -> Fetched {
+    let start = Instant::now();
+    let result = source.fetch().await;
+    let duration_ms = start.elapsed().as_millis() as u64;
+    let mut record = SourceRecord {
+        name: source.name().to_owned(),
+        kind: source.kind().to_owned(),
+        status: SourceStatus::Failed,
+        objects: None,
+        digest: None,
+        error: None,
+        duration_ms,
+    };
+    match result {
+        Ok(snapshot) => {
+            info!(source = %record.name, objects = snapshot.objects(), duration_ms, "Fetched snapshot.");
+            record.status = SourceStatus::Ok;
+            record.objects = Some(snapshot.objects() as u64);
+            record.digest = Some(idgraph_model::digest(&snapshot));
+            Fetched {
+                snapshot: Some(snapshot),
+                record,
+            }
+        }
+        Err(error) => {
+            warn!(source = %record.name, error = %error, kind = error.kind(), "Source failed; its findings are neither opened nor resolved.");
+            record.error = Some(error.to_string());
+            Fetched {
+                snapshot: None,
+                record,
+            }
+        }
+    }
+}
+
+/// Marks a source failed because it returned a snapshot of the wrong kind.
+fn wrong_kind(fetched: &mut Fetched) {
+    fetched.snapshot = None;
+    fetched.record.status = SourceStatus::Failed;
+    fetched.record.objects = None;
+    fetched.record.digest = None;
+    fetched.record.error = Some(format!(
+        "source {} returned a snapshot of the wrong kind",
+        fetched.record.name
+    ));
+}
+
+/// Runs one reconciliation and records it in the store.
+///
+/// A source that fails makes the run `partial`: findings that depend on it are neither
+/// opened nor resolved (SPEC §3). If the IdP or Identity Center fails, nothing opens or
+/// resolves at all.
+///
+/// # Errors
+///
+/// Only when the run cannot be recorded; source failures are part of the report.
+pub async fn reconcile_once(ctx: &Context) -> Result<RunReport, ReconcileError> {
+    let started_at = Utc::now();
+    let (mut idp, mut ic, targets) = tokio::join!(
+        fetch(ctx.idp.as_ref()),
+        fetch(ctx.identity_center.as_ref()),
+        stream::iter(&ctx.targets)
+            .map(|t| fetch(t.as_ref()))
+            .buffered(TARGET_CONCURRENCY)
+            .collect::<Vec<_>>()
+    );
+    let mut targets = targets;
+
+    let idp_users = match idp.snapshot.take() {
+        Some(Snapshot::Idp(users)) => Some(users),
+        Some(_) => {
+            wrong_kind(&mut idp);
+            None
+        }
+        None => None,
+    };
+    let ic_users = match ic.snapshot.take() {
+        Some(Snapshot::IdentityCenter(users)) => Some(users),
+        Some(_) => {
+            wrong_kind(&mut ic);
+            None
+        }
+        None => None,
+    };
+    let mut target_snapshots: Vec<TargetSnapshot> = Vec::with_capacity(targets.len());
+    for fetched in &mut targets {
+        match fetched.snapshot.take() {
+            Some(Snapshot::Target(snapshot)) => target_snapshots.push(snapshot),
+            Some(_) => wrong_kind(fetched),
+            None => {}
+        }
+    }
+
+    let mut evaluated = HashSet::new();
+    let findings = match (idp_users, ic_users) {
+        (Some(idp_users), Some(ic_users)) => {
+            evaluated.insert(Scope::IdentityCenter);
+            evaluated.extend(
+                target_snapshots
+                    .iter()
+                    .map(|t| Scope::Target(t.name.clone())),
+            );
+            let mapping = ctx.settings.mapping.clone();
+            tokio::task::spawn_blocking(move || {
+                Graph::build(idp_users, ic_users, target_snapshots, &mapping).findings()
+            })
+            .await
+            .map_err(|e| ReconcileError::Graph(e.to_string()))?
+        }
+        _ => Vec::new(),
+    };
+
+    let sources: Vec<SourceRecord> = [idp.record, ic.record]
+        .into_iter()
+        .chain(targets.into_iter().map(|t| t.record))
+        .collect();
+    let status = if sources.iter().all(|s| s.status == SourceStatus::Ok) {
+        RunStatus::Complete
+    } else {
+        RunStatus::Partial
+    };
+    let run = NewRun {
+        started_at,
+        finished_at: Utc::now(),
+        status,
+        sources,
+    };
+    let recorded = ctx.store.record_run(&run, &findings, &evaluated).await?;
+    info!(
+        run_id = recorded.run_id,
+        status = status.as_str(),
+        open = recorded.open.len(),
+        opened = recorded.opened.len(),
+        resolved = recorded.resolved.len(),
+        duration_ms = (run.finished_at - run.started_at).num_milliseconds(),
+        "Recorded run."
+    );
+    Ok(RunReport {
+        run_id: recorded.run_id,
+        status,
+        started_at: run.started_at,
+        finished_at: run.finished_at,
+        sources: run.sources,
+        open: recorded.open,
+        opened: recorded.opened,
+        resolved: recorded.resolved,
+    })
+}

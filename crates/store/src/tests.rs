@@ -1,0 +1,160 @@
+//! Tests that need to reach under the API: rows written behind the store's back.
+
+use std::collections::HashSet;
+
+use chrono::{TimeZone, Utc};
+use idgraph_model::{Finding, FindingKind, Reason, Scope, Severity};
+use tempfile::TempDir;
+
+use super::*;
+
+fn run(minute: u32) -> NewRun {
+    let at = Utc.with_ymd_and_hms(2026, 11, 27, 10, minute, 0).unwrap();
+    NewRun {
+        started_at: at,
+        finished_at: at,
+        status: RunStatus::Complete,
+        sources: vec![SourceRecord {
+            name: "a".into(),
+            kind: "redshift".into(),
+            status: SourceStatus::Ok,
+            objects: Some(1),
+            digest: None,
+            error: None,
+            duration_ms: 1,
+        }],
+    }
+}
+
+fn orphan(db_user: &str) -> Finding {
+    Finding {
+        kind: FindingKind::OrphanedDbUser,
+        reason: Reason::IdpUserInactive,
+        severity: Severity::High,
+        target: Some("a".into()),
+        db_user: Some(db_user.into()),
+        ic_user_id: None,
+        idp_user_id: None,
+        user_name: None,
+        superuser: false,
+        matched_by: None,
+        candidates: Vec::new(),
+    }
+}
+
+fn scopes() -> HashSet<Scope> {
+    HashSet::from([Scope::Target("a".into())])
+}
+
+/// Opens a store in `dir` with one run that opened one episode, and returns that episode id.
+async fn store_with_one_episode(dir: &TempDir) -> (Store, i64) {
+    let store = Store::open(&dir.path().join("s.db")).await.unwrap();
+    let recorded = store
+        .record_run(&run(1), &[orphan("IAM:x")], &scopes())
+        .await
+        .unwrap();
+    let id = recorded.opened[0].id;
+    (store, id)
+}
+
+#[tokio::test]
+async fn an_unknown_stored_kind_is_corruption_naming_the_row() {
+    let dir = TempDir::new().unwrap();
+    let (store, id) = store_with_one_episode(&dir).await;
+    sqlx::query("UPDATE episodes SET kind = 'haunted_db_user' WHERE id = ?")
+        .bind(id)
+        .execute(&store.pool)
+        .await
+        .unwrap();
+
+    for error in [
+        store.open_episodes().await.unwrap_err(),
+        store.episodes(None).await.unwrap_err(),
+    ] {
+        assert!(matches!(error, StoreError::Corrupt { .. }), "{error:?}");
+        let message = error.to_string();
+        assert!(message.contains(&format!("episodes row {id}")), "{message}");
+        assert!(message.contains("haunted_db_user"), "{message}");
+        assert!(message.contains("s.db"), "{message}");
+    }
+    store.close().await;
+}
+
+#[tokio::test]
+async fn unreadable_candidates_and_times_are_corruption() {
+    let dir = TempDir::new().unwrap();
+    let (store, id) = store_with_one_episode(&dir).await;
+    sqlx::query("UPDATE episodes SET candidates = '{\"not\": \"an array\"}' WHERE id = ?")
+        .bind(id)
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    let error = store.open_episodes().await.unwrap_err();
+    assert!(matches!(error, StoreError::Corrupt { .. }), "{error:?}");
+
+    sqlx::query("UPDATE runs SET finished_at = 'yesterday'")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    let error = store.runs().await.unwrap_err();
+    assert!(matches!(error, StoreError::Corrupt { .. }), "{error:?}");
+    assert!(error.to_string().contains("yesterday"), "{error}");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_failed_run_writes_nothing() {
+    let dir = TempDir::new().unwrap();
+    let (store, id) = store_with_one_episode(&dir).await;
+    // An open episode the store cannot read makes record_run fail after it inserted the
+    // run and its sources: the transaction must take them back.
+    sqlx::query("UPDATE episodes SET severity = 'apocalyptic' WHERE id = ?")
+        .bind(id)
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    let error = store
+        .record_run(&run(2), &[orphan("IAM:y")], &scopes())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Corrupt { .. }), "{error:?}");
+
+    let runs = store.runs().await.unwrap();
+    assert_eq!(runs.len(), 1, "the failed run left no run row");
+    let sources: i64 = sqlx::query_scalar("SELECT count(*) FROM run_sources")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(sources, 1, "the failed run left no source rows");
+    let episodes: i64 = sqlx::query_scalar("SELECT count(*) FROM episodes")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(episodes, 1);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn one_open_episode_per_key_is_enforced_by_the_schema() {
+    let dir = TempDir::new().unwrap();
+    let (store, id) = store_with_one_episode(&dir).await;
+    let copy =
+        "INSERT INTO episodes (kind, target, db_user, reason, severity, superuser, opened_run) \
+                SELECT kind, target, db_user, reason, 'critical', superuser, opened_run \
+                FROM episodes WHERE id = ?";
+    let error = sqlx::query(copy)
+        .bind(id)
+        .execute(&store.pool)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("UNIQUE"), "{error}");
+
+    // Once resolved, the same key may open again.
+    store.record_run(&run(2), &[], &scopes()).await.unwrap();
+    sqlx::query(copy)
+        .bind(id)
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    store.close().await;
+}

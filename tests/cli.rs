@@ -1,0 +1,115 @@
+//! The command line as a user meets it: errors, exit statuses, text output.
+
+use crate::util::{idgraph_with_config, json_output, stderr, stdout, Org, Workspace};
+
+fn org() -> Org {
+    Org::default()
+        .person("ann@example.com")
+        .person("bob@example.com")
+        .edit(|p| p.active = false)
+        .db("analytics", "IAMA:ann@example.com", false)
+        .db("analytics", "IAMA:bob@example.com", true)
+        .db("analytics", "report_bot", false)
+}
+
+#[test]
+fn an_unknown_key_fails_with_status_1_and_names_the_key() {
+    let ws = Workspace::new(&org());
+    let config = std::fs::read_to_string(ws.config()).unwrap();
+    ws.write(
+        "idgraph.toml",
+        &config.replace("[mapping]\n", "[mapping]\nmatch_by = [\"email\"]\n"),
+    );
+    let output = ws.idgraph(&["reconcile"]);
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.contains("match_by") && err.contains("idgraph.toml"),
+        "{err}"
+    );
+    assert!(stdout(&output).is_empty());
+}
+
+#[test]
+fn a_kind_not_built_yet_is_rejected_before_any_work() {
+    let ws = Workspace::new(&org());
+    let config = std::fs::read_to_string(ws.config()).unwrap();
+    ws.write(
+        "idgraph.toml",
+        &config.replace(
+            "[idp]\nkind = \"file\"",
+            "[idp]\nkind = \"scim\"\nurl = \"https://idp.example.com/scim/v2\"\ntoken_env = \"T\"",
+        ),
+    );
+    let output = ws.idgraph(&["reconcile"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("idp.kind = \"scim\" is not supported yet"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        !ws.path("store/idgraph.db").exists(),
+        "no store before the config is valid"
+    );
+}
+
+#[test]
+fn a_missing_config_file_is_named() {
+    let output = idgraph_with_config(
+        std::path::Path::new("/nonexistent/idgraph.toml"),
+        &["findings"],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("/nonexistent/idgraph.toml"));
+}
+
+#[test]
+fn findings_lists_what_the_last_run_left_open() {
+    let ws = Workspace::new(&org());
+    let (_, report) = ws.reconcile();
+    let (code, findings) = json_output(ws.idgraph(&["findings", "--format", "json"]));
+    assert_eq!(code, 0);
+    assert_eq!(findings["findings"], report["findings"]);
+    assert_eq!(findings["findings"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn text_output_counts_by_kind_and_target_then_lists_by_severity() {
+    let ws = Workspace::new(&org());
+    let output = ws.idgraph(&["reconcile"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    let counts = text.find("orphaned_db_user ").expect("a counts row");
+    let critical = text.find("CRITICAL (1)").expect("a critical section");
+    let medium = text.find("MEDIUM (").expect("a medium section");
+    assert!(counts < critical && critical < medium, "{text}");
+    assert!(text.contains("IAMA:bob@example.com on analytics"), "{text}");
+    assert!(text.contains("Open findings: 3"), "{text}");
+
+    let output = ws.idgraph(&["findings"]);
+    assert!(stdout(&output).contains("Open findings: 3"));
+    let output = ws.idgraph(&["history", "--db-user", "IAMA:bob@example.com"]);
+    let text = stdout(&output);
+    assert!(
+        text.contains("Runs (1)") && text.contains("Episodes (1)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_malformed_export_is_named_with_its_position() {
+    let ws = Workspace::new(&org());
+    ws.write(
+        "exports/scim.json",
+        "{\"Resources\": [ {\"id\": \"1\", \"userName\": \"a\"},\n  {\"id\": 2} ]}",
+    );
+    let (code, report) = json_output(ws.idgraph(&["reconcile", "--format", "json"]));
+    assert_eq!(code, 2);
+    let error = report["sources"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("scim.json") && error.contains("line 2"),
+        "{error}"
+    );
+    assert_eq!(report["findings"], serde_json::json!([]));
+}
