@@ -84,7 +84,14 @@ fn text_output_counts_by_kind_and_target_then_lists_by_severity() {
     let critical = text.find("CRITICAL (1)").expect("a critical section");
     let medium = text.find("MEDIUM (").expect("a medium section");
     assert!(counts < critical && critical < medium, "{text}");
-    assert!(text.contains("IAMA:bob@example.com on analytics"), "{text}");
+    let bob = text
+        .lines()
+        .find(|l| l.contains("IAMA:bob@example.com"))
+        .expect("bob's finding on a line of its own");
+    assert!(
+        bob.contains("analytics") && bob.contains("idp_user_inactive") && bob.contains("run 1"),
+        "{bob}"
+    );
     assert!(text.contains("Open findings: 3"), "{text}");
 
     let output = ws.idgraph(&["findings"]);

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use idgraph_model::{FindingKind, Severity};
+use idgraph_model::{Accounting, FindingKind, Severity};
 use idgraph_store::{Episode, RunRow, SourceRecord, SourceStatus};
 use serde::Serialize;
 
@@ -91,6 +91,7 @@ struct ReportJson<'a> {
     started_at: String,
     finished_at: String,
     sources: Vec<SourceJson<'a>>,
+    accounting: Option<Accounting>,
     findings: Vec<FindingJson<'a>>,
     opened: Vec<FindingJson<'a>>,
     resolved: Vec<FindingJson<'a>>,
@@ -133,6 +134,7 @@ pub fn report_json(report: &RunReport) -> String {
         started_at: timestamp(report.started_at),
         finished_at: timestamp(report.finished_at),
         sources: report.sources.iter().map(SourceJson::from).collect(),
+        accounting: report.accounting,
         findings: report.open.iter().map(FindingJson::from).collect(),
         opened: report.opened.iter().map(FindingJson::from).collect(),
         resolved: report.resolved.iter().map(FindingJson::from).collect(),
@@ -260,47 +262,61 @@ fn findings_text(out: &mut String, open: &[Episode]) {
             severity.as_str().to_uppercase(),
             of_severity.len()
         );
-        for e in of_severity {
-            out.push_str("  ");
-            out.push_str(&episode_line(e));
-            out.push('\n');
-        }
+        episodes_table(out, &of_severity);
     }
 }
 
-/// One episode on one line: what, where, who, why, since when.
-fn episode_line(e: &Episode) -> String {
-    let f = &e.finding;
-    let subject = match (&f.target, &f.db_user) {
-        (Some(target), Some(db_user)) => format!("{} on {}", shown(db_user), shown(target)),
-        _ => format!(
-            "{} ({})",
-            shown(f.user_name.as_deref().unwrap_or("")),
-            shown(f.ic_user_id.as_deref().unwrap_or(""))
-        ),
-    };
-    let mut line = format!("{:28} {subject}  [{}]", f.kind.as_str(), f.reason.as_str());
-    if !f.candidates.is_empty() {
-        let _ = write!(
-            line,
-            " candidates: {}",
-            f.candidates
-                .iter()
-                .map(|c| shown(c))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+/// Episodes as aligned columns: kind, target, who, why, when, and the candidates of an
+/// ambiguous mapping.
+fn episodes_table(out: &mut String, episodes: &[&Episode]) {
+    let rows: Vec<[String; 6]> = episodes
+        .iter()
+        .map(|e| {
+            let f = &e.finding;
+            let who = match (&f.db_user, &f.ic_user_id) {
+                (Some(db_user), _) => shown(db_user),
+                (None, ic_user_id) => format!(
+                    "{} ({})",
+                    shown(f.user_name.as_deref().unwrap_or("")),
+                    shown(ic_user_id.as_deref().unwrap_or(""))
+                ),
+            };
+            let candidates = if f.candidates.is_empty() {
+                String::new()
+            } else {
+                let candidates: Vec<String> = f.candidates.iter().map(|c| shown(c)).collect();
+                format!("candidates: {}", candidates.join(", "))
+            };
+            let mut when = format!("run {} {}", e.opened_run, timestamp(e.opened_at));
+            if let (Some(run), Some(at)) = (e.resolved_run, e.resolved_at) {
+                let _ = write!(when, " → run {run} {}", timestamp(at));
+            }
+            [
+                f.kind.as_str().to_owned(),
+                shown(f.target.as_deref().unwrap_or("-")),
+                who,
+                f.reason.as_str().to_owned(),
+                when,
+                candidates,
+            ]
+        })
+        .collect();
+    let mut widths = [0usize; 6];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
     }
-    let _ = write!(
-        line,
-        "  since run {} ({})",
-        e.opened_run,
-        timestamp(e.opened_at)
-    );
-    if let (Some(run), Some(at)) = (e.resolved_run, e.resolved_at) {
-        let _ = write!(line, ", resolved in run {run} ({})", timestamp(at));
+    for row in &rows {
+        let mut line = String::from(" ");
+        for (w, cell) in widths.iter().zip(row) {
+            line.push(' ');
+            line.push_str(cell);
+            line.extend(std::iter::repeat_n(' ', w - cell.chars().count() + 1));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
-    line
 }
 
 /// `reconcile` for a terminal.
@@ -315,6 +331,18 @@ pub fn report_text(report: &RunReport) -> String {
         timestamp(report.finished_at)
     );
     sources_text(&mut out, &report.sources);
+    if let Some(a) = report.accounting {
+        let findings = report
+            .open
+            .iter()
+            .filter(|e| e.finding.db_user.is_some())
+            .count();
+        let _ = writeln!(
+            out,
+            "\nDatabase users: {}: {} person logins ({} of them findings), {} IAM roles, {} exempt (master, system, allowlisted, idgraph's own)",
+            a.database_users, a.person_logins, findings, a.iam_roles, a.exempt
+        );
+    }
     if report.status == idgraph_store::RunStatus::Partial {
         out.push_str(
             "\nPartial run: findings that depend on a failed source were neither opened nor resolved.\n",
@@ -332,11 +360,7 @@ pub fn report_text(report: &RunReport) -> String {
     }
     if !report.resolved.is_empty() {
         let _ = writeln!(out, "\nRESOLVED ({})", report.resolved.len());
-        for e in &report.resolved {
-            out.push_str("  ");
-            out.push_str(&episode_line(e));
-            out.push('\n');
-        }
+        episodes_table(&mut out, &report.resolved.iter().collect::<Vec<_>>());
     }
     out
 }
@@ -374,13 +398,6 @@ pub fn history_text(episodes: &[Episode], runs: &[RunRow]) -> String {
         );
     }
     let _ = writeln!(out, "\nEpisodes ({})", episodes.len());
-    for e in episodes {
-        out.push_str("  ");
-        out.push_str(&episode_line(e));
-        if e.resolved_run.is_none() {
-            out.push_str(", open");
-        }
-        out.push('\n');
-    }
+    episodes_table(&mut out, &episodes.iter().collect::<Vec<_>>());
     out
 }

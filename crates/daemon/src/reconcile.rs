@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
-use idgraph_model::{Graph, Scope, Snapshot, TargetSnapshot};
+use idgraph_model::{Accounting, Graph, Scope, Snapshot, TargetSnapshot};
 use idgraph_sources::file::{FileIdentityCenter, FileIdp, FileTarget};
 use idgraph_sources::Source;
 use idgraph_store::{Episode, NewRun, RunStatus, SourceRecord, SourceStatus, Store, StoreError};
@@ -82,6 +82,9 @@ pub struct RunReport {
     pub finished_at: DateTime<Utc>,
     /// Per source: status, object count, digest, error.
     pub sources: Vec<SourceRecord>,
+    /// How the database users were accounted for; `None` when the IdP or Identity Center
+    /// failed and no graph was built.
+    pub accounting: Option<Accounting>,
     /// Every finding open after the run.
     pub open: Vec<Episode>,
     /// Episodes this run opened.
@@ -201,7 +204,7 @@ pub async fn reconcile_once(ctx: &Context) -> Result<RunReport, ReconcileError> 
     }
 
     let mut evaluated = HashSet::new();
-    let findings = match (idp_users, ic_users) {
+    let (findings, accounting) = match (idp_users, ic_users) {
         (Some(idp_users), Some(ic_users)) => {
             evaluated.insert(Scope::IdentityCenter);
             evaluated.extend(
@@ -210,13 +213,15 @@ pub async fn reconcile_once(ctx: &Context) -> Result<RunReport, ReconcileError> 
                     .map(|t| Scope::Target(t.name.clone())),
             );
             let mapping = ctx.settings.mapping.clone();
-            tokio::task::spawn_blocking(move || {
-                Graph::build(idp_users, ic_users, target_snapshots, &mapping).findings()
+            let (findings, accounting) = tokio::task::spawn_blocking(move || {
+                let graph = Graph::build(idp_users, ic_users, target_snapshots, &mapping);
+                (graph.findings(), graph.accounting())
             })
             .await
-            .map_err(|e| ReconcileError::Graph(e.to_string()))?
+            .map_err(|e| ReconcileError::Graph(e.to_string()))?;
+            (findings, Some(accounting))
         }
-        _ => Vec::new(),
+        _ => (Vec::new(), None),
     };
 
     let sources: Vec<SourceRecord> = [idp.record, ic.record]
@@ -250,6 +255,7 @@ pub async fn reconcile_once(ctx: &Context) -> Result<RunReport, ReconcileError> 
         started_at: run.started_at,
         finished_at: run.finished_at,
         sources: run.sources,
+        accounting,
         open: recorded.open,
         opened: recorded.opened,
         resolved: recorded.resolved,

@@ -115,17 +115,19 @@ impl Index {
     }
 }
 
-/// Counts of how the database users of the graph are accounted for.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// How the database users of the graph are accounted for by their names alone; a person
+/// login is accounted for only if it matches an active person, which [`Graph::findings`]
+/// decides.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Accounting {
-    /// Database users matched to exactly one person.
-    pub people: usize,
-    /// IAM role users.
-    pub roles: usize,
-    /// Master/admin, login, system and allowlisted users.
+    /// Every database user of every target in the graph.
+    pub database_users: usize,
+    /// Users whose names must match a person (prefixed, or bare and not exempt).
+    pub person_logins: usize,
+    /// IAM role users (`IAMR:`), which no source covers.
+    pub iam_roles: usize,
+    /// Master/admin, idgraph's own login, system and allowlisted users.
     pub exempt: usize,
-    /// Database users that are findings.
-    pub findings: usize,
 }
 
 /// The identity graph of one run.
@@ -375,21 +377,17 @@ impl Graph {
 
     /// How the database users are accounted for, over all targets.
     pub fn accounting(&self) -> Accounting {
-        let mut accounting = Accounting::default();
+        let mut accounting = Accounting {
+            database_users: self.db_nodes.len(),
+            ..Accounting::default()
+        };
         for &node in &self.db_nodes {
-            let Node::Db { class, .. } = self.graph[node] else {
-                continue;
-            };
-            match class {
-                DbClass::Role => accounting.roles += 1,
-                DbClass::Master | DbClass::Login | DbClass::System | DbClass::Allowlisted => {
-                    accounting.exempt += 1
-                }
-                DbClass::Prefixed | DbClass::Bare => {
-                    if self.db_finding(node).is_some() {
-                        accounting.findings += 1;
-                    } else {
-                        accounting.people += 1;
+            if let Node::Db { class, .. } = self.graph[node] {
+                match class {
+                    DbClass::Role => accounting.iam_roles += 1,
+                    DbClass::Prefixed | DbClass::Bare => accounting.person_logins += 1,
+                    DbClass::Master | DbClass::Login | DbClass::System | DbClass::Allowlisted => {
+                        accounting.exempt += 1
                     }
                 }
             }

@@ -116,7 +116,7 @@ fn active_person_with_prefixed_users_is_no_finding() {
         .db("a", "IAM:ann@example.com")
         .db("b", "AWSIDC:ann@example.com");
     assert_eq!(org.summary(), vec![]);
-    assert_eq!(org.graph().accounting().people, 3);
+    assert_eq!(org.graph().accounting().person_logins, 3);
     let (class, links) = org.graph().explain("a", "IAMA:ann@example.com").unwrap();
     assert_eq!(class, DbClass::Prefixed);
     assert_eq!(
@@ -346,7 +346,14 @@ fn roles_master_system_allowlisted_and_login_users_are_accounted_for() {
     org.mapping.local_allowlist = vec!["etl_service".into()];
     assert_eq!(org.summary(), vec![]);
     let accounting = org.graph().accounting();
-    assert_eq!((accounting.roles, accounting.exempt), (1, 6));
+    assert_eq!(
+        (
+            accounting.database_users,
+            accounting.iam_roles,
+            accounting.exempt
+        ),
+        (7, 1, 6)
+    );
 
     // The master user of one target is not exempt on another.
     let org = org.db("b", "awsuser");

@@ -513,7 +513,7 @@ impl Store {
             counts,
             "the episodes read back differ from the changes written"
         );
-        tracing::info!(
+        tracing::debug!(
             run_id,
             status = run.status.as_str(),
             opened = opened.len(),
