@@ -31,22 +31,22 @@ fn an_unknown_key_fails_with_status_1_and_names_the_key() {
 }
 
 #[test]
-fn a_kind_not_built_yet_is_rejected_before_any_work() {
+fn a_secret_variable_not_set_is_rejected_before_any_work() {
     let ws = Workspace::new(&org());
     let config = std::fs::read_to_string(ws.config()).unwrap();
     ws.write(
         "idgraph.toml",
         &config.replace(
             "[idp]\nkind = \"file\"",
-            "[idp]\nkind = \"scim\"\nurl = \"https://idp.example.com/scim/v2\"\ntoken_env = \"T\"",
+            "[idp]\nkind = \"scim\"\nurl = \"https://idp.example.com/scim/v2\"\ntoken_env = \"IDGRAPH_TEST_UNSET_TOKEN\"",
         ),
     );
     let output = ws.idgraph(&["reconcile"]);
     assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
     assert!(
-        stderr(&output).contains("idp.kind = \"scim\" is not supported yet"),
-        "{}",
-        stderr(&output)
+        err.contains("idp.token_env names the environment variable IDGRAPH_TEST_UNSET_TOKEN, which is not set"),
+        "{err}"
     );
     assert!(
         !ws.path("store/idgraph.db").exists(),
@@ -119,4 +119,36 @@ fn a_malformed_export_is_named_with_its_position() {
         "{error}"
     );
     assert_eq!(report["findings"], serde_json::json!([]));
+}
+
+#[test]
+fn check_tries_every_source_once_and_writes_nothing() {
+    let ws = Workspace::new(&org());
+    let output = ws.idgraph(&["check"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    for line in ["idp ", "identity_center ", "analytics "] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(line))
+            .unwrap_or_else(|| panic!("no line for {line:?} in {text}"));
+        assert!(
+            line.contains(" ok ") && line.contains(" users in "),
+            "{line}"
+        );
+    }
+    assert!(
+        !ws.path("store/idgraph.db").exists(),
+        "check records nothing"
+    );
+
+    ws.remove("exports/analytics.csv");
+    let output = ws.idgraph(&["check"]);
+    assert_eq!(output.status.code(), Some(2));
+    let text = stdout(&output);
+    let analytics = text.lines().find(|l| l.starts_with("analytics")).unwrap();
+    assert!(
+        analytics.contains("FAILED") && analytics.contains("analytics.csv"),
+        "{analytics}"
+    );
 }

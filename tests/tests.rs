@@ -2,7 +2,11 @@
 //!
 //! One binary with a module per area (ripgrep's layout).
 
+mod aws;
 mod cli;
 mod demo;
+mod peers;
+mod postgres;
 mod reconcile;
+mod scim;
 mod util;

@@ -124,6 +124,8 @@ pub struct Workspace {
     pub dir: tempfile::TempDir,
     targets: Vec<String>,
     mapping: String,
+    /// `[[targets]]` tables written verbatim after the file targets.
+    extra_targets: String,
 }
 
 impl Workspace {
@@ -134,10 +136,21 @@ impl Workspace {
 
     /// As [`Workspace::new`], with a `[mapping]` section body.
     pub fn with_mapping(org: &Org, mapping: &str) -> Self {
+        Self::build(org, mapping, "")
+    }
+
+    /// The IdP and Identity Center exports of `org`, its file targets, and the
+    /// `[[targets]]` tables of `targets` (live targets).
+    pub fn with_targets(org: &Org, targets: &str) -> Self {
+        Self::build(org, "", targets)
+    }
+
+    fn build(org: &Org, mapping: &str, extra_targets: &str) -> Self {
         let ws = Self {
             dir: tempfile::tempdir().unwrap(),
             targets: org.targets(),
             mapping: mapping.to_owned(),
+            extra_targets: extra_targets.to_owned(),
         };
         ws.write_config();
         ws.write_org(org);
@@ -165,7 +178,8 @@ impl Workspace {
                 file_stem(t)
             ));
         }
-        text.push_str(&format!("[mapping]\n{}\n", self.mapping));
+        text.push_str(&self.extra_targets);
+        text.push_str(&format!("\n[mapping]\n{}\n", self.mapping));
         std::fs::create_dir_all(self.path("store")).unwrap();
         std::fs::write(self.config(), text).unwrap();
     }
@@ -197,6 +211,18 @@ impl Workspace {
     /// Runs `idgraph ARGS --config <this config>`.
     pub fn idgraph(&self, args: &[&str]) -> Output {
         idgraph_with_config(&self.config(), args)
+    }
+
+    /// Runs `idgraph ARGS --config <this config>` with extra environment variables.
+    pub fn idgraph_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_idgraph"))
+            .args(args)
+            .arg("--config")
+            .arg(self.config())
+            .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
+            .output()
+            .expect("the idgraph binary runs")
     }
 
     /// Runs `reconcile --format json`; returns the exit status and the parsed report.

@@ -4,11 +4,12 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use idgraph_store::{RunStatus, Store};
+use idgraph_store::{RunStatus, SourceStatus, Store};
 
 use crate::config;
 use crate::output;
-use crate::reconcile::{reconcile_once, Context};
+use crate::progress;
+use crate::reconcile::{reconcile_once, Context, Sources};
 
 /// Finds Amazon Redshift database users whose owner has left the company.
 #[derive(Debug, Parser)]
@@ -32,6 +33,13 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+    },
+    /// Validate the config and try every source once, a line per source.
+    ///
+    /// Exit status: 0 when every source answered, 2 when one failed, 1 for a bad config.
+    Check {
+        #[command(flatten)]
+        common: Common,
     },
     /// Show the findings open in the store.
     Findings {
@@ -71,7 +79,7 @@ pub enum Format {
     Json,
 }
 
-/// Exit status of a partial run.
+/// Exit status of a partial run, or of a check in which a source failed.
 pub const EXIT_PARTIAL: u8 = 2;
 
 /// Runs the command and returns the process exit status.
@@ -83,7 +91,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Reconcile { common, format } => {
             let settings = config::load(&common.config)?;
-            let ctx = Context::open(settings).await?;
+            let ctx = Context::open(settings, progress::for_stderr()).await?;
             let report = reconcile_once(&ctx).await;
             ctx.store.close().await;
             let report = report?;
@@ -97,6 +105,20 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             Ok(match report.status {
                 RunStatus::Complete => 0,
                 RunStatus::Partial => EXIT_PARTIAL,
+            })
+        }
+        Command::Check { common } => {
+            let settings = config::load(&common.config)?;
+            println!("config  ok  {}", common.config.display());
+            let records = Sources::new(&settings, progress::for_stderr())
+                .await?
+                .check()
+                .await;
+            print!("{}", output::check_text(&records));
+            Ok(if records.iter().all(|r| r.status == SourceStatus::Ok) {
+                0
+            } else {
+                EXIT_PARTIAL
             })
         }
         Command::Findings { common, format } => {

@@ -5,7 +5,16 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
+use idgraph_aws::{
+    IdentityCenterOptions, ProvisionedCredentials, ProvisionedOptions, ServerlessCredentials,
+    ServerlessOptions,
+};
 use idgraph_model::Mapping;
+use idgraph_sources::postgres::{Connection, SslMode};
+use idgraph_sources::scim::{Paging, ScimOptions};
+use idgraph_sources::Secret;
 use serde::Deserialize;
 
 /// Environment variables starting with this (then `__SECTION__KEY`) override the file.
@@ -121,6 +130,12 @@ struct IdpSection {
     token_file: Option<PathBuf>,
     /// scim: users per page (`count`).
     page_size: Option<u32>,
+    /// scim: `auto` (read /ServiceProviderConfig), `index` or `cursor`.
+    paging: Option<String>,
+    /// scim: pages in flight at once once the total is known (default 4).
+    concurrency: Option<usize>,
+    /// scim: seconds one request may take (default 30).
+    timeout_seconds: Option<u64>,
     /// file: a SCIM ListResponse, an array of them, or an array of User resources.
     path: Option<PathBuf>,
 }
@@ -141,6 +156,8 @@ struct IdentityCenterSection {
     region: Option<String>,
     /// aws: an endpoint override (VPC endpoint, local emulator).
     endpoint_url: Option<String>,
+    /// aws: client-side limit of `ListUsers` calls a second (default 20, the service quota).
+    requests_per_second: Option<u32>,
     /// file: the output of `aws identitystore list-users`.
     path: Option<PathBuf>,
 }
@@ -186,6 +203,8 @@ struct TargetSection {
     /// file, postgres: the master/admin user, which is never a finding (the APIs report it
     /// for provisioned and serverless targets).
     master_user: Option<String>,
+    /// How long connecting and each query may take, in seconds (default 60).
+    timeout_seconds: Option<u64>,
 }
 
 /// `[remediation]`: how remediation plans are written.
@@ -218,13 +237,15 @@ pub struct Settings {
 }
 
 /// Where the IdP's users come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum IdpSettings {
     /// A SCIM export on disk.
     File {
         /// The export.
         path: PathBuf,
     },
+    /// A live SCIM 2.0 service provider.
+    Scim(ScimOptions),
 }
 
 /// Where the Identity Center users come from.
@@ -235,6 +256,8 @@ pub enum IdentityCenterSettings {
         /// The export.
         path: PathBuf,
     },
+    /// The identitystore API.
+    Aws(IdentityCenterOptions),
 }
 
 /// One database target.
@@ -255,6 +278,19 @@ pub enum TargetSource {
         path: PathBuf,
         /// The master/admin user of the target, if known.
         master_user: Option<String>,
+    },
+    /// A provisioned Redshift cluster.
+    Provisioned(ProvisionedOptions),
+    /// A Redshift Serverless workgroup.
+    Serverless(ServerlessOptions),
+    /// A PostgreSQL-protocol endpoint with static credentials.
+    Postgres {
+        /// Where and as whom to connect.
+        connection: Connection,
+        /// The admin user of the database, if any.
+        master_user: Option<String>,
+        /// How long connecting and each query may take.
+        timeout: Duration,
     },
 }
 
@@ -278,6 +314,7 @@ pub fn load_with_env(
     path: &Path,
     env: Option<config::Map<String, String>>,
 ) -> Result<Settings, ConfigError> {
+    let overrides = env.clone();
     let load_error = |message: String| ConfigError::Load {
         path: path.to_owned(),
         message,
@@ -292,7 +329,7 @@ pub fn load_with_env(
                 .prefix_separator("__")
                 .separator("__")
                 .try_parsing(true)
-                .source(env),
+                .source(overrides),
         )
         .build()
         .and_then(|c| c.try_deserialize())
@@ -301,19 +338,236 @@ pub fn load_with_env(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    validate(raw, base).map_err(|problems| ConfigError::Invalid {
+    let lookup = |name: &str| match &env {
+        Some(map) => map.get(name).cloned(),
+        None => std::env::var(name).ok(),
+    };
+    validate(raw, base, &lookup).map_err(|problems| ConfigError::Invalid {
         path: path.to_owned(),
         problems,
     })
 }
 
-fn not_supported(key: &str, kind: &str) -> String {
-    format!("{key} = \"{kind}\" is not supported yet: use \"file\" exports for now")
+/// `[idp]` of kind `scim`.
+fn scim_options(
+    section: IdpSection,
+    env: &dyn Fn(&str) -> Option<String>,
+    base: &Path,
+    problems: &mut Vec<String>,
+) -> Option<ScimOptions> {
+    let url = required("idp.url", "scim", section.url, problems)?;
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        problems.push(format!(
+            "idp.url = \"{url}\" must start with https:// or http://"
+        ));
+    }
+    let mut options = ScimOptions::new(url);
+    options.token = match (section.token_env, section.token_file) {
+        (Some(_), Some(_)) => {
+            problems.push("idp.token_env and idp.token_file are both set; set one".into());
+            None
+        }
+        (Some(var), None) => from_env("idp.token_env", Some(&var), env, problems).map(Secret::new),
+        (None, Some(file)) => {
+            let file = base.join(file);
+            match std::fs::read_to_string(&file) {
+                Ok(token) if !token.trim().is_empty() => Some(Secret::new(token.trim())),
+                Ok(_) => {
+                    problems.push(format!("idp.token_file {} is empty", file.display()));
+                    None
+                }
+                Err(e) => {
+                    problems.push(format!(
+                        "idp.token_file {} cannot be read: {e}",
+                        file.display()
+                    ));
+                    None
+                }
+            }
+        }
+        (None, None) => None,
+    };
+    if let Some(page_size) = section.page_size {
+        options.page_size = page_size;
+    }
+    options.paging = match section.paging.as_deref() {
+        None | Some("auto") => Paging::Auto,
+        Some("index") => Paging::Index,
+        Some("cursor") => Paging::Cursor,
+        Some(other) => {
+            problems.push(format!(
+                "idp.paging = \"{other}\" is unknown: expected \"auto\", \"index\" or \"cursor\""
+            ));
+            Paging::Auto
+        }
+    };
+    if let Some(concurrency) = section.concurrency {
+        options.concurrency = concurrency;
+    }
+    if let Some(seconds) = section.timeout_seconds {
+        options.timeout = Duration::from_secs(seconds);
+    }
+    Some(options)
 }
 
-/// Checks everything that can be checked without I/O and resolves relative paths
-/// against `base`, the directory of the config file.
-fn validate(raw: RawConfig, base: &Path) -> Result<Settings, Vec<String>> {
+/// A `[[targets]]` table of kind `provisioned` or `serverless`.
+fn redshift_target(
+    key: &str,
+    target: TargetSection,
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> Option<TargetSource> {
+    let kind = target.kind.as_str();
+    let database = required(&format!("{key}.database"), kind, target.database, problems);
+    let sslmode = sslmode(
+        &format!("{key}.sslmode"),
+        target.sslmode.as_deref(),
+        problems,
+    );
+    let default_credentials = if kind == "provisioned" {
+        "get_cluster_credentials"
+    } else {
+        "serverless_get_credentials"
+    };
+    let credentials = target.credentials.as_deref().unwrap_or(default_credentials);
+    let static_login = |problems: &mut Vec<String>| {
+        let user_key = format!("{key}.user_env");
+        let password_key = format!("{key}.password_env");
+        let user_env = required(
+            &user_key,
+            "static credentials",
+            target.user_env.clone(),
+            problems,
+        );
+        let password_env = required(
+            &password_key,
+            "static credentials",
+            target.password_env.clone(),
+            problems,
+        );
+        let user = from_env(&user_key, user_env.as_deref(), env, problems);
+        let password = from_env(&password_key, password_env.as_deref(), env, problems);
+        Some((user?, Secret::new(password?)))
+    };
+    if kind == "provisioned" {
+        let cluster_identifier = required(
+            &format!("{key}.cluster_identifier"),
+            kind,
+            target.cluster_identifier.clone(),
+            problems,
+        );
+        let credentials = match credentials {
+            "get_cluster_credentials" => required(
+                &format!("{key}.db_user"),
+                "get_cluster_credentials",
+                target.db_user.clone(),
+                problems,
+            )
+            .map(|db_user| ProvisionedCredentials::GetClusterCredentials { db_user }),
+            "get_cluster_credentials_with_iam" => {
+                Some(ProvisionedCredentials::GetClusterCredentialsWithIam)
+            }
+            "static" => static_login(problems)
+                .map(|(user, password)| ProvisionedCredentials::Static { user, password }),
+            other => {
+                problems.push(format!(
+                    "{key}.credentials = \"{other}\" does not apply to a provisioned target: expected \"get_cluster_credentials\", \"get_cluster_credentials_with_iam\" or \"static\""
+                ));
+                None
+            }
+        };
+        Some(TargetSource::Provisioned(ProvisionedOptions {
+            name: target.name,
+            cluster_identifier: cluster_identifier?,
+            database: database?,
+            region: target.region,
+            endpoint_url: target.endpoint_url,
+            credentials: credentials?,
+            host: target.host,
+            port: target.port,
+            sslmode,
+        }))
+    } else {
+        let workgroup_name = required(
+            &format!("{key}.workgroup_name"),
+            kind,
+            target.workgroup_name.clone(),
+            problems,
+        );
+        let credentials = match credentials {
+            "serverless_get_credentials" => Some(ServerlessCredentials::GetCredentials),
+            "static" => static_login(problems)
+                .map(|(user, password)| ServerlessCredentials::Static { user, password }),
+            other => {
+                problems.push(format!(
+                    "{key}.credentials = \"{other}\" does not apply to a serverless target: expected \"serverless_get_credentials\" or \"static\""
+                ));
+                None
+            }
+        };
+        Some(TargetSource::Serverless(ServerlessOptions {
+            name: target.name,
+            workgroup_name: workgroup_name?,
+            database: database?,
+            region: target.region,
+            endpoint_url: target.endpoint_url,
+            credentials: credentials?,
+            host: target.host,
+            port: target.port,
+            sslmode,
+        }))
+    }
+}
+
+/// Reads the environment variable that `key` names; a missing variable is a problem that
+/// names the variable, never a value.
+fn from_env(
+    key: &str,
+    var: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> Option<String> {
+    let var = var?;
+    match env(var) {
+        Some(value) if !value.is_empty() => Some(value),
+        _ => {
+            problems.push(format!(
+                "{key} names the environment variable {var}, which is not set"
+            ));
+            None
+        }
+    }
+}
+
+/// A required key of a kind: `None` and a problem naming it when absent.
+fn required<T>(key: &str, kind: &str, value: Option<T>, problems: &mut Vec<String>) -> Option<T> {
+    if value.is_none() {
+        problems.push(format!("{key} is required for kind \"{kind}\""));
+    }
+    value
+}
+
+/// Parses `sslmode`, defaulting to `require`.
+fn sslmode(key: &str, value: Option<&str>, problems: &mut Vec<String>) -> SslMode {
+    match value {
+        None => SslMode::default(),
+        Some(s) => SslMode::parse(s).unwrap_or_else(|| {
+            problems.push(format!(
+                "{key} = \"{s}\" is unknown: expected \"disable\", \"prefer\", \"require\" or \"verify-full\""
+            ));
+            SslMode::default()
+        }),
+    }
+}
+
+/// Checks everything that can be checked without network I/O, reads the secrets the
+/// config names from the environment (`env`), and resolves relative paths against
+/// `base`, the directory of the config file.
+fn validate(
+    raw: RawConfig,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Settings, Vec<String>> {
     let mut problems = Vec::new();
     let resolve = |p: &Path| base.join(p);
     let required_path = |key: &str, path: Option<PathBuf>, problems: &mut Vec<String>| match path {
@@ -327,10 +581,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Settings, Vec<String>> {
     let idp = match raw.idp.kind.as_str() {
         "file" => required_path("idp.path", raw.idp.path, &mut problems)
             .map(|path| IdpSettings::File { path }),
-        "scim" => {
-            problems.push(not_supported("idp.kind", "scim"));
-            None
-        }
+        "scim" => scim_options(raw.idp, env, base, &mut problems).map(IdpSettings::Scim),
         other => {
             problems.push(format!(
                 "idp.kind = \"{other}\" is unknown: expected \"scim\" or \"file\""
@@ -347,8 +598,22 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Settings, Vec<String>> {
         )
         .map(|path| IdentityCenterSettings::File { path }),
         "aws" => {
-            problems.push(not_supported("identity_center.kind", "aws"));
-            None
+            let section = raw.identity_center;
+            required(
+                "identity_center.identity_store_id",
+                "aws",
+                section.identity_store_id,
+                &mut problems,
+            )
+            .map(|identity_store_id| {
+                let mut options = IdentityCenterOptions::new(identity_store_id);
+                options.region = section.region;
+                options.endpoint_url = section.endpoint_url;
+                if let Some(rate) = section.requests_per_second {
+                    options.requests_per_second = rate;
+                }
+                IdentityCenterSettings::Aws(options)
+            })
         }
         other => {
             problems.push(format!(
@@ -362,6 +627,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Settings, Vec<String>> {
     let mut targets = Vec::with_capacity(raw.targets.len());
     for (i, target) in raw.targets.into_iter().enumerate() {
         let key = format!("targets[{i}]");
+        let name = target.name.clone();
         if target.name.trim().is_empty() {
             problems.push(format!("{key}.name must not be empty"));
         } else if RESERVED_NAMES.contains(&target.name.as_str()) {
@@ -384,10 +650,61 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Settings, Vec<String>> {
                     }
                 })
             }
-            kind @ ("provisioned" | "serverless" | "postgres") => {
-                problems.push(not_supported(&format!("{key}.kind"), kind));
-                None
+            "postgres" => {
+                let kind = "postgres";
+                let host = required(&format!("{key}.host"), kind, target.host, &mut problems);
+                let database = required(
+                    &format!("{key}.database"),
+                    kind,
+                    target.database,
+                    &mut problems,
+                );
+                if let Some(other) = target.credentials.as_deref().filter(|c| *c != "static") {
+                    problems.push(format!(
+                        "{key}.credentials = \"{other}\" does not apply: a postgres target uses \"static\" credentials from user_env and password_env"
+                    ));
+                }
+                let user_env = required(
+                    &format!("{key}.user_env"),
+                    kind,
+                    target.user_env,
+                    &mut problems,
+                );
+                let user = from_env(
+                    &format!("{key}.user_env"),
+                    user_env.as_deref(),
+                    env,
+                    &mut problems,
+                );
+                let password = from_env(
+                    &format!("{key}.password_env"),
+                    target.password_env.as_deref(),
+                    env,
+                    &mut problems,
+                )
+                .map(Secret::new);
+                let sslmode = sslmode(
+                    &format!("{key}.sslmode"),
+                    target.sslmode.as_deref(),
+                    &mut problems,
+                );
+                match (host, database, user) {
+                    (Some(host), Some(database), Some(user)) => Some(TargetSource::Postgres {
+                        connection: Connection {
+                            host,
+                            port: target.port.unwrap_or(5432),
+                            database,
+                            user,
+                            password,
+                            sslmode,
+                        },
+                        master_user: target.master_user,
+                        timeout: Duration::from_secs(target.timeout_seconds.unwrap_or(60)),
+                    }),
+                    _ => None,
+                }
             }
+            "provisioned" | "serverless" => redshift_target(&key, target, env, &mut problems),
             other => {
                 problems.push(format!(
                     "{key}.kind = \"{other}\" is unknown: expected \"provisioned\", \"serverless\", \"postgres\" or \"file\""
@@ -396,10 +713,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Settings, Vec<String>> {
             }
         };
         if let Some(source) = source {
-            targets.push(TargetSettings {
-                name: target.name,
-                source,
-            });
+            targets.push(TargetSettings { name, source });
         }
     }
 
@@ -478,11 +792,10 @@ master_user = "awsuser"
     fn minimal_file_config_resolves_paths_against_the_config_directory() {
         let (dir, settings) = load_text(MINIMAL);
         let settings = settings.unwrap();
-        assert_eq!(
-            settings.idp,
-            IdpSettings::File {
-                path: dir.path().join("exports/scim.json")
-            }
+        assert!(
+            matches!(&settings.idp, IdpSettings::File { path } if *path == dir.path().join("exports/scim.json")),
+            "{:?}",
+            settings.idp
         );
         assert_eq!(
             settings.identity_center,
@@ -522,6 +835,8 @@ master_user = "awsuser"
 [idp]
 kind = "scim"
 url = "https://idp.example.com/scim/v2"
+token_env = "NOT_SET_ANYWHERE"
+paging = "pages"
 
 [identity_center]
 kind = "file"
@@ -529,6 +844,14 @@ kind = "file"
 [[targets]]
 name = "idp"
 kind = "provisioned"
+sslmode = "verify_full"
+
+[[targets]]
+name = "wg"
+kind = "serverless"
+workgroup_name = "finance"
+database = "dev"
+credentials = "get_cluster_credentials"
 
 [[targets]]
 name = "a"
@@ -542,18 +865,89 @@ kind = "redshift"
         let (_dir, err) = load_text(text);
         let message = err.unwrap_err().to_string();
         for expected in [
-            "idp.kind = \"scim\" is not supported yet",
+            "idp.token_env names the environment variable NOT_SET_ANYWHERE, which is not set",
+            "idp.paging = \"pages\" is unknown",
             "identity_center.path is required",
             "targets[0].name = \"idp\" is reserved",
-            "targets[0].kind = \"provisioned\" is not supported yet",
-            "targets[2].name = \"a\" is used by another target",
-            "targets[2].kind = \"redshift\" is unknown",
+            "targets[0].cluster_identifier is required for kind \"provisioned\"",
+            "targets[0].database is required for kind \"provisioned\"",
+            "targets[0].db_user is required for kind \"get_cluster_credentials\"",
+            "targets[0].sslmode = \"verify_full\" is unknown",
+            "targets[1].credentials = \"get_cluster_credentials\" does not apply to a serverless target",
+            "targets[3].name = \"a\" is used by another target",
+            "targets[3].kind = \"redshift\" is unknown",
         ] {
             assert!(
                 message.contains(expected),
                 "missing {expected:?} in {message}"
             );
         }
+    }
+
+    #[test]
+    fn live_sources_read_their_secrets_from_the_environment() {
+        let text = r#"
+[idp]
+kind = "scim"
+url = "https://idp.example.com/scim/v2"
+token_env = "SCIM_TOKEN"
+page_size = 50
+
+[identity_center]
+kind = "aws"
+identity_store_id = "d-1234567890"
+region = "eu-west-1"
+endpoint_url = "http://127.0.0.1:5000"
+
+[[targets]]
+name = "analytics"
+kind = "provisioned"
+cluster_identifier = "analytics"
+database = "dev"
+db_user = "idgraph_reader"
+host = "127.0.0.1"
+port = 5439
+
+[[targets]]
+name = "finance"
+kind = "serverless"
+workgroup_name = "finance-wg"
+database = "dev"
+credentials = "static"
+user_env = "FIN_USER"
+password_env = "FIN_PASSWORD"
+"#;
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), text);
+        let env = config::Map::from([
+            ("SCIM_TOKEN".to_owned(), "tok-123".to_owned()),
+            ("FIN_USER".to_owned(), "reader".to_owned()),
+            ("FIN_PASSWORD".to_owned(), "pw-456".to_owned()),
+        ]);
+        let settings = load_with_env(&path, Some(env)).unwrap();
+        let IdpSettings::Scim(scim) = &settings.idp else {
+            panic!("{:?}", settings.idp)
+        };
+        assert_eq!(scim.token.as_ref().map(Secret::expose), Some("tok-123"));
+        assert_eq!(scim.page_size, 50);
+        assert!(matches!(
+            &settings.identity_center,
+            IdentityCenterSettings::Aws(o) if o.identity_store_id == "d-1234567890" && o.region.as_deref() == Some("eu-west-1")
+        ));
+        assert!(matches!(
+            &settings.targets[0].source,
+            TargetSource::Provisioned(o) if o.credentials == ProvisionedCredentials::GetClusterCredentials { db_user: "idgraph_reader".into() } && o.port == Some(5439) && o.sslmode == SslMode::Require
+        ));
+        assert!(matches!(
+            &settings.targets[1].source,
+            TargetSource::Serverless(o) if o.credentials == ServerlessCredentials::Static { user: "reader".into(), password: Secret::new("pw-456") }
+        ));
+        // Secrets never show in the settings' Debug form.
+        let shown = format!("{settings:?}");
+        assert!(
+            !shown.contains("tok-123") && !shown.contains("pw-456"),
+            "{shown}"
+        );
     }
 
     #[test]

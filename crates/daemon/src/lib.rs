@@ -7,8 +7,10 @@
 //! - [`reconcile`]: [`reconcile::reconcile_once`], fetch → graph → diff → store.
 //! - [`cli`]: the commands.
 //! - [`output`]: the JSON contract and the text a terminal shows.
+//! - [`progress`]: progress of long fetches on a terminal.
 
 pub mod cli;
 pub mod config;
 pub mod output;
+pub mod progress;
 pub mod reconcile;

@@ -365,6 +365,37 @@ pub fn report_text(report: &RunReport) -> String {
     out
 }
 
+/// `check`: a line per source, ok with its object count and time, or the error.
+pub fn check_text(records: &[SourceRecord]) -> String {
+    let width = records
+        .iter()
+        .map(|r| r.name.chars().count())
+        .max()
+        .unwrap_or(0);
+    let kind_width = records.iter().map(|r| r.kind.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for r in records {
+        let detail = match (r.status, r.objects, &r.error) {
+            (SourceStatus::Ok, Some(n), _) => {
+                format!("{n} users in {:.1} s", r.duration_ms as f64 / 1000.0)
+            }
+            (_, _, Some(error)) => shown(error),
+            _ => String::new(),
+        };
+        let status = match r.status {
+            SourceStatus::Ok => "ok",
+            SourceStatus::Failed => "FAILED",
+        };
+        let name = shown(&r.name);
+        let _ = writeln!(
+            out,
+            "{name:width$}  {:kind_width$}  {status:6}  {detail}",
+            r.kind
+        );
+    }
+    out
+}
+
 /// `findings` for a terminal.
 pub fn open_text(open: &[Episode]) -> String {
     let mut out = format!("Open findings: {}\n", open.len());

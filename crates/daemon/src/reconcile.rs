@@ -1,13 +1,17 @@
 //! One reconciliation run: fetch every source, build the graph, diff, record.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
+use idgraph_aws::{IdentityCenterSource, ProvisionedTarget, ServerlessTarget};
 use idgraph_model::{Accounting, Graph, Scope, Snapshot, TargetSnapshot};
 use idgraph_sources::file::{FileIdentityCenter, FileIdp, FileTarget};
-use idgraph_sources::Source;
+use idgraph_sources::postgres::PostgresTarget;
+use idgraph_sources::scim::ScimSource;
+use idgraph_sources::{Progress, Source, SourceError};
 use idgraph_store::{Episode, NewRun, RunStatus, SourceRecord, SourceStatus, Store, StoreError};
 use tracing::{info, warn};
 
@@ -16,12 +20,8 @@ use crate::config::{IdentityCenterSettings, IdpSettings, Settings, TargetSource}
 /// How many targets are fetched at once.
 const TARGET_CONCURRENCY: usize = 4;
 
-/// Everything a run needs: the settings, the store, and a source per system.
-pub struct Context {
-    /// The validated configuration.
-    pub settings: Settings,
-    /// The drift history.
-    pub store: Store,
+/// A source for each configured system.
+pub struct Sources {
     /// The identity provider.
     pub idp: Box<dyn Source>,
     /// IAM Identity Center.
@@ -30,41 +30,110 @@ pub struct Context {
     pub targets: Vec<Box<dyn Source>>,
 }
 
-impl Context {
-    /// Opens (and migrates) the store and builds a source for each configured system.
+impl Sources {
+    /// Builds a source for each system `settings` configures; long fetches report to
+    /// `progress`. Opens no connection: AWS credentials and endpoints resolve lazily.
     ///
     /// # Errors
     ///
-    /// When the store cannot be opened or migrated.
-    pub async fn open(settings: Settings) -> Result<Self, StoreError> {
-        let store = Store::open(&settings.store_path).await?;
+    /// When a source cannot be set up from its settings (an unusable SCIM URL).
+    pub async fn new(
+        settings: &Settings,
+        progress: Arc<dyn Progress>,
+    ) -> Result<Self, SourceError> {
         let idp: Box<dyn Source> = match &settings.idp {
             IdpSettings::File { path } => Box::new(FileIdp::new(path.clone())),
+            IdpSettings::Scim(options) => {
+                Box::new(ScimSource::new(options.clone(), progress.clone())?)
+            }
         };
         let identity_center: Box<dyn Source> = match &settings.identity_center {
             IdentityCenterSettings::File { path } => {
                 Box::new(FileIdentityCenter::new(path.clone()))
             }
+            IdentityCenterSettings::Aws(options) => {
+                Box::new(IdentityCenterSource::new(options.clone(), progress.clone()).await)
+            }
         };
-        let targets = settings
-            .targets
-            .iter()
-            .map(|target| -> Box<dyn Source> {
-                match &target.source {
-                    TargetSource::File { path, master_user } => {
-                        let mut source = FileTarget::new(target.name.clone(), path.clone());
-                        source.master_user = master_user.clone();
-                        Box::new(source)
-                    }
+        let mut targets: Vec<Box<dyn Source>> = Vec::with_capacity(settings.targets.len());
+        for target in &settings.targets {
+            targets.push(match &target.source {
+                TargetSource::Provisioned(options) => {
+                    Box::new(ProvisionedTarget::new(options.clone()).await)
                 }
-            })
-            .collect();
+                TargetSource::Serverless(options) => {
+                    Box::new(ServerlessTarget::new(options.clone()).await)
+                }
+                TargetSource::File { path, master_user } => {
+                    let mut source = FileTarget::new(target.name.clone(), path.clone());
+                    source.master_user = master_user.clone();
+                    Box::new(source)
+                }
+                TargetSource::Postgres {
+                    connection,
+                    master_user,
+                    timeout,
+                } => Box::new(PostgresTarget {
+                    name: target.name.clone(),
+                    connection: connection.clone(),
+                    master_user: master_user.clone(),
+                    timeout: *timeout,
+                }),
+            });
+        }
         Ok(Self {
-            settings,
-            store,
             idp,
             identity_center,
             targets,
+        })
+    }
+
+    /// Fetches every source once, targets at most [`TARGET_CONCURRENCY`] at a time.
+    async fn fetch_all(&self) -> (Fetched, Fetched, Vec<Fetched>) {
+        tokio::join!(
+            fetch(self.idp.as_ref()),
+            fetch(self.identity_center.as_ref()),
+            stream::iter(&self.targets)
+                .map(|t| fetch(t.as_ref()))
+                .buffered(TARGET_CONCURRENCY)
+                .collect::<Vec<_>>()
+        )
+    }
+
+    /// Tries every source once, as `idgraph check` does: what each would deliver, or why not.
+    pub async fn check(&self) -> Vec<SourceRecord> {
+        let (idp, ic, targets) = self.fetch_all().await;
+        [idp, ic]
+            .into_iter()
+            .chain(targets)
+            .map(|fetched| fetched.record)
+            .collect()
+    }
+}
+
+/// Everything a run needs: the settings, the store, and a source per system.
+pub struct Context {
+    /// The validated configuration.
+    pub settings: Settings,
+    /// The drift history.
+    pub store: Store,
+    /// A source per system.
+    pub sources: Sources,
+}
+
+impl Context {
+    /// Opens (and migrates) the store and builds a source for each configured system.
+    ///
+    /// # Errors
+    ///
+    /// When a source cannot be set up, or the store cannot be opened or migrated.
+    pub async fn open(settings: Settings, progress: Arc<dyn Progress>) -> anyhow::Result<Self> {
+        let sources = Sources::new(&settings, progress).await?;
+        let store = Store::open(&settings.store_path).await?;
+        Ok(Self {
+            settings,
+            store,
+            sources,
         })
     }
 }
@@ -168,15 +237,7 @@ fn wrong_kind(fetched: &mut Fetched) {
 /// Only when the run cannot be recorded; source failures are part of the report.
 pub async fn reconcile_once(ctx: &Context) -> Result<RunReport, ReconcileError> {
     let started_at = Utc::now();
-    let (mut idp, mut ic, targets) = tokio::join!(
-        fetch(ctx.idp.as_ref()),
-        fetch(ctx.identity_center.as_ref()),
-        stream::iter(&ctx.targets)
-            .map(|t| fetch(t.as_ref()))
-            .buffered(TARGET_CONCURRENCY)
-            .collect::<Vec<_>>()
-    );
-    let mut targets = targets;
+    let (mut idp, mut ic, mut targets) = ctx.sources.fetch_all().await;
 
     let idp_users = match idp.snapshot.take() {
         Some(Snapshot::Idp(users)) => Some(users),

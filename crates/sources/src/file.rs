@@ -193,7 +193,10 @@ impl Problem {
         let path = path.to_path_buf();
         match self {
             Problem::Malformed(detail) => SourceError::Malformed { path, detail },
-            Problem::Incomplete(detail) => SourceError::Incomplete { path, detail },
+            Problem::Incomplete(detail) => SourceError::Incomplete {
+                origin: path.display().to_string(),
+                detail,
+            },
         }
     }
 }
@@ -282,7 +285,7 @@ fn json_problem(err: &serde_json::Error) -> Problem {
 /// A JSON boolean, or the string `"true"` or `"false"` in any case: some IdPs send
 /// SCIM booleans as strings.
 #[derive(Debug, Clone, Copy)]
-struct LenientBool(bool);
+pub(crate) struct LenientBool(pub(crate) bool);
 
 impl<'de> Deserialize<'de> for LenientBool {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -392,7 +395,7 @@ impl ScimItem {
 /// A SCIM User resource; attributes not declared here are skipped.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ScimUser {
+pub(crate) struct ScimUser {
     // Optional here so a missing attribute is reported with the user's index rather than
     // as serde's "missing field" at the position of the closing brace.
     id: Option<String>,
@@ -522,7 +525,7 @@ fn parse_scim(bytes: Vec<u8>) -> Result<Vec<IdpUser>, Problem> {
 }
 
 /// The model user, or what is missing, e.g. "has no `userName`".
-fn idp_user(user: ScimUser) -> Result<IdpUser, &'static str> {
+pub(crate) fn idp_user(user: ScimUser) -> Result<IdpUser, &'static str> {
     let id = user.id.filter(|id| !id.is_empty()).ok_or("has no `id`")?;
     let user_name = user
         .user_name
@@ -1215,7 +1218,11 @@ mod tests {
             .with_writer(move || writer.clone())
             .with_ansi(false)
             .finish();
-        (captured, tracing::subscriber::set_default(subscriber))
+        let guard = tracing::subscriber::set_default(subscriber);
+        // A callsite another test's thread registered while no subscriber was interested
+        // is cached as disabled; recompute now that this one is.
+        tracing::callsite::rebuild_interest_cache();
+        (captured, guard)
     }
 
     #[tokio::test]

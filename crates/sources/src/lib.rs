@@ -4,10 +4,21 @@
 //! - [`Source`]: the trait every source implements, and [`SourceError`].
 //! - [`file`]: sources that read exports from disk: a SCIM `/Users` dump, the output of
 //!   `aws identitystore list-users`, and a `psql --csv` dump of `pg_user`.
+//! - [`scim`]: a live SCIM 2.0 `/Users` endpoint.
+//! - [`postgres`]: reading `pg_user` over SQL from Redshift or PostgreSQL.
+//! - [`secret`]: [`Secret`], a string that never prints.
+//! - [`progress`]: [`Progress`], how a long fetch reports pages and users.
 
 pub mod file;
+pub mod postgres;
+pub mod progress;
+pub mod scim;
+pub mod secret;
 
 use std::path::PathBuf;
+
+pub use progress::{NoProgress, Progress};
+pub use secret::Secret;
 
 use idgraph_model::Snapshot;
 
@@ -46,12 +57,49 @@ pub enum SourceError {
         /// Where in the file and what is wrong, e.g. `line 3, column 7: expected ...`.
         detail: String,
     },
-    /// An export says it holds more than it does: using it would make users look deleted.
-    #[error("{}: incomplete export: {detail}", path.display())]
+    /// A source says it holds more than it delivered (a short export, a missing page):
+    /// using it would make users look deleted.
+    #[error("{origin}: incomplete: {detail}")]
     Incomplete {
-        /// The file.
-        path: PathBuf,
+        /// The file or endpoint.
+        origin: String,
         /// What is missing.
+        detail: String,
+    },
+    /// A remote system answered with an error: an HTTP error status, an AWS service
+    /// error, a failed SQL query.
+    #[error("{origin}: {detail}")]
+    Remote {
+        /// The endpoint or target and the request, never with credentials.
+        origin: String,
+        /// The HTTP status, when there is one.
+        status: Option<u16>,
+        /// What the system said (a SCIM `detail`, an AWS error message, a SQLSTATE).
+        detail: String,
+    },
+    /// A remote system could not be reached or did not answer in time.
+    #[error("{origin}: unreachable: {detail}")]
+    Unreachable {
+        /// The endpoint or target.
+        origin: String,
+        /// Why: connection refused, timeout, TLS failure.
+        detail: String,
+    },
+    /// A remote system answered with something that is not what its protocol promises.
+    #[error("{origin}: unexpected response: {detail}")]
+    InvalidResponse {
+        /// The endpoint and request.
+        origin: String,
+        /// What was wrong with the answer.
+        detail: String,
+    },
+    /// Credentials could not be found or obtained (a token variable not set, a failed
+    /// `GetClusterCredentials`). The message never holds a secret.
+    #[error("{origin}: credentials: {detail}")]
+    Credentials {
+        /// Where credentials were sought.
+        origin: String,
+        /// What is missing or what failed.
         detail: String,
     },
 }
@@ -63,6 +111,10 @@ impl SourceError {
             SourceError::Read { .. } => "read",
             SourceError::Malformed { .. } => "malformed",
             SourceError::Incomplete { .. } => "incomplete",
+            SourceError::Remote { .. } => "remote",
+            SourceError::Unreachable { .. } => "unreachable",
+            SourceError::InvalidResponse { .. } => "invalid_response",
+            SourceError::Credentials { .. } => "credentials",
         }
     }
 }

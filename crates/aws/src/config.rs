@@ -1,0 +1,88 @@
+//! How every AWS client of this crate is configured.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, ConfigLoader, Region};
+use aws_credential_types::provider::ProvideCredentials;
+use aws_credential_types::Credentials;
+use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
+use aws_smithy_http_client::tls::Provider;
+
+pub use aws_config::SdkConfig;
+
+/// How many times the SDK tries one request, the first try included. Throttling
+/// (`ThrottlingException`) and transient errors (a 5xx, a refused connection) are retried
+/// with exponential backoff and jitter (the SDK's `standard` retry mode).
+pub const MAX_ATTEMPTS: u32 = 5;
+
+/// How long a TCP/TLS connect to an AWS endpoint may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one try of a request may take.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a request may take, all tries and backoff included.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Loads the shared AWS configuration the way the AWS CLI does
+/// (`aws_config::defaults(BehaviorVersion::latest())`): region and credentials from the
+/// environment, the profile files, web identity (EKS), the ECS container endpoint or the
+/// instance metadata service, each overridden when given here.
+///
+/// Every client built from it uses an HTTPS client on rustls (ring) with the system's
+/// root certificates, the SDK's `standard` retry mode with [`MAX_ATTEMPTS`] tries, and
+/// timeouts (5 s to connect, 30 s a try, 120 s a request).
+///
+/// - `region`: overrides the region chain.
+/// - `endpoint_url`: sends every request to this URL (a VPC endpoint, a local emulator).
+/// - `credentials`: fixed credentials instead of the chain, for tests and emulators.
+///
+/// AWS SSO (`aws sso login`) profiles are not supported: the SDK's SSO provider is left
+/// out to keep the build small; use a role, web identity or environment credentials.
+///
+/// Loading never fails: a missing region or missing credentials surface as the error of
+/// the first request.
+///
+/// The SDK logs response bodies at `trace` level except for operations whose output is
+/// sensitive (`GetClusterCredentials`, `GetCredentials`, `ListUsers`), unless the
+/// environment sets `LOG_SENSITIVE_BODIES=true`: never set it where idgraph runs.
+pub async fn sdk_config(
+    region: Option<&str>,
+    endpoint_url: Option<&str>,
+    credentials: Option<Credentials>,
+) -> SdkConfig {
+    load(region, endpoint_url, credentials).await
+}
+
+/// [`sdk_config`] with any credentials provider.
+pub(crate) async fn load(
+    region: Option<&str>,
+    endpoint_url: Option<&str>,
+    credentials: Option<impl ProvideCredentials + 'static>,
+) -> SdkConfig {
+    let mut loader: ConfigLoader = aws_config::defaults(BehaviorVersion::latest())
+        // The SDK's default HTTPS client builds aws-lc from C; ring is already in the build.
+        .http_client(
+            aws_smithy_http_client::Builder::new()
+                .tls_provider(Provider::Rustls(CryptoMode::Ring))
+                .build_https(),
+        )
+        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .operation_timeout(OPERATION_TIMEOUT)
+                .build(),
+        );
+    if let Some(region) = region {
+        loader = loader.region(Region::new(region.to_owned()));
+    }
+    if let Some(url) = endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    if let Some(credentials) = credentials {
+        loader = loader.credentials_provider(credentials);
+    }
+    loader.load().await
+}

@@ -1,0 +1,245 @@
+//! What provisioned clusters and serverless workgroups share once their API has said where
+//! to connect, who the master or admin user is, and which credentials to use: the SQL
+//! connection and the snapshot. The two APIs differ only in how they answer that
+//! ([`crate::provisioned`], [`crate::serverless`]); this is where they meet.
+
+use std::time::Duration;
+
+use idgraph_model::{Snapshot, TargetSnapshot};
+use idgraph_sources::postgres::{read_catalog, Connection, SslMode};
+use idgraph_sources::{Secret, SourceError};
+use tracing::debug;
+
+/// `DurationSeconds` of every temporary-credentials call: the minimum AWS allows. idgraph
+/// connects once, right away, and a password that expires sooner is worth less to anyone
+/// who might get hold of it.
+pub const CREDENTIALS_DURATION_SECONDS: i32 = 900;
+
+/// How long connecting to a target's database, and each catalog query, may take.
+pub const SQL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How idgraph logs in to a target's database.
+#[derive(Debug)]
+pub(crate) struct Login {
+    /// The login name exactly as the catalog holds it (`IAM:idgraph_reader`).
+    pub(crate) user: String,
+    pub(crate) password: Secret,
+}
+
+/// What a target's API says about it.
+#[derive(Debug)]
+pub(crate) struct Resolved {
+    /// The endpoint address, when the API reports one (a paused cluster has none).
+    pub(crate) host: Option<String>,
+    /// The endpoint port, when the API reports one.
+    pub(crate) port: Option<i32>,
+    /// Why there may be no endpoint (`paused`, `creating`), for the error.
+    pub(crate) status: Option<String>,
+    /// The master user of the cluster or the admin user of the namespace.
+    pub(crate) master_user: String,
+    pub(crate) login: Login,
+}
+
+/// The configuration both kinds of target share.
+#[derive(Debug, Clone)]
+pub(crate) struct Common {
+    pub(crate) name: String,
+    pub(crate) database: String,
+    pub(crate) host: Option<String>,
+    pub(crate) port: Option<u16>,
+    pub(crate) sslmode: SslMode,
+}
+
+impl Common {
+    /// Where to connect: the configured host and port where set, else the endpoint the
+    /// API reported. `origin` is the API call that reported it.
+    pub(crate) fn connection(
+        &self,
+        origin: &str,
+        resolved: &Resolved,
+    ) -> Result<Connection, SourceError> {
+        let no_endpoint = |what: &str| SourceError::Unreachable {
+            origin: origin.to_owned(),
+            detail: format!(
+                "no endpoint {what} reported (status: {}); set host and port to connect anyway",
+                resolved.status.as_deref().unwrap_or("unknown")
+            ),
+        };
+        let host = match (&self.host, &resolved.host) {
+            (Some(host), _) => host.clone(),
+            (None, Some(host)) if !host.is_empty() => host.clone(),
+            (None, _) => return Err(no_endpoint("address")),
+        };
+        let port = match (self.port, resolved.port) {
+            (Some(port), _) => port,
+            (None, Some(port)) => {
+                u16::try_from(port).map_err(|_| SourceError::InvalidResponse {
+                    origin: origin.to_owned(),
+                    detail: format!("endpoint port {port} is not a TCP port"),
+                })?
+            }
+            (None, None) => return Err(no_endpoint("port")),
+        };
+        Ok(Connection {
+            host,
+            port,
+            database: self.database.clone(),
+            user: resolved.login.user.clone(),
+            password: Some(resolved.login.password.clone()),
+            sslmode: self.sslmode,
+        })
+    }
+
+    /// Reads the catalog over SQL and builds the target's snapshot.
+    pub(crate) async fn snapshot(
+        &self,
+        origin: &str,
+        resolved: Resolved,
+    ) -> Result<Snapshot, SourceError> {
+        let connection = self.connection(origin, &resolved)?;
+        let catalog = read_catalog(&self.name, &connection, SQL_TIMEOUT).await?;
+        if catalog.current_user != resolved.login.user {
+            // Not an error: the login user is what the credentials call returned, and both
+            // spellings are never findings. Worth knowing when matching looks off.
+            debug!(
+                target_name = %self.name,
+                login_user = %resolved.login.user,
+                current_user = %catalog.current_user,
+                "The database knows the login user under another name."
+            );
+        }
+        Ok(Snapshot::Target(TargetSnapshot {
+            name: self.name.clone(),
+            users: catalog.users,
+            master_user: Some(resolved.master_user),
+            login_user: Some(resolved.login.user),
+            namespaces: catalog.namespaces,
+        }))
+    }
+}
+
+/// A non-empty string field of an API answer, or an error naming it.
+pub(crate) fn required(
+    origin: &str,
+    field: &str,
+    value: Option<&str>,
+) -> Result<String, SourceError> {
+    match value {
+        Some(value) if !value.is_empty() => Ok(value.to_owned()),
+        _ => Err(SourceError::InvalidResponse {
+            origin: origin.to_owned(),
+            detail: format!("the answer has no {field}"),
+        }),
+    }
+}
+
+/// The login of a temporary-credentials answer (`DbUser`, `DbPassword`). The password goes
+/// straight into a [`Secret`].
+pub(crate) fn login(
+    origin: &str,
+    db_user: Option<&str>,
+    db_password: Option<&str>,
+) -> Result<Login, SourceError> {
+    let user = required(origin, "DbUser", db_user)?;
+    let password = match db_password {
+        Some(password) if !password.is_empty() => Secret::new(password),
+        _ => {
+            return Err(SourceError::InvalidResponse {
+                origin: origin.to_owned(),
+                detail: "the answer has no DbPassword".to_owned(),
+            })
+        }
+    };
+    Ok(Login { user, password })
+}
+
+/// An error of a temporary-credentials call: a refusal is a credentials failure, and an
+/// answer that does not parse is reported without its parser's words, which could quote
+/// the password.
+pub(crate) fn credentials_error(error: SourceError) -> SourceError {
+    match error {
+        SourceError::Remote { origin, detail, .. } => SourceError::Credentials { origin, detail },
+        SourceError::InvalidResponse { origin, .. } => SourceError::InvalidResponse {
+            origin,
+            detail: "the credentials answer does not parse".to_owned(),
+        },
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn common(host: Option<&str>, port: Option<u16>) -> Common {
+        Common {
+            name: "analytics".into(),
+            database: "dev".into(),
+            host: host.map(str::to_owned),
+            port,
+            sslmode: SslMode::Require,
+        }
+    }
+
+    fn resolved(host: Option<&str>, port: Option<i32>) -> Resolved {
+        Resolved {
+            host: host.map(str::to_owned),
+            port,
+            status: Some("paused".into()),
+            master_user: "awsuser".into(),
+            login: Login {
+                user: "IAM:reader".into(),
+                password: Secret::new("s3cr3t-pw"),
+            },
+        }
+    }
+
+    #[test]
+    fn configured_host_and_port_override_the_api() {
+        let c = common(Some("127.0.0.1"), Some(6543))
+            .connection("o", &resolved(Some("x.redshift.amazonaws.com"), Some(5439)))
+            .unwrap();
+        assert_eq!((c.host.as_str(), c.port), ("127.0.0.1", 6543));
+        assert_eq!(c.user, "IAM:reader");
+        assert_eq!(c.database, "dev");
+        let c = common(None, None)
+            .connection("o", &resolved(Some("x.redshift.amazonaws.com"), Some(5439)))
+            .unwrap();
+        assert_eq!(
+            (c.host.as_str(), c.port),
+            ("x.redshift.amazonaws.com", 5439)
+        );
+    }
+
+    #[test]
+    fn no_endpoint_is_unreachable_and_says_why() {
+        let error = common(None, None)
+            .connection("redshift DescribeClusters c1", &resolved(None, None))
+            .unwrap_err();
+        assert_eq!(error.kind(), "unreachable");
+        let shown = format!("{error} {error:?}");
+        assert!(shown.contains("status: paused"), "{shown}");
+        assert!(!shown.contains("s3cr3t-pw"), "{shown}");
+        let error = common(None, None)
+            .connection("o", &resolved(Some("h"), Some(70000)))
+            .unwrap_err();
+        assert_eq!(error.kind(), "invalid_response");
+    }
+
+    #[test]
+    fn credentials_errors() {
+        let error = credentials_error(SourceError::Remote {
+            origin: "redshift GetClusterCredentials c1".into(),
+            status: Some(400),
+            detail: "UnauthorizedOperation: no".into(),
+        });
+        assert_eq!(error.kind(), "credentials");
+        assert!(login("o", Some("IAM:x"), None).is_err());
+        assert!(login("o", None, Some("pw")).is_err());
+        let login = login("o", Some("IAM:x"), Some("pw")).unwrap();
+        assert_eq!(
+            format!("{login:?}"),
+            r#"Login { user: "IAM:x", password: [redacted] }"#
+        );
+    }
+}

@@ -1,0 +1,338 @@
+//! Reading `pg_user` over SQL from Redshift (provisioned or serverless) or PostgreSQL.
+//!
+//! Redshift speaks the PostgreSQL wire protocol but is PostgreSQL 8.0-era, so the queries
+//! here run unchanged on both: explicit casts to `varchar` and `integer` instead of
+//! decoding `name` and `oid` natively, no `int8` binds, and `extra_float_digits = 2`,
+//! which Redshift accepts.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use idgraph_model::{DbUser, Snapshot, TargetSnapshot};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
+use sqlx::{ConnectOptions, Connection as _, Row};
+use tracing::debug;
+
+use crate::{Secret, Source, SourceError};
+
+/// Every database user, on Redshift and PostgreSQL alike.
+const USERS: &str = "SELECT CAST(usename AS varchar) AS usename, \
+                            CAST(usesysid AS integer) AS usesysid, \
+                            usesuper \
+                     FROM pg_catalog.pg_user";
+
+/// Identity Center namespaces a Redshift cluster declares; the view does not exist on
+/// PostgreSQL.
+const NAMESPACES: &str = "SELECT CAST(namespc AS varchar) AS namespc FROM svv_identity_providers";
+
+/// How the SQL connection uses TLS, as libpq's `sslmode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SslMode {
+    /// Plain text only.
+    Disable,
+    /// TLS if the server offers it.
+    Prefer,
+    /// TLS, without verifying the certificate.
+    #[default]
+    Require,
+    /// TLS with a certificate valid for the host.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// Parses the config spelling (`disable`, `prefer`, `require`, `verify-full`).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "disable" => Some(Self::Disable),
+            "prefer" => Some(Self::Prefer),
+            "require" => Some(Self::Require),
+            "verify-full" => Some(Self::VerifyFull),
+            _ => None,
+        }
+    }
+
+    fn to_sqlx(self) -> PgSslMode {
+        match self {
+            Self::Disable => PgSslMode::Disable,
+            Self::Prefer => PgSslMode::Prefer,
+            Self::Require => PgSslMode::Require,
+            Self::VerifyFull => PgSslMode::VerifyFull,
+        }
+    }
+}
+
+/// Where and as whom to connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    /// Host name or address.
+    pub host: String,
+    /// Port (Redshift's default is 5439).
+    pub port: u16,
+    /// Database name.
+    pub database: String,
+    /// Login name, exactly as the catalog holds it (`IAM:idgraph_reader`).
+    pub user: String,
+    /// Password; `None` for trust or peer authentication.
+    pub password: Option<Secret>,
+    /// TLS mode.
+    pub sslmode: SslMode,
+}
+
+impl fmt::Display for Connection {
+    /// `host:port/database as user`: for errors and logs; never the password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}/{} as {}",
+            self.host, self.port, self.database, self.user
+        )
+    }
+}
+
+/// What a target's catalog says about its users.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Catalog {
+    /// Every row of `pg_user`.
+    pub users: Vec<DbUser>,
+    /// Identity Center namespaces from `SVV_IDENTITY_PROVIDERS`, empty on PostgreSQL.
+    pub namespaces: Vec<String>,
+    /// `current_user`: the name idgraph is logged in as.
+    pub current_user: String,
+}
+
+/// Connects, reads the catalog, disconnects. `origin` names the target in errors.
+///
+/// # Errors
+///
+/// [`SourceError::Unreachable`] when the server cannot be reached in `timeout` or TLS
+/// fails; [`SourceError::Credentials`] when it refuses the login;
+/// [`SourceError::Remote`] when a query fails.
+pub async fn read_catalog(
+    origin: &str,
+    connection: &Connection,
+    timeout: Duration,
+) -> Result<Catalog, SourceError> {
+    let origin = format!("target {origin} ({connection})");
+    let mut options = PgConnectOptions::new_without_pgpass()
+        .host(&connection.host)
+        .port(connection.port)
+        .database(&connection.database)
+        .username(&connection.user)
+        .ssl_mode(connection.sslmode.to_sqlx())
+        .extra_float_digits(2)
+        .application_name("idgraph")
+        .log_statements(tracing::log::LevelFilter::Debug);
+    if let Some(password) = &connection.password {
+        options = options.password(password.expose());
+    }
+    let mut conn = match tokio::time::timeout(timeout, options.connect()).await {
+        Err(_) => {
+            return Err(SourceError::Unreachable {
+                origin,
+                detail: format!("no connection within {timeout:?}"),
+            })
+        }
+        Ok(Err(error)) => return Err(connect_error(origin, error)),
+        Ok(Ok(conn)) => conn,
+    };
+    let result = read(&origin, &mut conn, timeout).await;
+    // The catalog is read; a failure to say goodbye politely changes nothing.
+    let _ = conn.close().await;
+    result
+}
+
+async fn read(
+    origin: &str,
+    conn: &mut PgConnection,
+    timeout: Duration,
+) -> Result<Catalog, SourceError> {
+    let query_error = |what: &str, error: sqlx::Error| SourceError::Remote {
+        origin: origin.to_owned(),
+        status: None,
+        detail: format!("{what}: {}", describe(&error)),
+    };
+    let timed_out = |what: &str| SourceError::Unreachable {
+        origin: origin.to_owned(),
+        detail: format!("{what} did not answer within {timeout:?}"),
+    };
+
+    let rows = tokio::time::timeout(timeout, sqlx::query(USERS).fetch_all(&mut *conn))
+        .await
+        .map_err(|_| timed_out("pg_user"))?
+        .map_err(|e| query_error("reading pg_user", e))?;
+    let users = rows
+        .iter()
+        .map(|row| {
+            Ok(DbUser {
+                name: row.try_get("usename")?,
+                sysid: row.try_get::<Option<i32>, _>("usesysid")?.map(i64::from),
+                superuser: row.try_get::<Option<bool>, _>("usesuper")?.unwrap_or(false),
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()
+        .map_err(|e| SourceError::InvalidResponse {
+            origin: origin.to_owned(),
+            detail: format!("pg_user: {e}"),
+        })?;
+
+    let namespaces = match tokio::time::timeout(
+        timeout,
+        sqlx::query_scalar::<_, Option<String>>(NAMESPACES).fetch_all(&mut *conn),
+    )
+    .await
+    .map_err(|_| timed_out("svv_identity_providers"))?
+    {
+        Ok(rows) => rows
+            .into_iter()
+            .flatten()
+            .filter(|ns| !ns.is_empty())
+            .collect(),
+        // PostgreSQL has no such view; a Redshift user without rights on it sees none.
+        Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42P01" | "42501")) => {
+            debug!(origin, code = ?e.code(), "No identity providers readable.");
+            Vec::new()
+        }
+        Err(e) => return Err(query_error("reading svv_identity_providers", e)),
+    };
+
+    let current_user: String = tokio::time::timeout(
+        timeout,
+        sqlx::query_scalar("SELECT CAST(current_user AS varchar)").fetch_one(&mut *conn),
+    )
+    .await
+    .map_err(|_| timed_out("current_user"))?
+    .map_err(|e| query_error("reading current_user", e))?;
+
+    debug!(
+        origin,
+        users = users.len(),
+        namespaces = namespaces.len(),
+        "Read the catalog."
+    );
+    Ok(Catalog {
+        users,
+        namespaces,
+        current_user,
+    })
+}
+
+/// A database error with its SQLSTATE, or the error's own text: neither ever holds the
+/// password, which travels only in the authentication exchange.
+fn describe(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Database(e) => match e.code() {
+            Some(code) => format!("{} (SQLSTATE {code})", e.message()),
+            None => e.message().to_owned(),
+        },
+        other => other.to_string(),
+    }
+}
+
+fn connect_error(origin: String, error: sqlx::Error) -> SourceError {
+    match &error {
+        // 28000 invalid authorization, 28P01 invalid password.
+        sqlx::Error::Database(e) if e.code().is_some_and(|c| c.starts_with("28")) => {
+            SourceError::Credentials {
+                origin,
+                detail: describe(&error),
+            }
+        }
+        sqlx::Error::Database(_) => SourceError::Remote {
+            origin,
+            status: None,
+            detail: describe(&error),
+        },
+        _ => SourceError::Unreachable {
+            origin,
+            detail: describe(&error),
+        },
+    }
+}
+
+/// A PostgreSQL-protocol endpoint reached directly with static credentials: how tests and
+/// non-Redshift users point idgraph at a database.
+#[derive(Debug, Clone)]
+pub struct PostgresTarget {
+    /// The target's configured name.
+    pub name: String,
+    /// Where and as whom to connect.
+    pub connection: Connection,
+    /// The admin user of the database, if any, which is never a finding.
+    pub master_user: Option<String>,
+    /// How long connecting and each query may take.
+    pub timeout: Duration,
+}
+
+#[async_trait]
+impl Source for PostgresTarget {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &str {
+        "postgres"
+    }
+
+    async fn fetch(&self) -> Result<Snapshot, SourceError> {
+        let catalog = read_catalog(&self.name, &self.connection, self.timeout).await?;
+        Ok(Snapshot::Target(TargetSnapshot {
+            name: self.name.clone(),
+            users: catalog.users,
+            master_user: self.master_user.clone(),
+            login_user: Some(self.connection.user.clone()),
+            namespaces: catalog.namespaces,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_display_never_shows_the_password() {
+        let connection = Connection {
+            host: "db.example.com".into(),
+            port: 5439,
+            database: "dev".into(),
+            user: "IAM:reader".into(),
+            password: Some(Secret::new("s3cr3t-pw")),
+            sslmode: SslMode::Require,
+        };
+        let shown = format!("{connection} {connection:?}");
+        assert!(!shown.contains("s3cr3t-pw"), "{shown}");
+        assert!(shown.contains("db.example.com:5439/dev as IAM:reader"));
+    }
+
+    #[test]
+    fn sslmode_spellings() {
+        assert_eq!(SslMode::parse("verify-full"), Some(SslMode::VerifyFull));
+        assert_eq!(SslMode::parse("verify_full"), None);
+        assert_eq!(SslMode::default(), SslMode::Require);
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_unreachable_and_names_the_target() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let connection = Connection {
+            host: "127.0.0.1".into(),
+            port,
+            database: "dev".into(),
+            user: "reader".into(),
+            password: Some(Secret::new("s3cr3t-pw")),
+            sslmode: SslMode::Disable,
+        };
+        let error = read_catalog("analytics", &connection, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), "unreachable");
+        let shown = format!("{error} {error:?}");
+        assert!(shown.contains("target analytics (127.0.0.1:"), "{shown}");
+        assert!(!shown.contains("s3cr3t-pw"), "{shown}");
+    }
+}
