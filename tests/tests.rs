@@ -5,6 +5,7 @@
 mod aws;
 mod cli;
 mod demo;
+mod live;
 mod peers;
 mod postgres;
 mod reconcile;
