@@ -154,3 +154,39 @@ fn a_missing_secret_variable_is_a_config_error_naming_it() {
         "{err}"
     );
 }
+
+#[test]
+fn an_identity_center_namespace_declared_in_the_catalog_is_a_prefix() {
+    // Redshift's SVV_IDENTITY_PROVIDERS, imitated: a catalog that declares namespace CORP.
+    let pg = Postgres::start();
+    pg.create_user("idgraph_reader", false);
+    pg.sql(
+        "postgres",
+        "CREATE VIEW public.svv_identity_providers AS SELECT 'CORP'::varchar AS namespc;\n\
+         GRANT SELECT ON public.svv_identity_providers TO idgraph_reader;",
+    );
+    pg.create_user("CORP:ann@example.com", false);
+    pg.create_user("CORP:bob@example.com", false);
+    let ws = Workspace::with_targets(&org(), &target("one", &pg, ""));
+    let output = ws.idgraph_env(
+        &["reconcile", "--format", "json"],
+        &[("PG_USER", "idgraph_reader"), ("PG_PASSWORD", "unused")],
+    );
+    let (code, report) = json_output(output);
+    assert_eq!(code, 0, "{report}");
+    let on_target: Vec<_> = summary(&report["findings"])
+        .into_iter()
+        .filter(|f| f.3 == "one")
+        .collect();
+    // ann is matched through the namespace; bob has left.
+    assert_eq!(
+        on_target,
+        vec![row(
+            "orphaned_db_user",
+            "idp_user_inactive",
+            "high",
+            "one",
+            "CORP:bob@example.com"
+        )]
+    );
+}

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use idgraph_model::{DbUser, Snapshot, TargetSnapshot};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
 use sqlx::{ConnectOptions, Connection as _, Row};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::{Secret, Source, SourceError};
 
@@ -188,9 +188,18 @@ async fn read(
             .flatten()
             .filter(|ns| !ns.is_empty())
             .collect(),
-        // PostgreSQL has no such view; a Redshift user without rights on it sees none.
-        Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42P01" | "42501")) => {
-            debug!(origin, code = ?e.code(), "No identity providers readable.");
+        // PostgreSQL has no such view.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => {
+            debug!(origin, "No svv_identity_providers: not Redshift.");
+            Vec::new()
+        }
+        // The login may not read it: users of the namespace then match only through
+        // mapping.prefixes, which the operator must know.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42501") => {
+            warn!(
+                origin,
+                "Cannot read svv_identity_providers (permission denied); Identity Center namespaces are taken from mapping.prefixes only."
+            );
             Vec::new()
         }
         Err(e) => return Err(query_error("reading svv_identity_providers", e)),
