@@ -320,3 +320,47 @@ system_users = ["rdsdb", "postgres"]
         .collect();
     assert_eq!(kinds, ["scim", "aws", "provisioned", "serverless"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn progress_shows_on_a_terminal_and_nowhere_else() {
+    let scim = scim2_server(Some(SCIM_TOKEN));
+    seed_scim(&scim).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ic.json"), r#"{"Users": []}"#).unwrap();
+    std::fs::write(dir.path().join("a.csv"), "usename,usesuper\n").unwrap();
+    let config = dir.path().join("idgraph.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[idp]\nkind = \"scim\"\nurl = \"{}/v2\"\ntoken_env = \"IDGRAPH_LIVE_SCIM_TOKEN\"\n\
+             page_size = 10\nconcurrency = 1\npaging = \"index\"\n\n\
+             [identity_center]\nkind = \"file\"\npath = \"ic.json\"\n\n\
+             [[targets]]\nname = \"a\"\nkind = \"file\"\npath = \"a.csv\"\n",
+            scim.url()
+        ),
+    )
+    .unwrap();
+
+    // Not a terminal: the output is exactly the check lines.
+    let output = run(&config, &["check"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("users ("));
+
+    // A terminal, through script(1): the progress line counts pages of the total.
+    let command = format!(
+        "{} check --config {}",
+        env!("CARGO_BIN_EXE_idgraph"),
+        config.display()
+    );
+    let output = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("IDGRAPH_LIVE_SCIM_TOKEN", SCIM_TOKEN)
+        .output()
+        .expect("script(1) from util-linux runs");
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{screen}");
+    assert!(
+        screen.contains(&format!("/{PEOPLE} users (")),
+        "no progress line in {screen:?}"
+    );
+}
