@@ -4,6 +4,7 @@
 
 mod aws;
 mod cli;
+mod daemon;
 mod demo;
 mod live;
 mod peers;

@@ -5,8 +5,10 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use idgraph_store::{RunStatus, SourceStatus, Store};
+use tokio::net::TcpListener;
 
 use crate::config;
+use crate::daemon;
 use crate::output;
 use crate::progress;
 use crate::reconcile::{reconcile_once, Context, Sources};
@@ -18,11 +20,40 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// Log lines as text or as JSON objects (on stderr).
+    #[arg(long, global = true, value_enum, env = "IDGRAPH_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One readable line per event.
+    Text,
+    /// One JSON object per event.
+    Json,
+}
+
+impl Cli {
+    /// The log level when `RUST_LOG` is not set: the daemon says what it does, one-shot
+    /// commands only what goes wrong.
+    pub fn default_log_level(&self) -> &'static str {
+        match self.command {
+            Command::Run { .. } => "info",
+            _ => "warn",
+        }
+    }
 }
 
 /// The commands built so far.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the daemon: migrate the store, reconcile at start and on the schedule, serve
+    /// /metrics, /healthz and /readyz; stop on SIGTERM or SIGINT.
+    Run {
+        #[command(flatten)]
+        common: Common,
+    },
     /// Run one reconciliation now and record it like a scheduled one.
     ///
     /// Exit status: 0 when every source was fetched completely (findings or not), 2 for a
@@ -89,6 +120,14 @@ pub const EXIT_PARTIAL: u8 = 2;
 /// A bad configuration or an unusable store; the caller exits with status 1.
 pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
+        Command::Run { common } => {
+            let settings = config::load(&common.config)?;
+            let listener = TcpListener::bind(settings.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", settings.listen))?;
+            daemon::run(settings, listener, daemon::signal()).await?;
+            Ok(0)
+        }
         Command::Reconcile { common, format } => {
             let settings = config::load(&common.config)?;
             let ctx = Context::open(settings, progress::for_stderr()).await?;

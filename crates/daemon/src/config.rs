@@ -733,9 +733,15 @@ fn validate(
     });
     let listen = listen.map_err(|p| problems.push(p)).ok();
 
-    if raw.schedule.cron.split_whitespace().count() != 6 {
+    // Parsed by the scheduler's own parser, so that what validates also schedules.
+    let cron_ok = raw.schedule.cron.split_whitespace().count() == 6
+        && tokio_cron_scheduler::Job::new_async(raw.schedule.cron.as_str(), |_, _| {
+            Box::pin(async {})
+        })
+        .is_ok();
+    if !cron_ok {
         problems.push(format!(
-            "schedule.cron = \"{}\" must have 6 fields (sec min hour day-of-month month day-of-week)",
+            "schedule.cron = \"{}\" is not a 6-field cron expression (sec min hour day-of-month month day-of-week)",
             raw.schedule.cron
         ));
     }

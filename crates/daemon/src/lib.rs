@@ -4,13 +4,17 @@
 //!
 //! # Layout
 //! - [`config`]: the TOML configuration, environment overrides, validation.
+//! - [`daemon`]: `idgraph run`: schedule, HTTP, shutdown.
 //! - [`reconcile`]: [`reconcile::reconcile_once`], fetch → graph → diff → store.
 //! - [`cli`]: the commands.
+//! - [`metrics`]: the Prometheus metrics.
 //! - [`output`]: the JSON contract and the text a terminal shows.
 //! - [`progress`]: progress of long fetches on a terminal.
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
+pub mod metrics;
 pub mod output;
 pub mod progress;
 pub mod reconcile;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
 use idgraph_aws::{IdentityCenterSource, ProvisionedTarget, ServerlessTarget};
 use idgraph_model::{Accounting, Graph, Scope, Snapshot, TargetSnapshot};
@@ -13,7 +14,7 @@ use idgraph_sources::postgres::PostgresTarget;
 use idgraph_sources::scim::ScimSource;
 use idgraph_sources::{Progress, Source, SourceError};
 use idgraph_store::{Episode, NewRun, RunStatus, SourceRecord, SourceStatus, Store, StoreError};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::{IdentityCenterSettings, IdpSettings, Settings, TargetSource};
 
@@ -93,10 +94,16 @@ impl Sources {
         tokio::join!(
             fetch(self.idp.as_ref()),
             fetch(self.identity_center.as_ref()),
-            stream::iter(&self.targets)
-                .map(|t| fetch(t.as_ref()))
-                .buffered(TARGET_CONCURRENCY)
-                .collect::<Vec<_>>()
+            // Boxed up front: a closure over `&Box<dyn Source>` inside the stream would
+            // make the run's future not provably Send for the scheduler's tasks.
+            stream::iter(
+                self.targets
+                    .iter()
+                    .map(|t| -> BoxFuture<'_, Fetched> { Box::pin(fetch(t.as_ref())) })
+                    .collect::<Vec<_>>()
+            )
+            .buffered(TARGET_CONCURRENCY)
+            .collect::<Vec<_>>()
         )
     }
 
@@ -301,7 +308,7 @@ pub async fn reconcile_once(ctx: &Context) -> Result<RunReport, ReconcileError> 
         sources,
     };
     let recorded = ctx.store.record_run(&run, &findings, &evaluated).await?;
-    info!(
+    debug!(
         run_id = recorded.run_id,
         status = status.as_str(),
         open = recorded.open.len(),

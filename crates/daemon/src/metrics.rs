@@ -1,0 +1,266 @@
+//! The Prometheus metrics of SPEC §6, registered once, updated after every run.
+//!
+//! No label carries a user name or an error string: sources are labelled `idp`,
+//! `identity_center` and the targets' configured names; findings by kind, severity and
+//! target.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use idgraph_model::{FindingKind, Severity};
+use idgraph_store::{Episode, RunStatus, SourceStatus};
+use prometheus::core::Collector;
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    Opts, Registry, TextEncoder,
+};
+
+use crate::reconcile::RunReport;
+
+/// Buckets for fetch and run durations: a file export takes milliseconds, a 200,000-user
+/// identity store minutes.
+const DURATION_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+];
+
+/// Every metric idgraph exports.
+pub struct Metrics {
+    registry: Registry,
+    findings_open: GaugeVec,
+    orphaned_db_users: GaugeVec,
+    oldest_open_finding_age: GaugeVec,
+    source_up: GaugeVec,
+    source_objects: GaugeVec,
+    source_fetch_duration: HistogramVec,
+    reconcile_runs: IntCounterVec,
+    ticks_skipped: IntCounter,
+    reconcile_duration: Histogram,
+    last_success: Gauge,
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let metric = GaugeVec::new(Opts::new(name, help), labels).expect("a valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("registered once");
+    metric
+}
+
+impl Metrics {
+    /// Registers every metric; `targets` are the configured target names, so that a
+    /// target without orphans shows 0 rather than nothing.
+    pub fn new(targets: &[String]) -> Self {
+        let registry = Registry::new();
+        let findings_open = gauge_vec(
+            &registry,
+            "idgraph_findings_open",
+            "Open findings by kind, severity and target (\"\" for Identity Center findings).",
+            &["kind", "severity", "target"],
+        );
+        let orphaned_db_users = gauge_vec(
+            &registry,
+            "idgraph_orphaned_db_users",
+            "Open orphaned_db_user findings per target.",
+            &["target"],
+        );
+        let oldest_open_finding_age = gauge_vec(
+            &registry,
+            "idgraph_oldest_open_finding_age_seconds",
+            "Age of the oldest open finding of each kind.",
+            &["kind"],
+        );
+        let source_up = gauge_vec(
+            &registry,
+            "idgraph_source_up",
+            "1 if the source was fetched completely in the last run, else 0.",
+            &["source"],
+        );
+        let source_objects = gauge_vec(
+            &registry,
+            "idgraph_source_objects",
+            "Users the source held in the last run that fetched it completely.",
+            &["source"],
+        );
+        let source_fetch_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "idgraph_source_fetch_duration_seconds",
+                "Time to fetch a source's snapshot.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["source"],
+        )
+        .expect("a valid metric");
+        let reconcile_runs = IntCounterVec::new(
+            Opts::new(
+                "idgraph_reconcile_runs_total",
+                "Reconcile runs by status: complete, partial (a source failed), failed (not recorded).",
+            ),
+            &["status"],
+        )
+        .expect("a valid metric");
+        let ticks_skipped = IntCounter::new(
+            "idgraph_reconcile_ticks_skipped_total",
+            "Scheduled runs skipped because the previous run was still going.",
+        )
+        .expect("a valid metric");
+        let reconcile_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "idgraph_reconcile_duration_seconds",
+                "Time of a whole run: fetch, graph, diff, record.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+        )
+        .expect("a valid metric");
+        let last_success = Gauge::new(
+            "idgraph_last_successful_reconcile_timestamp_seconds",
+            "Unix time of the last complete run.",
+        )
+        .expect("a valid metric");
+        let build_info = GaugeVec::new(
+            Opts::new("idgraph_build_info", "The running idgraph's version."),
+            &["version"],
+        )
+        .expect("a valid metric");
+        for metric in [
+            Box::new(source_fetch_duration.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(reconcile_runs.clone()),
+            Box::new(ticks_skipped.clone()),
+            Box::new(reconcile_duration.clone()),
+            Box::new(last_success.clone()),
+            Box::new(build_info.clone()),
+        ] {
+            registry.register(metric).expect("registered once");
+        }
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1.0);
+        for status in ["complete", "partial", "failed"] {
+            reconcile_runs.with_label_values(&[status]);
+        }
+        for target in targets {
+            orphaned_db_users
+                .with_label_values(&[target.as_str()])
+                .set(0.0);
+        }
+        Self {
+            registry,
+            findings_open,
+            orphaned_db_users,
+            oldest_open_finding_age,
+            source_up,
+            source_objects,
+            source_fetch_duration,
+            reconcile_runs,
+            ticks_skipped,
+            reconcile_duration,
+            last_success,
+        }
+    }
+
+    /// Records a run: source health, durations, and the findings open after it. A failed
+    /// source keeps its last object count, and the finding gauges show what the store
+    /// holds open, which a failed source left unchanged (SPEC §3).
+    pub fn observe_run(&self, report: &RunReport, now: DateTime<Utc>) {
+        for source in &report.sources {
+            let name = source.name.as_str();
+            let up = source.status == SourceStatus::Ok;
+            self.source_up
+                .with_label_values(&[name])
+                .set(if up { 1.0 } else { 0.0 });
+            if let (true, Some(objects)) = (up, source.objects) {
+                self.source_objects
+                    .with_label_values(&[name])
+                    .set(objects as f64);
+            }
+            self.source_fetch_duration
+                .with_label_values(&[name])
+                .observe(source.duration_ms as f64 / 1000.0);
+        }
+        self.reconcile_runs
+            .with_label_values(&[report.status.as_str()])
+            .inc();
+        let seconds = (report.finished_at - report.started_at).num_milliseconds() as f64 / 1000.0;
+        self.reconcile_duration.observe(seconds.max(0.0));
+        if report.status == RunStatus::Complete {
+            self.last_success
+                .set(report.finished_at.timestamp_millis() as f64 / 1000.0);
+        }
+        self.observe_open(&report.open, now);
+    }
+
+    /// Counts a run that could not be recorded at all.
+    pub fn observe_failed_run(&self) {
+        self.reconcile_runs.with_label_values(&["failed"]).inc();
+    }
+
+    /// Counts a scheduled run skipped because one was still going.
+    pub fn observe_skipped_tick(&self) {
+        self.ticks_skipped.inc();
+    }
+
+    /// Sets the finding gauges from the open episodes.
+    pub fn observe_open(&self, open: &[Episode], now: DateTime<Utc>) {
+        let mut counts: BTreeMap<(FindingKind, Severity, &str), u64> = BTreeMap::new();
+        let mut orphans: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut oldest: BTreeMap<FindingKind, DateTime<Utc>> = BTreeMap::new();
+        for episode in open {
+            let f = &episode.finding;
+            let target = f.target.as_deref().unwrap_or("");
+            *counts.entry((f.kind, f.severity, target)).or_default() += 1;
+            if f.kind == FindingKind::OrphanedDbUser {
+                *orphans.entry(target).or_default() += 1;
+            }
+            let first = oldest.entry(f.kind).or_insert(episode.opened_at);
+            *first = (*first).min(episode.opened_at);
+        }
+        // Zero what is no longer open rather than dropping the series, so that graphs and
+        // alerts see the drop to 0.
+        for metric in self.findings_open.collect() {
+            for m in metric.get_metric() {
+                let labels: Vec<&str> = m.get_label().iter().map(|l| l.value()).collect();
+                if let [kind, severity, target] = labels[..] {
+                    self.findings_open
+                        .with_label_values(&[kind, severity, target])
+                        .set(0.0);
+                }
+            }
+        }
+        for ((kind, severity, target), n) in counts {
+            self.findings_open
+                .with_label_values(&[kind.as_str(), severity.as_str(), target])
+                .set(n as f64);
+        }
+        for metric in self.orphaned_db_users.collect() {
+            for m in metric.get_metric() {
+                if let Some(target) = m.get_label().first() {
+                    self.orphaned_db_users
+                        .with_label_values(&[target.value()])
+                        .set(0.0);
+                }
+            }
+        }
+        for (target, n) in orphans {
+            self.orphaned_db_users
+                .with_label_values(&[target])
+                .set(n as f64);
+        }
+        for kind in FindingKind::ALL {
+            let age = oldest
+                .get(kind)
+                .map(|t| (now - *t).num_milliseconds().max(0) as f64 / 1000.0)
+                .unwrap_or(0.0);
+            self.oldest_open_finding_age
+                .with_label_values(&[kind.as_str()])
+                .set(age);
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("the text encoder writes to memory");
+        String::from_utf8(buffer).expect("the text format is UTF-8")
+    }
+}

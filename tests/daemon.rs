@@ -1,0 +1,195 @@
+//! `idgraph run` as a process: metrics, health, failure isolation, SIGTERM.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::peers::{free_port, wait_for_port};
+use crate::util::{Org, Workspace};
+
+fn org() -> Org {
+    Org::default()
+        .person("ann@example.com")
+        .person("bob@example.com")
+        .edit(|p| p.active = false)
+        .person("cat@example.com")
+        .edit(|p| p.in_idp = false)
+        .db("analytics", "IAMA:ann@example.com", false)
+        .db("analytics", "IAMA:bob@example.com", true)
+        .db("analytics", "IAM:cat@example.com", false)
+        .db("finance", "IAMA:gone@example.com", false)
+        .db("finance", "report_bot", false)
+}
+
+struct Daemon {
+    child: Child,
+    port: u16,
+}
+
+impl Daemon {
+    fn start(ws: &Workspace) -> Self {
+        let port = free_port();
+        let config = std::fs::read_to_string(ws.config()).unwrap();
+        ws.write(
+            "idgraph.toml",
+            &format!(
+                "[schedule]\ncron = \"* * * * * *\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\n{config}"
+            ),
+        );
+        let child = Command::new(env!("CARGO_BIN_EXE_idgraph"))
+            .args(["run", "--config"])
+            .arg(ws.config())
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("idgraph run starts");
+        wait_for_port(port, Duration::from_secs(30), "idgraph run");
+        Self { child, port }
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        let response = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-w",
+                "\n%{http_code}",
+                &format!("http://127.0.0.1:{}{path}", self.port),
+            ])
+            .output()
+            .expect("curl runs");
+        let text = String::from_utf8_lossy(&response.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').expect("a status line");
+        (code.parse().expect("a status code"), body.to_owned())
+    }
+
+    /// The value of one sample, e.g. `idgraph_source_up{source="idp"}`.
+    fn sample(&self, series: &str) -> Option<f64> {
+        let (_, metrics) = self.get("/metrics");
+        metrics.lines().find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok()).flatten()
+        })
+    }
+
+    /// Waits until `series` has `value`, or panics after `limit`.
+    fn wait_for(&self, series: &str, value: f64, limit: Duration) {
+        let start = Instant::now();
+        while self.sample(series) != Some(value) {
+            assert!(
+                start.elapsed() < limit,
+                "{series} is {:?}, not {value}, after {limit:?}\n{}",
+                self.sample(series),
+                self.get("/metrics").1
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_daemon_serves_metrics_isolates_a_failed_source_and_stops_on_sigterm() {
+    let ws = Workspace::new(&org());
+    let mut daemon = Daemon::start(&ws);
+    assert_eq!(daemon.get("/healthz").0, 200);
+    let limit = Duration::from_secs(20);
+    daemon.wait_for(
+        "idgraph_reconcile_runs_total{status=\"complete\"}",
+        1.0,
+        limit,
+    );
+    assert_eq!(daemon.get("/readyz").0, 200);
+
+    // The first run's findings.
+    let orphans = |target: &str| format!("idgraph_orphaned_db_users{{target=\"{target}\"}}");
+    assert_eq!(daemon.sample(&orphans("analytics")), Some(2.0));
+    assert_eq!(daemon.sample(&orphans("finance")), Some(1.0));
+    let critical = "idgraph_findings_open{kind=\"orphaned_db_user\",severity=\"critical\",target=\"analytics\"}";
+    assert_eq!(daemon.sample(critical), Some(1.0));
+    let stale = "idgraph_findings_open{kind=\"stale_identity_center_user\",severity=\"medium\",target=\"\"}";
+    assert_eq!(daemon.sample(stale), Some(2.0));
+    assert_eq!(
+        daemon.sample("idgraph_source_objects{source=\"identity_center\"}"),
+        Some(3.0)
+    );
+    assert!(
+        daemon
+            .sample("idgraph_last_successful_reconcile_timestamp_seconds")
+            .unwrap()
+            > 1.7e9
+    );
+    assert_eq!(
+        daemon.sample("idgraph_build_info{version=\"0.1.0\"}"),
+        Some(1.0)
+    );
+    let (_, metrics) = daemon.get("/metrics");
+    for name in ["ann@", "bob@", "cat@", "gone@", "report_bot"] {
+        assert!(!metrics.contains(name), "{name} in /metrics");
+    }
+
+    // Identity Center disappears: its source goes down, every finding gauge holds.
+    ws.remove("exports/identitystore.json");
+    daemon.wait_for("idgraph_source_up{source=\"identity_center\"}", 0.0, limit);
+    let partial = daemon
+        .sample("idgraph_reconcile_runs_total{status=\"partial\"}")
+        .unwrap();
+    assert!(partial >= 1.0);
+    assert_eq!(daemon.sample(&orphans("analytics")), Some(2.0));
+    assert_eq!(daemon.sample(&orphans("finance")), Some(1.0));
+    assert_eq!(daemon.sample(critical), Some(1.0));
+    assert_eq!(daemon.sample(stale), Some(2.0));
+    assert_eq!(
+        daemon.sample("idgraph_source_up{source=\"idp\"}"),
+        Some(1.0)
+    );
+    assert_eq!(daemon.get("/healthz").0, 200, "the daemon keeps serving");
+
+    // It comes back, with a user dropped meanwhile: everything is restored and moves on.
+    ws.write_org(&org().without_db("finance", "IAMA:gone@example.com"));
+    daemon.wait_for("idgraph_source_up{source=\"identity_center\"}", 1.0, limit);
+    daemon.wait_for(&orphans("finance"), 0.0, limit);
+    assert_eq!(daemon.sample(&orphans("analytics")), Some(2.0));
+
+    // SIGTERM: exit 0, promptly.
+    let pid = daemon.child.id().to_string();
+    let stopped = Instant::now();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = loop {
+        if let Some(status) = daemon.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(10),
+            "still running 10 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn a_bad_schedule_is_a_config_error() {
+    let ws = Workspace::new(&org());
+    let config = std::fs::read_to_string(ws.config()).unwrap();
+    ws.write(
+        "idgraph.toml",
+        &format!("[schedule]\ncron = \"*/15 * * * *\"\n\n{config}"),
+    );
+    let output = ws.idgraph(&["run"]);
+    assert_eq!(output.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        err.contains("schedule.cron") && err.contains("6-field"),
+        "{err}"
+    );
+}
