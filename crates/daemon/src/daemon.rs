@@ -26,7 +26,7 @@ use crate::reconcile::{reconcile_once, Context};
 
 /// How long a run in progress may take to finish after a shutdown signal; after that the
 /// process exits and SQLite rolls the unfinished run back.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 
 /// What the HTTP handlers read.
 #[derive(Clone)]
