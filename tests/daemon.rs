@@ -27,6 +27,10 @@ struct Daemon {
 
 impl Daemon {
     fn start(ws: &Workspace) -> Self {
+        Self::start_with_env(ws, &[])
+    }
+
+    fn start_with_env(ws: &Workspace, env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let config = std::fs::read_to_string(ws.config()).unwrap();
         ws.write(
@@ -39,6 +43,7 @@ impl Daemon {
             .args(["run", "--config"])
             .arg(ws.config())
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -192,4 +197,45 @@ fn a_bad_schedule_is_a_config_error() {
         err.contains("schedule.cron") && err.contains("6-field"),
         "{err}"
     );
+}
+
+#[test]
+fn a_tick_during_a_run_is_skipped_and_counted() {
+    // A database that accepts connections and never answers: each run waits for it
+    // until the target's timeout, longer than the one-second schedule.
+    let blackhole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = blackhole.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for stream in blackhole.incoming().take(8) {
+            open.push(stream);
+        }
+    });
+    let ws = Workspace::with_targets(
+        &org(),
+        &format!(
+            "[[targets]]\nname = \"slow\"\nkind = \"postgres\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+             database = \"dev\"\nuser_env = \"IDGRAPH_TEST_SLOW_USER\"\nsslmode = \"disable\"\n\
+             timeout_seconds = 3\n"
+        ),
+    );
+    let daemon = Daemon::start_with_env(&ws, &[("IDGRAPH_TEST_SLOW_USER", "reader")]);
+    let limit = Duration::from_secs(20);
+    daemon.wait_for(
+        "idgraph_reconcile_runs_total{status=\"partial\"}",
+        1.0,
+        limit,
+    );
+    assert!(
+        daemon
+            .sample("idgraph_reconcile_ticks_skipped_total")
+            .unwrap()
+            >= 1.0
+    );
+    assert_eq!(
+        daemon.sample("idgraph_source_up{source=\"slow\"}"),
+        Some(0.0)
+    );
+    drop(daemon);
+    drop(held); // the thread ends with the test binary
 }
