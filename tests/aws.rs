@@ -178,6 +178,7 @@ fn provisioned(moto_url: &str, cluster: &str, pg_port: u16) -> ProvisionedOption
         host: Some("127.0.0.1".into()),
         port: Some(pg_port),
         sslmode: SslMode::Disable,
+        timeout: idgraph_aws::SQL_TIMEOUT,
     }
 }
 
@@ -315,6 +316,7 @@ async fn serverless_target_reads_the_standin_endpoint_admin_and_catalog() {
         host: None,
         port: None,
         sslmode: SslMode::Disable,
+        timeout: idgraph_aws::SQL_TIMEOUT,
     };
 
     let target_source = ServerlessTarget::from_sdk_config(options.clone(), &config);

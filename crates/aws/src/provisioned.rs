@@ -2,6 +2,8 @@
 //! user from `DescribeClusters`, temporary credentials from `GetClusterCredentials` or
 //! `GetClusterCredentialsWithIAM`, the users from `pg_user`.
 
+use std::time::Duration;
+
 use aws_sdk_redshift::config::Region;
 use aws_sdk_redshift::types::Cluster;
 use aws_sdk_redshift::Client;
@@ -58,6 +60,10 @@ pub struct ProvisionedOptions {
     pub port: Option<u16>,
     /// TLS mode of the SQL connection.
     pub sslmode: SslMode,
+    /// How long connecting and each catalog query may take ([`SQL_TIMEOUT`] by default).
+    ///
+    /// [`SQL_TIMEOUT`]: crate::SQL_TIMEOUT
+    pub timeout: Duration,
 }
 
 /// The database users of a provisioned Redshift cluster (name: the target's, kind
@@ -109,6 +115,7 @@ impl ProvisionedTarget {
                 host: options.host,
                 port: options.port,
                 sslmode: options.sslmode,
+                timeout: options.timeout,
             },
         }
     }
@@ -237,6 +244,7 @@ pub(crate) mod tests {
             host: None,
             port: None,
             sslmode: SslMode::Disable,
+            timeout: crate::SQL_TIMEOUT,
         }
     }
 

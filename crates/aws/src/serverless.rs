@@ -2,6 +2,8 @@
 //! namespace from `GetWorkgroup`, the admin user from `GetNamespace`, temporary
 //! credentials from `GetCredentials`, the users from `pg_user`.
 
+use std::time::Duration;
+
 use aws_sdk_redshiftserverless::config::Region;
 use aws_sdk_redshiftserverless::Client;
 use idgraph_model::Snapshot;
@@ -50,6 +52,10 @@ pub struct ServerlessOptions {
     pub port: Option<u16>,
     /// TLS mode of the SQL connection.
     pub sslmode: SslMode,
+    /// How long connecting and each catalog query may take ([`SQL_TIMEOUT`] by default).
+    ///
+    /// [`SQL_TIMEOUT`]: crate::SQL_TIMEOUT
+    pub timeout: Duration,
 }
 
 /// The database users of a Redshift Serverless workgroup (name: the target's, kind
@@ -101,6 +107,7 @@ impl ServerlessTarget {
                 host: options.host,
                 port: options.port,
                 sslmode: options.sslmode,
+                timeout: options.timeout,
             },
         }
     }
@@ -220,6 +227,7 @@ mod tests {
             host: None,
             port: None,
             sslmode: SslMode::Disable,
+            timeout: crate::SQL_TIMEOUT,
         }
     }
 

@@ -48,6 +48,7 @@ pub(crate) struct Common {
     pub(crate) host: Option<String>,
     pub(crate) port: Option<u16>,
     pub(crate) sslmode: SslMode,
+    pub(crate) timeout: Duration,
 }
 
 impl Common {
@@ -97,7 +98,7 @@ impl Common {
         resolved: Resolved,
     ) -> Result<Snapshot, SourceError> {
         let connection = self.connection(origin, &resolved)?;
-        let catalog = read_catalog(&self.name, &connection, SQL_TIMEOUT).await?;
+        let catalog = read_catalog(&self.name, &connection, self.timeout).await?;
         if catalog.current_user != resolved.login.user {
             // Not an error: the login user is what the credentials call returned, and both
             // spellings are never findings. Worth knowing when matching looks off.
@@ -178,6 +179,7 @@ mod tests {
             host: host.map(str::to_owned),
             port,
             sslmode: SslMode::Require,
+            timeout: SQL_TIMEOUT,
         }
     }
 

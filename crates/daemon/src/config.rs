@@ -424,6 +424,7 @@ fn redshift_target(
         target.sslmode.as_deref(),
         problems,
     );
+    let timeout = Duration::from_secs(target.timeout_seconds.unwrap_or(60));
     let default_credentials = if kind == "provisioned" {
         "get_cluster_credentials"
     } else {
@@ -486,6 +487,7 @@ fn redshift_target(
             host: target.host,
             port: target.port,
             sslmode,
+            timeout,
         }))
     } else {
         let workgroup_name = required(
@@ -515,6 +517,7 @@ fn redshift_target(
             host: target.host,
             port: target.port,
             sslmode,
+            timeout,
         }))
     }
 }
