@@ -3,6 +3,7 @@
 //! One binary with a module per area (ripgrep's layout).
 
 mod aws;
+mod chain;
 mod cli;
 mod daemon;
 mod demo;

@@ -72,6 +72,14 @@ pub enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Check the store's tamper-evident run chain.
+    ///
+    /// Exit status: 0 when every run row matches the chain recomputed from the records, 3
+    /// when one does not (the first such run is named), 1 for a bad config or store.
+    Verify {
+        #[command(flatten)]
+        common: Common,
+    },
     /// Show the findings open in the store.
     Findings {
         #[command(flatten)]
@@ -109,6 +117,9 @@ pub enum Format {
     /// One JSON object on stdout.
     Json,
 }
+
+/// Exit status of `verify` when the run chain does not match.
+pub const EXIT_TAMPERED: u8 = 3;
 
 /// Exit status of a partial run, or of a check in which a source failed.
 pub const EXIT_PARTIAL: u8 = 2;
@@ -159,6 +170,29 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             } else {
                 EXIT_PARTIAL
             })
+        }
+        Command::Verify { common } => {
+            let store = open_store(&common).await?;
+            let report = store.verify().await;
+            store.close().await;
+            let report = report?;
+            match report.first_mismatch {
+                None => {
+                    println!(
+                        "Run chain intact: {} runs, head {}",
+                        report.runs,
+                        report.head.as_deref().unwrap_or("(no runs yet)")
+                    );
+                    Ok(0)
+                }
+                Some(run) => {
+                    println!(
+                        "Run {run} does not match the run chain: the history was changed at or after run {run} ({} runs checked).",
+                        report.runs
+                    );
+                    Ok(EXIT_TAMPERED)
+                }
+            }
         }
         Command::Findings { common, format } => {
             let store = open_store(&common).await?;

@@ -26,6 +26,10 @@
 //! opened and resolved episodes are derived from `episodes`. Values are always bound, never
 //! formatted into SQL.
 
+mod chain;
+
+pub use chain::ChainReport;
+
 use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -306,6 +310,8 @@ pub struct RunRow {
     pub opened: u64,
     /// How many episodes the run resolved.
     pub resolved: u64,
+    /// `SHA-256(previous run's hash ‖ canonical run record)`, hex.
+    pub hash: Option<String>,
 }
 
 /// The drift history in one SQLite file. Cloning shares the connection pool.
@@ -370,8 +376,46 @@ impl Store {
                 },
             });
         }
+        store.backfill_chain().await?;
         tracing::debug!(path = %path.display(), "store open");
         Ok(store)
+    }
+
+    /// Seals the runs of a store created before the run chain existed, oldest first, in
+    /// one transaction.
+    async fn backfill_chain(&self) -> Result<(), StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(self.query("begin a transaction"))?;
+        let sealed = chain::backfill(&mut tx)
+            .await
+            .map_err(self.query("compute the run chain of earlier runs"))?;
+        tx.commit()
+            .await
+            .map_err(self.query("commit the run chain"))?;
+        if sealed > 0 {
+            tracing::info!(path = %self.path.display(), runs = sealed, "Computed the run chain of runs recorded before it existed.");
+        }
+        Ok(())
+    }
+
+    /// Recomputes the run chain from the recorded runs and compares it with the hashes
+    /// stored in each run row: the first run that does not match is where the history was
+    /// changed.
+    ///
+    /// # Errors
+    /// [`StoreError::Query`] if reading fails.
+    pub async fn verify(&self) -> Result<ChainReport, StoreError> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(self.query("connect to verify the chain"))?;
+        chain::verify(&mut conn)
+            .await
+            .map_err(self.query("verify the run chain"))
     }
 
     /// The path of the store file.
@@ -489,6 +533,9 @@ impl Store {
         );
 
         let open = self.open_in(&mut tx).await?;
+        chain::seal(&mut tx, run_id)
+            .await
+            .map_err(self.query("seal the run into the chain"))?;
         let rows = sqlx::query(concat!(select_episodes!(), " WHERE e.resolved_run = ?"))
             .bind(run_id)
             .fetch_all(&mut *tx)
@@ -585,7 +632,7 @@ impl Store {
             .await
             .map_err(self.query("begin a transaction"))?;
         let run_rows = sqlx::query(
-            "SELECT r.id, r.started_at, r.finished_at, r.status, \
+            "SELECT r.id, r.started_at, r.finished_at, r.status, r.hash, \
                     (SELECT count(*) FROM episodes AS e WHERE e.opened_run = r.id) AS opened, \
                     (SELECT count(*) FROM episodes AS e WHERE e.resolved_run = r.id) AS resolved \
              FROM runs AS r ORDER BY r.id",
@@ -654,6 +701,7 @@ impl Store {
                     // count(*) is never negative.
                     opened: opened.unsigned_abs(),
                     resolved: resolved.unsigned_abs(),
+                    hash: self.get(row, "runs", "hash", which)?,
                 })
             })
             .collect()

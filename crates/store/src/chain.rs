@@ -1,0 +1,182 @@
+//! The tamper-evident run chain: `hash = SHA-256(previous hash ‖ canonical run record)`.
+//!
+//! The canonical record holds only what never changes once a run is recorded: the run's
+//! times and status, its sources (ordered by name), the id and key (kind, target, subject)
+//! of each episode it opened, and the id of each episode it resolved. An episode's details
+//! (reason, severity) may be updated in place by later runs, so they are not part of it.
+//! Every field is length-prefixed, so no two different records encode alike.
+
+use sha2::{Digest, Sha256};
+use sqlx::{Row, SqliteConnection};
+
+/// Builds the canonical encoding.
+#[derive(Default)]
+struct Canonical(Vec<u8>);
+
+impl Canonical {
+    fn text(&mut self, s: &str) {
+        self.0.extend_from_slice(&(s.len() as u64).to_le_bytes());
+        self.0.extend_from_slice(s.as_bytes());
+    }
+
+    fn opt_text(&mut self, s: Option<&str>) {
+        match s {
+            None => self.0.push(0),
+            Some(s) => {
+                self.0.push(1);
+                self.text(s);
+            }
+        }
+    }
+
+    fn int(&mut self, n: i64) {
+        self.0.extend_from_slice(&n.to_le_bytes());
+    }
+
+    fn opt_int(&mut self, n: Option<i64>) {
+        match n {
+            None => self.0.push(0),
+            Some(n) => {
+                self.0.push(1);
+                self.int(n);
+            }
+        }
+    }
+}
+
+/// The canonical record of run `run_id`, read from the tables as they are now.
+pub(crate) async fn canonical(
+    conn: &mut SqliteConnection,
+    run_id: i64,
+) -> Result<Vec<u8>, sqlx::Error> {
+    let mut c = Canonical::default();
+    let run = sqlx::query("SELECT id, started_at, finished_at, status FROM runs WHERE id = ?")
+        .bind(run_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    c.text("run");
+    c.int(run.try_get("id")?);
+    c.text(run.try_get("started_at")?);
+    c.text(run.try_get("finished_at")?);
+    c.text(run.try_get("status")?);
+
+    let sources = sqlx::query(
+        "SELECT name, kind, status, objects, digest, error, duration_ms \
+         FROM run_sources WHERE run_id = ? ORDER BY name",
+    )
+    .bind(run_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    c.text("sources");
+    c.int(sources.len() as i64);
+    for s in &sources {
+        c.text(s.try_get("name")?);
+        c.text(s.try_get("kind")?);
+        c.text(s.try_get("status")?);
+        c.opt_int(s.try_get("objects")?);
+        c.opt_text(s.try_get("digest")?);
+        c.opt_text(s.try_get("error")?);
+        c.int(s.try_get("duration_ms")?);
+    }
+
+    let opened = sqlx::query(
+        "SELECT id, kind, coalesce(target, '') AS target, \
+                coalesce(db_user, ic_user_id, '') AS subject \
+         FROM episodes WHERE opened_run = ? ORDER BY id",
+    )
+    .bind(run_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    c.text("opened");
+    c.int(opened.len() as i64);
+    for e in &opened {
+        c.int(e.try_get("id")?);
+        c.text(e.try_get("kind")?);
+        c.text(e.try_get("target")?);
+        c.text(e.try_get("subject")?);
+    }
+
+    let resolved: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM episodes WHERE resolved_run = ? ORDER BY id")
+            .bind(run_id)
+            .fetch_all(&mut *conn)
+            .await?;
+    c.text("resolved");
+    c.int(resolved.len() as i64);
+    for id in resolved {
+        c.int(id);
+    }
+    Ok(c.0)
+}
+
+/// `hex(SHA-256(previous ‖ record))`; the first run's previous hash is empty.
+pub(crate) fn link(previous: &str, record: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(previous.as_bytes());
+    hasher.update(record);
+    hex::encode(hasher.finalize())
+}
+
+/// Computes and stores the hash of run `run_id` from the stored hash of the run before.
+pub(crate) async fn seal(conn: &mut SqliteConnection, run_id: i64) -> Result<String, sqlx::Error> {
+    let previous: Option<String> =
+        sqlx::query_scalar("SELECT hash FROM runs WHERE id < ? ORDER BY id DESC LIMIT 1")
+            .bind(run_id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .flatten();
+    let record = canonical(conn, run_id).await?;
+    let hash = link(previous.as_deref().unwrap_or(""), &record);
+    sqlx::query("UPDATE runs SET hash = ? WHERE id = ?")
+        .bind(&hash)
+        .bind(run_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(hash)
+}
+
+/// Seals, in order, every run not sealed yet: the runs of a store created before the
+/// chain existed. Returns how many.
+pub(crate) async fn backfill(conn: &mut SqliteConnection) -> Result<u64, sqlx::Error> {
+    let unsealed: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM runs WHERE hash IS NULL ORDER BY id")
+            .fetch_all(&mut *conn)
+            .await?;
+    for &id in &unsealed {
+        seal(conn, id).await?;
+    }
+    Ok(unsealed.len() as u64)
+}
+
+/// What [`crate::Store::verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainReport {
+    /// Runs checked.
+    pub runs: u64,
+    /// The hash of the last run: what an export's manifest records.
+    pub head: Option<String>,
+    /// The first run whose stored hash does not match the recomputed chain.
+    pub first_mismatch: Option<i64>,
+}
+
+/// Recomputes the whole chain from the records and compares it with the stored hashes.
+pub(crate) async fn verify(conn: &mut SqliteConnection) -> Result<ChainReport, sqlx::Error> {
+    let runs: Vec<(i64, Option<String>)> = sqlx::query_as("SELECT id, hash FROM runs ORDER BY id")
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut previous = String::new();
+    let mut first_mismatch = None;
+    for (id, stored) in &runs {
+        let record = canonical(conn, *id).await?;
+        let hash = link(&previous, &record);
+        if first_mismatch.is_none() && stored.as_deref() != Some(hash.as_str()) {
+            first_mismatch = Some(*id);
+        }
+        previous = hash;
+    }
+    Ok(ChainReport {
+        runs: runs.len() as u64,
+        head: runs.last().and_then(|(_, h)| h.clone()),
+        first_mismatch,
+    })
+}
