@@ -7,6 +7,7 @@ mod chain;
 mod cli;
 mod daemon;
 mod demo;
+mod export;
 mod live;
 mod peers;
 mod postgres;

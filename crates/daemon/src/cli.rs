@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 
 use crate::config;
 use crate::daemon;
+use crate::export;
 use crate::output;
 use crate::progress;
 use crate::reconcile::{reconcile_once, Context, Sources};
@@ -71,6 +72,22 @@ pub enum Command {
     Check {
         #[command(flatten)]
         common: Common,
+    },
+    /// Write a compliance evidence bundle for a period: runs.csv, findings.csv,
+    /// evidence.json, report.html and manifest.json.
+    Export {
+        #[command(flatten)]
+        common: Common,
+        /// Start of the period: a date (2026-11-01, from its first second, UTC) or an
+        /// RFC 3339 time.
+        #[arg(long, value_name = "DATE")]
+        since: String,
+        /// End of the period: a date (to its last second, UTC) or an RFC 3339 time.
+        #[arg(long, value_name = "DATE")]
+        until: String,
+        /// The directory to write the bundle into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
     },
     /// Check the store's tamper-evident run chain.
     ///
@@ -170,6 +187,24 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             } else {
                 EXIT_PARTIAL
             })
+        }
+        Command::Export {
+            common,
+            since,
+            until,
+            out,
+        } => {
+            let period = export::period(&since, &until)?;
+            let settings = config::load(&common.config)?;
+            let store = Store::open(&settings.store_path).await.with_context(|| {
+                format!("cannot open the store {}", settings.store_path.display())
+            })?;
+            let written = export::export(&settings, &store, period, &out).await;
+            store.close().await;
+            for path in written? {
+                println!("{}", path.display());
+            }
+            Ok(0)
         }
         Command::Verify { common } => {
             let store = open_store(&common).await?;

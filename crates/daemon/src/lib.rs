@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`config`]: the TOML configuration, environment overrides, validation.
 //! - [`daemon`]: `idgraph run`: schedule, HTTP, shutdown.
+//! - [`export`]: the compliance evidence bundle.
 //! - [`reconcile`]: [`reconcile::reconcile_once`], fetch → graph → diff → store.
 //! - [`cli`]: the commands.
 //! - [`metrics`]: the Prometheus metrics.
@@ -14,6 +15,7 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod export;
 pub mod metrics;
 pub mod output;
 pub mod progress;
