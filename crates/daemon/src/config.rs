@@ -70,12 +70,16 @@ struct RawConfig {
 struct StoreSection {
     /// The SQLite file, created and migrated on start; relative to the config file.
     path: PathBuf,
+    /// Runs older than this many days are pruned after each run (keeping the chain
+    /// verifiable); unset keeps everything.
+    retention_days: Option<u32>,
 }
 
 impl Default for StoreSection {
     fn default() -> Self {
         Self {
             path: PathBuf::from("idgraph.db"),
+            retention_days: None,
         }
     }
 }
@@ -220,6 +224,8 @@ struct RemediationSection {
 pub struct Settings {
     /// The SQLite store.
     pub store_path: PathBuf,
+    /// How long runs are kept; `None` keeps them forever.
+    pub retention: Option<chrono::Duration>,
     /// The 6-field cron schedule of the daemon.
     pub cron: String,
     /// Where the daemon serves HTTP.
@@ -752,6 +758,10 @@ fn validate(
     match (idp, identity_center, listen) {
         (Some(idp), Some(identity_center), Some(listen)) if problems.is_empty() => Ok(Settings {
             store_path: resolve(&raw.store.path),
+            retention: raw
+                .store
+                .retention_days
+                .map(|days| chrono::Duration::days(i64::from(days))),
             cron: raw.schedule.cron,
             listen,
             idp,

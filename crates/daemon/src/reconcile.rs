@@ -308,6 +308,17 @@ pub async fn reconcile_once(ctx: &Context) -> Result<RunReport, ReconcileError> 
         sources,
     };
     let recorded = ctx.store.record_run(&run, &findings, &evaluated).await?;
+    if let Some(retention) = ctx.settings.retention {
+        let pruned = ctx.store.prune(run.finished_at - retention).await?;
+        if pruned.runs > 0 {
+            info!(
+                runs = pruned.runs,
+                episodes = pruned.episodes,
+                through_run = pruned.through_run,
+                "Pruned runs older than the retention."
+            );
+        }
+    }
     debug!(
         run_id = recorded.run_id,
         status = status.as_str(),

@@ -164,7 +164,11 @@ pub(crate) async fn verify(conn: &mut SqliteConnection) -> Result<ChainReport, s
     let runs: Vec<(i64, Option<String>)> = sqlx::query_as("SELECT id, hash FROM runs ORDER BY id")
         .fetch_all(&mut *conn)
         .await?;
-    let mut previous = String::new();
+    // After retention cut the oldest runs, the chain resumes from the checkpoint.
+    let mut previous: String = sqlx::query_scalar("SELECT hash FROM chain_checkpoint WHERE id = 1")
+        .fetch_optional(&mut *conn)
+        .await?
+        .unwrap_or_default();
     let mut first_mismatch = None;
     for (id, stored) in &runs {
         let record = canonical(conn, *id).await?;
@@ -178,5 +182,90 @@ pub(crate) async fn verify(conn: &mut SqliteConnection) -> Result<ChainReport, s
         runs: runs.len() as u64,
         head: runs.last().and_then(|(_, h)| h.clone()),
         first_mismatch,
+    })
+}
+
+/// What [`crate::Store::prune`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Runs removed.
+    pub runs: u64,
+    /// Episodes removed (opened and resolved within the removed runs).
+    pub episodes: u64,
+    /// The last run removed: the chain now starts after it.
+    pub through_run: Option<i64>,
+}
+
+/// Removes the oldest runs that finished before `cutoff` (RFC 3339 text, as stored), and
+/// the episodes that opened and resolved within them, keeping a checkpoint of the chain.
+///
+/// Only a prefix of runs is cut, and never one an episode still reaches past: the run
+/// that opened a finding still open (or resolved later) stays, and so does every run
+/// after it. That keeps the canonical record of every remaining run unchanged.
+pub(crate) async fn prune(
+    conn: &mut SqliteConnection,
+    cutoff: &str,
+) -> Result<PruneReport, sqlx::Error> {
+    let mut through: Option<i64> = sqlx::query_scalar(
+        "SELECT max(id) FROM runs WHERE finished_at < ? \
+         AND id < (SELECT coalesce(min(id), 9223372036854775807) FROM runs WHERE finished_at >= ?)",
+    )
+    .bind(cutoff)
+    .bind(cutoff)
+    .fetch_one(&mut *conn)
+    .await?;
+    // Move the cut back before any episode that crosses it.
+    while let Some(k) = through {
+        let crossing: Option<i64> = sqlx::query_scalar(
+            "SELECT min(opened_run) FROM episodes \
+             WHERE opened_run <= ? AND (resolved_run IS NULL OR resolved_run > ?)",
+        )
+        .bind(k)
+        .bind(k)
+        .fetch_one(&mut *conn)
+        .await?;
+        match crossing {
+            None => break,
+            Some(first) => through = Some(first - 1).filter(|k| *k >= 1),
+        }
+    }
+    let Some(k) = through else {
+        return Ok(PruneReport::default());
+    };
+    let hash: Option<String> = sqlx::query_scalar("SELECT hash FROM runs WHERE id = ?")
+        .bind(k)
+        .fetch_optional(&mut *conn)
+        .await?
+        .flatten();
+    let Some(hash) = hash else {
+        // The run at the cut is gone already (an earlier prune) or not sealed: nothing to do.
+        return Ok(PruneReport::default());
+    };
+    let episodes = sqlx::query("DELETE FROM episodes WHERE resolved_run <= ?")
+        .bind(k)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    sqlx::query("DELETE FROM run_sources WHERE run_id <= ?")
+        .bind(k)
+        .execute(&mut *conn)
+        .await?;
+    let runs = sqlx::query("DELETE FROM runs WHERE id <= ?")
+        .bind(k)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    sqlx::query(
+        "INSERT INTO chain_checkpoint (id, after_run, hash) VALUES (1, ?, ?) \
+         ON CONFLICT (id) DO UPDATE SET after_run = excluded.after_run, hash = excluded.hash",
+    )
+    .bind(k)
+    .bind(&hash)
+    .execute(&mut *conn)
+    .await?;
+    Ok(PruneReport {
+        runs,
+        episodes,
+        through_run: Some(k),
     })
 }

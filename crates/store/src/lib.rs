@@ -28,7 +28,7 @@
 
 mod chain;
 
-pub use chain::ChainReport;
+pub use chain::{ChainReport, PruneReport};
 
 use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
@@ -416,6 +416,26 @@ impl Store {
         chain::verify(&mut conn)
             .await
             .map_err(self.query("verify the run chain"))
+    }
+
+    /// Removes the oldest runs that finished before `cutoff`, with the episodes that
+    /// opened and resolved within them, keeping a checkpoint so that [`Store::verify`]
+    /// still passes. A run that opened a finding still open, or resolved after the cut,
+    /// stays, and so does every run after it: the history of what is open is never cut.
+    ///
+    /// # Errors
+    /// [`StoreError::Query`] if the deletion fails; nothing is removed then.
+    pub async fn prune(&self, cutoff: DateTime<Utc>) -> Result<PruneReport, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(self.query("begin a transaction"))?;
+        let report = chain::prune(&mut tx, &format_time(cutoff))
+            .await
+            .map_err(self.query("prune old runs"))?;
+        tx.commit().await.map_err(self.query("commit the prune"))?;
+        Ok(report)
     }
 
     /// The path of the store file.

@@ -700,3 +700,82 @@ async fn a_file_that_is_not_sqlite_is_reported_and_left_alone() {
     assert!(message.contains("not an SQLite database"), "{message}");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), content);
 }
+
+/// Runs 1..=6 a minute apart: `gone` opens in 1 and resolves in 3; `kept` opens in 2 and
+/// stays open; `late` opens in 4 and resolves in 5.
+async fn six_runs(store: &Store) {
+    let gone = orphan("a", "IAM:gone");
+    let kept = orphan("a", "IAM:kept");
+    let late = orphan("b", "IAM:late");
+    let plan: [Vec<Finding>; 6] = [
+        vec![gone.clone()],
+        vec![gone.clone(), kept.clone()],
+        vec![kept.clone()],
+        vec![kept.clone(), late.clone()],
+        vec![kept.clone()],
+        vec![kept.clone()],
+    ];
+    for (i, findings) in plan.iter().enumerate() {
+        store
+            .record_run(&run(i as i64 + 1), findings, &all_scopes())
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn verify_passes_on_recorded_runs_and_fails_on_a_changed_one() {
+    let dir = TempDir::new().unwrap();
+    let store = Store::open(&db_path(&dir)).await.unwrap();
+    six_runs(&store).await;
+    let report = store.verify().await.unwrap();
+    assert_eq!((report.runs, report.first_mismatch), (6, None));
+    assert_eq!(
+        report.head,
+        store.runs().await.unwrap().last().unwrap().hash.clone()
+    );
+}
+
+#[tokio::test]
+async fn pruning_cuts_a_prefix_no_open_finding_reaches_and_keeps_the_chain() {
+    let dir = TempDir::new().unwrap();
+    let store = Store::open(&db_path(&dir)).await.unwrap();
+    six_runs(&store).await;
+
+    // Everything before run 5 is old, but `kept` opened in run 2 is still open: only
+    // run 1 can go, and `gone` (opened in 1, resolved in 3) reaches past it too.
+    let report = store
+        .prune(finished(4) + Duration::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(report.runs, 0, "{report:?}");
+
+    // `kept` resolves in run 7: a cut after run 6 would still split its episode.
+    store.record_run(&run(7), &[], &all_scopes()).await.unwrap();
+    let report = store
+        .prune(finished(6) + Duration::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(report.runs, 0, "{report:?}");
+
+    // After run 7 every episode is closed inside the cut: runs 1..=7 go.
+    store.record_run(&run(8), &[], &all_scopes()).await.unwrap();
+    let report = store
+        .prune(finished(7) + Duration::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(report.through_run, Some(7), "{report:?}");
+    assert_eq!((report.runs, report.episodes), (7, 3));
+    let runs = store.runs().await.unwrap();
+    assert_eq!(runs.iter().map(|r| r.id).collect::<Vec<_>>(), [8]);
+    assert_eq!(store.episodes(None).await.unwrap().len(), 0);
+
+    let verified = store.verify().await.unwrap();
+    assert_eq!(verified.first_mismatch, None, "{verified:?}");
+    // New runs chain on from the checkpoint.
+    store
+        .record_run(&run(9), &[orphan("a", "IAM:new")], &all_scopes())
+        .await
+        .unwrap();
+    assert_eq!(store.verify().await.unwrap().first_mismatch, None);
+}
