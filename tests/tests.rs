@@ -10,6 +10,7 @@ mod demo;
 mod export;
 mod live;
 mod peers;
+mod plan;
 mod postgres;
 mod reconcile;
 mod scim;

@@ -8,7 +8,7 @@ use aws_sdk_redshift::config::Region;
 use aws_sdk_redshift::types::Cluster;
 use aws_sdk_redshift::Client;
 use idgraph_model::Snapshot;
-use idgraph_sources::postgres::SslMode;
+use idgraph_sources::postgres::{Connection, SslMode};
 use idgraph_sources::{Secret, Source, SourceError};
 
 use crate::config::{sdk_config, SdkConfig};
@@ -118,6 +118,21 @@ impl ProvisionedTarget {
                 timeout: options.timeout,
             },
         }
+    }
+
+    /// Where and as whom to connect to the cluster's database, as `fetch` would: asks
+    /// `DescribeClusters` for the endpoint and obtains a login (temporary credentials,
+    /// valid 900 s, unless they are static). For callers that read more of the catalog
+    /// than `pg_user`, such as a remediation plan's ownership discovery.
+    ///
+    /// # Errors
+    ///
+    /// As [`Source::fetch`] for this target, short of reading the catalog:
+    /// [`SourceError::Remote`], [`SourceError::Credentials`], [`SourceError::Unreachable`]
+    /// (no endpoint), [`SourceError::InvalidResponse`].
+    pub async fn connection(&self) -> Result<Connection, SourceError> {
+        let resolved = self.resolve().await?;
+        self.common.connection(&self.describe_origin(), &resolved)
     }
 
     fn describe_origin(&self) -> String {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use aws_sdk_redshiftserverless::config::Region;
 use aws_sdk_redshiftserverless::Client;
 use idgraph_model::Snapshot;
-use idgraph_sources::postgres::SslMode;
+use idgraph_sources::postgres::{Connection, SslMode};
 use idgraph_sources::{Secret, Source, SourceError};
 
 use crate::config::{sdk_config, SdkConfig};
@@ -110,6 +110,21 @@ impl ServerlessTarget {
                 timeout: options.timeout,
             },
         }
+    }
+
+    /// Where and as whom to connect to the workgroup's database, as `fetch` would: asks
+    /// `GetWorkgroup` and `GetNamespace` and obtains a login (temporary credentials,
+    /// valid 900 s, unless they are static). For callers that read more of the catalog
+    /// than `pg_user`, such as a remediation plan's ownership discovery.
+    ///
+    /// # Errors
+    ///
+    /// As [`Source::fetch`] for this target, short of reading the catalog:
+    /// [`SourceError::Remote`], [`SourceError::Credentials`], [`SourceError::Unreachable`]
+    /// (no endpoint), [`SourceError::InvalidResponse`].
+    pub async fn connection(&self) -> Result<Connection, SourceError> {
+        let resolved = self.resolve().await?;
+        self.common.connection(&self.workgroup_origin(), &resolved)
     }
 
     fn workgroup_origin(&self) -> String {

@@ -11,6 +11,7 @@ use crate::config;
 use crate::daemon;
 use crate::export;
 use crate::output;
+use crate::plan;
 use crate::progress;
 use crate::reconcile::{reconcile_once, Context, Sources};
 
@@ -88,6 +89,16 @@ pub enum Command {
         /// The directory to write the bundle into (created if missing).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+    },
+    /// Print remediation SQL for the open orphaned database users: per user and target,
+    /// one transaction handing their objects to `[remediation] new_owner`, revoking their
+    /// privileges and dropping them. idgraph never executes it.
+    Plan {
+        #[command(flatten)]
+        common: Common,
+        /// Only this target.
+        #[arg(long, value_name = "NAME")]
+        target: Option<String>,
     },
     /// Check the store's tamper-evident run chain.
     ///
@@ -204,6 +215,16 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             for path in written? {
                 println!("{}", path.display());
             }
+            Ok(0)
+        }
+        Command::Plan { common, target } => {
+            let settings = config::load(&common.config)?;
+            let store = Store::open(&settings.store_path).await.with_context(|| {
+                format!("cannot open the store {}", settings.store_path.display())
+            })?;
+            let sql = plan::plan(&settings, &store, target.as_deref()).await;
+            store.close().await;
+            print!("{}", sql?);
             Ok(0)
         }
         Command::Verify { common } => {

@@ -10,6 +10,7 @@
 //! - [`cli`]: the commands.
 //! - [`metrics`]: the Prometheus metrics.
 //! - [`output`]: the JSON contract and the text a terminal shows.
+//! - [`plan`]: `idgraph plan`, remediation SQL for orphaned users, never executed.
 //! - [`progress`]: progress of long fetches on a terminal.
 
 pub mod cli;
@@ -18,5 +19,6 @@ pub mod daemon;
 pub mod export;
 pub mod metrics;
 pub mod output;
+pub mod plan;
 pub mod progress;
 pub mod reconcile;

@@ -6,10 +6,13 @@
 //!   `aws identitystore list-users`, and a `psql --csv` dump of `pg_user`.
 //! - [`scim`]: a live SCIM 2.0 `/Users` endpoint.
 //! - [`postgres`]: reading `pg_user` over SQL from Redshift or PostgreSQL.
+//! - [`ownership`]: what database users own and where they hold privileges, read-only,
+//!   for remediation plans.
 //! - [`secret`]: [`Secret`], a string that never prints.
 //! - [`progress`]: [`Progress`], how a long fetch reports pages and users.
 
 pub mod file;
+pub mod ownership;
 pub mod postgres;
 pub mod progress;
 pub mod scim;

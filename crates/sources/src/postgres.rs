@@ -114,28 +114,7 @@ pub async fn read_catalog(
     timeout: Duration,
 ) -> Result<Catalog, SourceError> {
     let origin = format!("target {origin} ({connection})");
-    let mut options = PgConnectOptions::new_without_pgpass()
-        .host(&connection.host)
-        .port(connection.port)
-        .database(&connection.database)
-        .username(&connection.user)
-        .ssl_mode(connection.sslmode.to_sqlx())
-        .extra_float_digits(2)
-        .application_name("idgraph")
-        .log_statements(tracing::log::LevelFilter::Debug);
-    if let Some(password) = &connection.password {
-        options = options.password(password.expose());
-    }
-    let mut conn = match tokio::time::timeout(timeout, options.connect()).await {
-        Err(_) => {
-            return Err(SourceError::Unreachable {
-                origin,
-                detail: format!("no connection within {timeout:?}"),
-            })
-        }
-        Ok(Err(error)) => return Err(connect_error(origin, error)),
-        Ok(Ok(conn)) => conn,
-    };
+    let mut conn = connect(&origin, connection, timeout).await?;
     let result = read(&origin, &mut conn, timeout).await;
     // The catalog is read; a failure to say goodbye politely changes nothing.
     let _ = conn.close().await;
@@ -226,9 +205,37 @@ async fn read(
     })
 }
 
+/// Connects with options Redshift accepts; errors name `origin`, never the password.
+pub(crate) async fn connect(
+    origin: &str,
+    connection: &Connection,
+    timeout: Duration,
+) -> Result<PgConnection, SourceError> {
+    let mut options = PgConnectOptions::new_without_pgpass()
+        .host(&connection.host)
+        .port(connection.port)
+        .database(&connection.database)
+        .username(&connection.user)
+        .ssl_mode(connection.sslmode.to_sqlx())
+        .extra_float_digits(2)
+        .application_name("idgraph")
+        .log_statements(tracing::log::LevelFilter::Debug);
+    if let Some(password) = &connection.password {
+        options = options.password(password.expose());
+    }
+    match tokio::time::timeout(timeout, options.connect()).await {
+        Err(_) => Err(SourceError::Unreachable {
+            origin: origin.to_owned(),
+            detail: format!("no connection within {timeout:?}"),
+        }),
+        Ok(Err(error)) => Err(connect_error(origin, &error)),
+        Ok(Ok(conn)) => Ok(conn),
+    }
+}
+
 /// A database error with its SQLSTATE, or the error's own text: neither ever holds the
 /// password, which travels only in the authentication exchange.
-fn describe(error: &sqlx::Error) -> String {
+pub(crate) fn describe(error: &sqlx::Error) -> String {
     match error {
         sqlx::Error::Database(e) => match e.code() {
             Some(code) => format!("{} (SQLSTATE {code})", e.message()),
@@ -238,23 +245,24 @@ fn describe(error: &sqlx::Error) -> String {
     }
 }
 
-fn connect_error(origin: String, error: sqlx::Error) -> SourceError {
-    match &error {
+fn connect_error(origin: &str, error: &sqlx::Error) -> SourceError {
+    let origin = origin.to_owned();
+    match error {
         // 28000 invalid authorization, 28P01 invalid password.
         sqlx::Error::Database(e) if e.code().is_some_and(|c| c.starts_with("28")) => {
             SourceError::Credentials {
                 origin,
-                detail: describe(&error),
+                detail: describe(error),
             }
         }
         sqlx::Error::Database(_) => SourceError::Remote {
             origin,
             status: None,
-            detail: describe(&error),
+            detail: describe(error),
         },
         _ => SourceError::Unreachable {
             origin,
-            detail: describe(&error),
+            detail: describe(error),
         },
     }
 }
