@@ -36,7 +36,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use idgraph_model::{Finding, FindingKey, FindingKind, MatchRule, Reason, Scope, Severity};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -502,84 +502,84 @@ impl Store {
             .map_err(self.query("insert a run source"))?;
         }
 
-        let before = self.open_in(&mut tx).await?;
-        let ids: HashMap<FindingKey, i64> = before
-            .iter()
-            .map(|episode| (episode.finding.key(), episode.id))
-            .collect();
-        let open: HashMap<FindingKey, Finding> = before
+        // The open episodes before the run, by key; after the writes below they become the
+        // episodes open after it, so nothing written is read back.
+        let mut episodes: HashMap<FindingKey, Episode> = self
+            .open_in(&mut tx)
+            .await?
             .into_iter()
-            .map(|episode| (episode.finding.key(), episode.finding))
+            .map(|episode| (episode.finding.key(), episode))
+            .collect();
+        let open: HashMap<FindingKey, Finding> = episodes
+            .iter()
+            .map(|(key, episode)| (key.clone(), episode.finding.clone()))
             .collect();
         let mut changes = idgraph_model::diff(&open, findings, evaluated);
         // Insert in key order, so episode ids do not depend on the order of `findings`.
         changes.opened.sort_by_key(|finding| finding.key());
+        // As stored: the store keeps milliseconds.
+        let finished_at = run.finished_at.trunc_subsecs(3);
 
+        let mut opened = Vec::with_capacity(changes.opened.len());
         for finding in &changes.opened {
-            self.bind_finding(sqlx::query(INSERT_EPISODE), finding)?
+            let id = self
+                .bind_finding(sqlx::query(INSERT_EPISODE), finding)?
                 .bind(run_id)
                 .execute(&mut *tx)
                 .await
-                .map_err(self.query("insert an episode"))?;
+                .map_err(self.query("insert an episode"))?
+                .last_insert_rowid();
+            opened.push(Episode {
+                id,
+                finding: (*finding).clone(),
+                opened_run: run_id,
+                opened_at: finished_at,
+                resolved_run: None,
+                resolved_at: None,
+            });
         }
-        let mut updated_ids = HashSet::with_capacity(changes.updated.len());
+        let mut updated = Vec::with_capacity(changes.updated.len());
         for finding in &changes.updated {
-            let id = ids[&finding.key()];
-            updated_ids.insert(id);
+            let episode = episodes
+                .get_mut(&finding.key())
+                .expect("diff only updates open findings");
             let done = self
                 .bind_finding(sqlx::query(UPDATE_EPISODE), finding)?
-                .bind(id)
+                .bind(episode.id)
                 .execute(&mut *tx)
                 .await
                 .map_err(self.query("update an episode"))?;
-            self.expect_one_row(done.rows_affected(), id)?;
+            self.expect_one_row(done.rows_affected(), episode.id)?;
+            episode.finding = (*finding).clone();
+            updated.push(episode.clone());
         }
+        let mut resolved = Vec::with_capacity(changes.resolved.len());
         for key in &changes.resolved {
-            let id = ids[key];
+            let mut episode = episodes
+                .remove(key)
+                .expect("diff only resolves open findings");
             let done = sqlx::query(
                 "UPDATE episodes SET resolved_run = ? WHERE id = ? AND resolved_run IS NULL",
             )
             .bind(run_id)
-            .bind(id)
+            .bind(episode.id)
             .execute(&mut *tx)
             .await
             .map_err(self.query("resolve an episode"))?;
-            self.expect_one_row(done.rows_affected(), id)?;
+            self.expect_one_row(done.rows_affected(), episode.id)?;
+            episode.resolved_run = Some(run_id);
+            episode.resolved_at = Some(finished_at);
+            resolved.push(episode);
         }
-        let counts = (
-            changes.opened.len(),
-            changes.updated.len(),
-            changes.resolved.len(),
-        );
-
-        let open = self.open_in(&mut tx).await?;
         chain::seal(&mut tx, run_id)
             .await
             .map_err(self.query("seal the run into the chain"))?;
-        let rows = sqlx::query(concat!(select_episodes!(), " WHERE e.resolved_run = ?"))
-            .bind(run_id)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(self.query("read resolved episodes"))?;
-        let mut resolved = self.episodes_from(&rows)?;
-        sort_by_urgency(&mut resolved);
         tx.commit().await.map_err(self.query("commit the run"))?;
 
-        let opened: Vec<Episode> = open
-            .iter()
-            .filter(|episode| episode.opened_run == run_id)
-            .cloned()
-            .collect();
-        let updated: Vec<Episode> = open
-            .iter()
-            .filter(|episode| updated_ids.contains(&episode.id))
-            .cloned()
-            .collect();
-        debug_assert_eq!(
-            (opened.len(), updated.len(), resolved.len()),
-            counts,
-            "the episodes read back differ from the changes written"
-        );
+        let mut open: Vec<Episode> = episodes.into_values().chain(opened.iter().cloned()).collect();
+        for list in [&mut open, &mut opened, &mut updated, &mut resolved] {
+            sort_by_urgency(list);
+        }
         tracing::debug!(
             run_id,
             status = run.status.as_str(),

@@ -191,6 +191,10 @@ async fn episode_opens_stays_open_resolves_and_reopens_as_a_new_episode() {
     assert_eq!(ended.resolved_run, Some(r3.run_id));
     assert_eq!(ended.resolved_at, Some(finished(3)));
     assert_eq!(findings_of(&r3.open), vec![bob.clone()]);
+    // What record_run reports is what the store holds.
+    assert_eq!(store.open_episodes().await.unwrap(), r3.open);
+    let stored_ended = store.episodes(Some("IAM:alice")).await.unwrap();
+    assert_eq!(stored_ended.first(), Some(ended));
 
     let r4 = store
         .record_run(&run(4), &[alice.clone(), bob.clone()], &all_scopes())
