@@ -119,10 +119,6 @@ impl Default for HttpSection {
 /// `[idp]`: the identity provider.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(
-    dead_code,
-    reason = "the live sources' fields are parsed now and read once those sources land"
-)]
 struct IdpSection {
     /// `scim` or `file`.
     kind: String,
@@ -147,10 +143,6 @@ struct IdpSection {
 /// `[identity_center]`: the IAM Identity Center identity store.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(
-    dead_code,
-    reason = "the live sources' fields are parsed now and read once those sources land"
-)]
 struct IdentityCenterSection {
     /// `aws` or `file`.
     kind: String,
@@ -169,10 +161,6 @@ struct IdentityCenterSection {
 /// `[[targets]]`: one Redshift cluster, serverless workgroup, PostgreSQL database or export.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(
-    dead_code,
-    reason = "the live sources' fields are parsed now and read once those sources land"
-)]
 struct TargetSection {
     /// Unique name, used in findings, metric labels and history.
     name: String,
