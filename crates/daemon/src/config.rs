@@ -404,6 +404,73 @@ fn scim_options(
     Some(options)
 }
 
+/// The user and password of static credentials, read from the variables `user_env` and
+/// `password_env` name; the password may be optional (trust authentication).
+fn static_credentials(
+    key: &str,
+    target: &TargetSection,
+    password_required: bool,
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> Option<(String, Option<Secret>)> {
+    let user_key = format!("{key}.user_env");
+    let password_key = format!("{key}.password_env");
+    let kind = "static credentials";
+    let user_env = required(&user_key, kind, target.user_env.clone(), problems);
+    let password_env = match password_required {
+        true => required(&password_key, kind, target.password_env.clone(), problems),
+        false => target.password_env.clone(),
+    };
+    let user = from_env(&user_key, user_env.as_deref(), env, problems);
+    let password = from_env(&password_key, password_env.as_deref(), env, problems).map(Secret::new);
+    if password_required && password.is_none() {
+        return None;
+    }
+    Some((user?, password))
+}
+
+/// A `[[targets]]` table of kind `postgres`: a PostgreSQL-protocol endpoint with static
+/// credentials.
+fn postgres_target(
+    key: &str,
+    target: TargetSection,
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> Option<TargetSource> {
+    let kind = "postgres";
+    let host = required(&format!("{key}.host"), kind, target.host.clone(), problems);
+    let database = required(
+        &format!("{key}.database"),
+        kind,
+        target.database.clone(),
+        problems,
+    );
+    if let Some(other) = target.credentials.as_deref().filter(|c| *c != "static") {
+        problems.push(format!(
+            "{key}.credentials = \"{other}\" does not apply: a postgres target uses \"static\" credentials from user_env and password_env"
+        ));
+    }
+    let login = static_credentials(key, &target, false, env, problems);
+    let sslmode = sslmode(
+        &format!("{key}.sslmode"),
+        target.sslmode.as_deref(),
+        problems,
+    );
+    let (user, password) = login?;
+    Some(TargetSource::Postgres {
+        connection: Connection {
+            host: host?,
+            port: target.port.unwrap_or(5432),
+            database: database?,
+            user,
+            password,
+            sslmode,
+        },
+        master_user: target.master_user,
+        timeout: Duration::from_secs(target.timeout_seconds.unwrap_or(60)),
+    })
+}
+
 /// A `[[targets]]` table of kind `provisioned` or `serverless`.
 fn redshift_target(
     key: &str,
@@ -412,7 +479,12 @@ fn redshift_target(
     problems: &mut Vec<String>,
 ) -> Option<TargetSource> {
     let kind = target.kind.as_str();
-    let database = required(&format!("{key}.database"), kind, target.database, problems);
+    let database = required(
+        &format!("{key}.database"),
+        kind,
+        target.database.clone(),
+        problems,
+    );
     let sslmode = sslmode(
         &format!("{key}.sslmode"),
         target.sslmode.as_deref(),
@@ -425,25 +497,11 @@ fn redshift_target(
         "serverless_get_credentials"
     };
     let credentials = target.credentials.as_deref().unwrap_or(default_credentials);
-    let static_login = |problems: &mut Vec<String>| {
-        let user_key = format!("{key}.user_env");
-        let password_key = format!("{key}.password_env");
-        let user_env = required(
-            &user_key,
-            "static credentials",
-            target.user_env.clone(),
-            problems,
-        );
-        let password_env = required(
-            &password_key,
-            "static credentials",
-            target.password_env.clone(),
-            problems,
-        );
-        let user = from_env(&user_key, user_env.as_deref(), env, problems);
-        let password = from_env(&password_key, password_env.as_deref(), env, problems);
-        Some((user?, Secret::new(password?)))
-    };
+    let static_login =
+        |problems: &mut Vec<String>| match static_credentials(key, &target, true, env, problems) {
+            Some((user, Some(password))) => Some((user, password)),
+            _ => None,
+        };
     if kind == "provisioned" {
         let cluster_identifier = required(
             &format!("{key}.cluster_identifier"),
@@ -647,60 +705,7 @@ fn validate(
                     }
                 })
             }
-            "postgres" => {
-                let kind = "postgres";
-                let host = required(&format!("{key}.host"), kind, target.host, &mut problems);
-                let database = required(
-                    &format!("{key}.database"),
-                    kind,
-                    target.database,
-                    &mut problems,
-                );
-                if let Some(other) = target.credentials.as_deref().filter(|c| *c != "static") {
-                    problems.push(format!(
-                        "{key}.credentials = \"{other}\" does not apply: a postgres target uses \"static\" credentials from user_env and password_env"
-                    ));
-                }
-                let user_env = required(
-                    &format!("{key}.user_env"),
-                    kind,
-                    target.user_env,
-                    &mut problems,
-                );
-                let user = from_env(
-                    &format!("{key}.user_env"),
-                    user_env.as_deref(),
-                    env,
-                    &mut problems,
-                );
-                let password = from_env(
-                    &format!("{key}.password_env"),
-                    target.password_env.as_deref(),
-                    env,
-                    &mut problems,
-                )
-                .map(Secret::new);
-                let sslmode = sslmode(
-                    &format!("{key}.sslmode"),
-                    target.sslmode.as_deref(),
-                    &mut problems,
-                );
-                match (host, database, user) {
-                    (Some(host), Some(database), Some(user)) => Some(TargetSource::Postgres {
-                        connection: Connection {
-                            host,
-                            port: target.port.unwrap_or(5432),
-                            database,
-                            user,
-                            password,
-                            sslmode,
-                        },
-                        master_user: target.master_user,
-                        timeout: Duration::from_secs(target.timeout_seconds.unwrap_or(60)),
-                    }),
-                    _ => None,
-                }
-            }
+            "postgres" => postgres_target(&key, target, env, &mut problems),
             "provisioned" | "serverless" => redshift_target(&key, target, env, &mut problems),
             other => {
                 problems.push(format!(

@@ -204,11 +204,10 @@ async fn fetch(source: &dyn Source) -> Fetched {
             let objects = snapshot.objects();
             info!(source = %record.name, objects, duration_ms, "Fetched snapshot.");
             // Sorting and hashing 200,000 users is CPU work: keep it off the async workers.
-            let (digest, snapshot) = tokio::task::spawn_blocking(move || {
-                (idgraph_model::digest(&snapshot), snapshot)
-            })
-            .await
-            .expect("digesting a snapshot does not panic");
+            let (digest, snapshot) =
+                tokio::task::spawn_blocking(move || (idgraph_model::digest(&snapshot), snapshot))
+                    .await
+                    .expect("digesting a snapshot does not panic");
             record.status = SourceStatus::Ok;
             record.objects = Some(objects as u64);
             record.digest = Some(digest);

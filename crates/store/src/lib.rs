@@ -576,7 +576,10 @@ impl Store {
             .map_err(self.query("seal the run into the chain"))?;
         tx.commit().await.map_err(self.query("commit the run"))?;
 
-        let mut open: Vec<Episode> = episodes.into_values().chain(opened.iter().cloned()).collect();
+        let mut open: Vec<Episode> = episodes
+            .into_values()
+            .chain(opened.iter().cloned())
+            .collect();
         for list in [&mut open, &mut opened, &mut updated, &mut resolved] {
             sort_by_urgency(list);
         }
