@@ -165,14 +165,39 @@ pub fn history_json(episodes: &[Episode], runs: &[RunRow]) -> String {
     })
 }
 
-/// A name as a terminal can show it: control characters (a newline in a hostile user
-/// name) are escaped so that one finding stays on one line.
+/// A name as a terminal can show it: a name with a control character (a newline in a
+/// hostile user name) or a character that reorders or hides text is shown quoted and
+/// escaped, so that one finding stays on one line and reads as it is.
 fn shown(name: &str) -> String {
-    if name.chars().any(char::is_control) {
+    if name.chars().any(needs_escape) {
         format!("{name:?}")
     } else {
         name.to_owned()
     }
+}
+
+/// Free text for one line of output (error messages, paths, SQL comments): control,
+/// line-separating and bidirectional-formatting characters escaped, the rest as it is.
+pub(crate) fn clean(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if needs_escape(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Characters that must not reach a terminal or a one-line comment as they are.
+pub(crate) fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}' | '\u{feff}'
+        )
 }
 
 fn sources_text(out: &mut String, sources: &[SourceRecord]) {
@@ -431,4 +456,18 @@ pub fn history_text(episodes: &[Episode], runs: &[RunRow]) -> String {
     let _ = writeln!(out, "\nEpisodes ({})", episodes.len());
     episodes_table(&mut out, &episodes.iter().collect::<Vec<_>>());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_would_break_or_reorder_a_line_are_escaped() {
+        assert_eq!(shown("IAMA:ann@example.com"), "IAMA:ann@example.com");
+        assert_eq!(shown("a\nb"), "\"a\\nb\"");
+        // A right-to-left override would make `gro.elpmaxe@` read differently.
+        assert_eq!(shown("x\u{202e}y"), "\"x\\u{202e}y\"");
+        assert_eq!(clean("line\nbreak \u{2028}"), "line\\nbreak \\u{2028}");
+    }
 }

@@ -28,6 +28,7 @@ use idgraph_store::{Episode, Store};
 use tracing::warn;
 
 use crate::config::{Settings, TargetSource};
+use crate::output::{clean, needs_escape};
 
 /// How many targets' catalogs are read at once.
 const TARGET_CONCURRENCY: usize = 4;
@@ -224,29 +225,6 @@ pub fn quote_ident(name: &str) -> String {
 /// reordering characters show.
 fn shown(name: &str) -> String {
     format!("{name:?}")
-}
-
-/// Free text for a comment line (error messages, paths): control, line-separating and
-/// bidirectional-formatting characters escaped, the rest as it is.
-fn clean(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if needs_escape(c) {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn needs_escape(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{2028}' | '\u{2029}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
-                | '\u{2066}'..='\u{2069}' | '\u{feff}'
-        )
 }
 
 /// Renders the plan: a header saying what idgraph never does and cannot see, then per
