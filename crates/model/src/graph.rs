@@ -240,11 +240,6 @@ impl Graph {
             })
     }
 
-    /// Number of vertices and edges.
-    pub fn size(&self) -> (usize, usize) {
-        (self.graph.node_count(), self.graph.edge_count())
-    }
-
     /// Every finding the graph implies, sorted by severity (most urgent first), kind,
     /// target and name.
     pub fn findings(&self) -> Vec<Finding> {
@@ -397,7 +392,9 @@ impl Graph {
 
     /// How database user `name` of target `target` is linked: its class and every
     /// Identity Center user id matched with the rule. `None` if the graph has no such user.
-    pub fn explain(&self, target: &str, name: &str) -> Option<(DbClass, Vec<(String, MatchRule)>)> {
+    /// A linear search, for tests.
+    #[cfg(test)]
+    pub(crate) fn explain(&self, target: &str, name: &str) -> Option<(DbClass, Vec<(String, MatchRule)>)> {
         self.db_nodes.iter().find_map(|&node| {
             let Node::Db {
                 target: t,
@@ -418,8 +415,10 @@ impl Graph {
         })
     }
 
-    /// The IdP user id linked to Identity Center user `user_id`, with the rule.
-    pub fn idp_link(&self, user_id: &str) -> Option<(String, MatchRule)> {
+    /// The IdP user id linked to Identity Center user `user_id`, with the rule. A linear
+    /// search, for tests.
+    #[cfg(test)]
+    pub(crate) fn idp_link(&self, user_id: &str) -> Option<(String, MatchRule)> {
         let i = self.ic.iter().position(|u| u.user_id == user_id)?;
         self.idp_of(self.ic_nodes[i])
             .map(|(idp, rule)| (idp.id.clone(), rule))
