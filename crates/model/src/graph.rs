@@ -394,7 +394,11 @@ impl Graph {
     /// Identity Center user id matched with the rule. `None` if the graph has no such user.
     /// A linear search, for tests.
     #[cfg(test)]
-    pub(crate) fn explain(&self, target: &str, name: &str) -> Option<(DbClass, Vec<(String, MatchRule)>)> {
+    pub(crate) fn explain(
+        &self,
+        target: &str,
+        name: &str,
+    ) -> Option<(DbClass, Vec<(String, MatchRule)>)> {
         self.db_nodes.iter().find_map(|&node| {
             let Node::Db {
                 target: t,
