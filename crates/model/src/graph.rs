@@ -4,6 +4,7 @@
 //! Matching uses hash indexes keyed by folded (lower-cased) names, so building the graph
 //! is linear in the number of identities.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -62,32 +63,42 @@ pub enum Link {
     Holds,
 }
 
-/// Lower-cased form of a name for case-insensitive comparison.
-fn fold(s: &str) -> String {
+/// Lower-cased form of a name for case-insensitive comparison; borrowed when the name
+/// is lower-case already, as most are, so indexing 200,000 names allocates little.
+fn fold(s: &str) -> Cow<'_, str> {
     if s.is_ascii() {
-        s.to_ascii_lowercase()
+        if s.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(s.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(s)
+        }
     } else {
-        s.to_lowercase()
+        let lower = s.to_lowercase();
+        if lower == s {
+            Cow::Borrowed(s)
+        } else {
+            Cow::Owned(lower)
+        }
     }
 }
 
-/// A hash index from a key to the positions holding it; most keys hold one.
-#[derive(Default)]
-struct Index(HashMap<Box<str>, Slot>);
+/// A hash index from a key to the positions holding it; most keys hold one. Keys borrow
+/// from the snapshots where they can.
+struct Index<'a>(HashMap<Cow<'a, str>, Slot, foldhash::fast::RandomState>);
 
 enum Slot {
     One(u32),
     Many(Vec<u32>),
 }
 
-impl Index {
+impl<'a> Index<'a> {
     fn with_capacity(n: usize) -> Self {
-        Self(HashMap::with_capacity(n))
+        Self(HashMap::with_capacity_and_hasher(n, Default::default()))
     }
 
-    fn insert(&mut self, key: String, at: u32) {
+    fn insert(&mut self, key: Cow<'a, str>, at: u32) {
         use std::collections::hash_map::Entry;
-        match self.0.entry(key.into_boxed_str()) {
+        match self.0.entry(key) {
             Entry::Vacant(e) => {
                 e.insert(Slot::One(at));
             }
@@ -445,9 +456,9 @@ fn link_idp_to_ic(
     for (i, user) in idp.iter().enumerate() {
         let i = i as u32;
         if let Some(external_id) = &user.external_id {
-            by_external_id.insert(external_id.clone(), i);
+            by_external_id.insert(Cow::Borrowed(external_id), i);
         }
-        by_id.insert(user.id.clone(), i);
+        by_id.insert(Cow::Borrowed(&user.id), i);
         by_user_name.insert(fold(&user.user_name), i);
         if let Some(email) = &user.email {
             by_email.insert(fold(email), i);
@@ -461,13 +472,15 @@ fn link_idp_to_ic(
             .or(found.first().copied())
     };
     for (i, user) in ic.iter().enumerate() {
-        let by_ids = |index: &Index| {
-            let found: Vec<u32> = user
-                .external_ids
-                .iter()
-                .flat_map(|e| index.get(&e.id).iter().copied())
-                .collect();
-            pick(&found)
+        let by_ids = |index: &Index| match user.external_ids.as_slice() {
+            [one] => pick(index.get(&one.id)),
+            all => {
+                let found: Vec<u32> = all
+                    .iter()
+                    .flat_map(|e| index.get(&e.id).iter().copied())
+                    .collect();
+                pick(&found)
+            }
         };
         let linked = by_ids(&by_external_id)
             .map(|at| (at, MatchRule::ExternalId))
