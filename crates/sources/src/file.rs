@@ -6,19 +6,24 @@
 //!   concatenated, or an array of pages).
 //! - [`FileTarget`]: a `psql --csv -c 'select * from pg_user'` dump of one database target.
 //!
-//! Every source reads the whole file with one `tokio::fs::read` and parses it on the
-//! blocking pool with typed serde structs: exports of 200,000 users must parse in well
-//! under a second, and parsing must not stall the async workers meanwhile. Attributes we
-//! do not declare are skipped by serde without building a value for them.
+//! Every source parses on the blocking pool with typed serde structs: exports of 200,000
+//! users must parse in well under a second, and parsing must not stall the async workers
+//! meanwhile. Attributes we do not declare are skipped by serde without building a value
+//! for them. The JSON exports (hundreds of megabytes at that size) are streamed through a
+//! buffer rather than read whole, so the file's text and its parsed users are never in
+//! memory together.
 
 use std::collections::HashSet;
 use std::fmt;
+use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use idgraph_model::{DbUser, ExternalId, IcUser, IdpUser, Snapshot, TargetSnapshot};
 use serde::de::{self, Deserializer, Unexpected, Visitor};
 use serde::Deserialize;
 
+use crate::json_stream::{JsonStream, StreamError};
 use crate::{Source, SourceError};
 
 /// A SCIM 2.0 `/Users` export of the identity provider.
@@ -56,8 +61,8 @@ impl Source for FileIdp {
     }
 
     async fn fetch(&self) -> Result<Snapshot, SourceError> {
-        let bytes = read(&self.path).await?;
-        let users = parse_blocking(&self.path, move || parse_scim(bytes)).await?;
+        let path = self.path.clone();
+        let users = parse_blocking(&self.path, move || parse_scim(&path)).await?;
         Ok(Snapshot::Idp(users))
     }
 }
@@ -95,8 +100,8 @@ impl Source for FileIdentityCenter {
     }
 
     async fn fetch(&self) -> Result<Snapshot, SourceError> {
-        let bytes = read(&self.path).await?;
-        let export = parse_blocking(&self.path, move || parse_identity_store(bytes)).await?;
+        let path = self.path.clone();
+        let export = parse_blocking(&self.path, move || parse_identity_store(&path)).await?;
         // Logged here rather than on the blocking thread so the warning reaches the
         // subscriber of the task that asked for the snapshot.
         if export.ends_with_next_token {
@@ -184,6 +189,7 @@ impl Source for FileTarget {
 /// What a parser found wrong, before the path is attached.
 #[derive(Debug)]
 enum Problem {
+    Read(std::io::Error),
     Malformed(String),
     Incomplete(String),
 }
@@ -192,6 +198,7 @@ impl Problem {
     fn at(self, path: &Path) -> SourceError {
         let path = path.to_path_buf();
         match self {
+            Problem::Read(source) => SourceError::Read { path, source },
             Problem::Malformed(detail) => SourceError::Malformed { path, detail },
             Problem::Incomplete(detail) => SourceError::Incomplete {
                 origin: path.display().to_string(),
@@ -245,41 +252,21 @@ fn first_non_whitespace(bytes: &[u8]) -> Option<usize> {
         .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
 }
 
-/// "line L, column C" of byte `index`, 1-based as serde_json counts them.
-fn line_column(bytes: &[u8], index: usize) -> String {
-    let before = &bytes[..index.min(bytes.len())];
-    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let line_start = before
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |newline| newline + 1);
-    format!("line {line}, column {}", index - line_start + 1)
-}
-
 /// The problem at the first non-whitespace byte when it cannot start the expected value.
-fn unexpected_start(bytes: &[u8], index: usize, expected: &str) -> Problem {
-    let found = String::from_utf8_lossy(&bytes[index..bytes.len().min(index + 1)]).into_owned();
-    Problem::Malformed(format!(
-        "{}: expected {expected}, found {found:?}",
-        line_column(bytes, index)
-    ))
+fn unexpected_start<R: Read>(s: &JsonStream<R>, expected: &str) -> Problem {
+    Problem::Malformed(match s.error(format!("expected {expected}")) {
+        StreamError::Syntax(message) => message,
+        StreamError::Io(e) => e.to_string(),
+    })
 }
 
-/// A serde_json error as "line L, column C: what", the position first so every detail
-/// reads the same way.
-fn json_problem(err: &serde_json::Error) -> Problem {
-    let message = err.to_string();
-    if err.line() == 0 {
-        return Problem::Malformed(message);
+impl From<StreamError> for Problem {
+    fn from(error: StreamError) -> Self {
+        match error {
+            StreamError::Io(e) => Problem::Read(e),
+            StreamError::Syntax(message) => Problem::Malformed(message),
+        }
     }
-    // serde_json appends the position as " at line L column C"; move it to the front.
-    let suffix = format!(" at line {} column {}", err.line(), err.column());
-    let what = message.strip_suffix(&suffix).unwrap_or(&message);
-    Problem::Malformed(format!(
-        "line {}, column {}: {what}",
-        err.line(),
-        err.column()
-    ))
 }
 
 /// A JSON boolean, or the string `"true"` or `"false"` in any case: some IdPs send
@@ -352,19 +339,23 @@ fn primary_value<E>(
     first
 }
 
+/// A JSON export opened for walking, past a byte order mark.
+fn open_json(path: &Path) -> Result<JsonStream<File>, Problem> {
+    let mut stream = JsonStream::new(File::open(path).map_err(Problem::Read)?);
+    stream.skip_bom()?;
+    Ok(stream)
+}
+
 // ---------------------------------------------------------------------------------------
 // SCIM
 // ---------------------------------------------------------------------------------------
 
-/// An element of the top-level value: either a `ListResponse` page or a User resource.
-/// One struct with the optional fields of both tells them apart in a single pass, without
-/// `untagged`, which buffers every element and reports errors without a position.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// An element of the top-level value, walked by [`scim_item`]: either a `ListResponse`
+/// page (its users were handed on as they were read) or a User resource.
+#[derive(Debug, Default)]
 struct ScimItem {
     // ListResponse attributes.
-    #[serde(rename = "Resources")]
-    resources: Option<Vec<ScimUser>>,
+    resources: bool,
     total_results: Option<u64>,
     // User attributes.
     id: Option<String>,
@@ -378,7 +369,7 @@ impl ScimItem {
     /// A page is anything with ListResponse attributes; a page of an empty directory may
     /// carry `totalResults: 0` and no `Resources`.
     fn is_page(&self) -> bool {
-        self.resources.is_some() || self.total_results.is_some()
+        self.resources || self.total_results.is_some()
     }
 
     fn into_user(self) -> ScimUser {
@@ -432,25 +423,8 @@ impl fmt::Display for ScimLocation {
     }
 }
 
-fn parse_scim(bytes: Vec<u8>) -> Result<Vec<IdpUser>, Problem> {
-    let body = without_bom(&bytes);
-    let start = first_non_whitespace(body)
-        .ok_or_else(|| Problem::Malformed("the file is empty".to_owned()))?;
-    let pages: Vec<ScimItem> = match body[start] {
-        b'{' => vec![serde_json::from_slice(body).map_err(|e| json_problem(&e))?],
-        b'[' => serde_json::from_slice(body).map_err(|e| json_problem(&e))?,
-        _ => {
-            return Err(unexpected_start(
-                body,
-                start,
-                "a SCIM ListResponse object or a JSON array",
-            ))
-        }
-    };
-    let single_object = body[start] == b'{';
-    // Everything parsed is owned: free the file before building the users.
-    drop(bytes);
-
+fn parse_scim(path: &Path) -> Result<Vec<IdpUser>, Problem> {
+    let mut s = open_json(path)?;
     let mut users = Vec::new();
     let mut total_results = None;
 
@@ -465,8 +439,10 @@ fn parse_scim(bytes: Vec<u8>) -> Result<Vec<IdpUser>, Problem> {
         Ok(())
     };
 
-    if single_object {
-        for page in pages {
+    match s.peek()? {
+        None => return Err(Problem::Malformed("the file is empty".to_owned())),
+        Some(b'{') => {
+            let page = scim_item(&mut s, &mut |user, i| add(user, ScimLocation::Resource(i)))?;
             if !page.is_page() {
                 return Err(Problem::Malformed(
                     "the top-level object is not a SCIM ListResponse: it has neither \
@@ -475,35 +451,42 @@ fn parse_scim(bytes: Vec<u8>) -> Result<Vec<IdpUser>, Problem> {
                 ));
             }
             total_results = page.total_results;
-            for (i, user) in page.resources.into_iter().flatten().enumerate() {
-                add(user, ScimLocation::Resource(i))?;
-            }
         }
-    } else {
-        let pages_of_users = pages.first().is_some_and(ScimItem::is_page);
-        for (p, item) in pages.into_iter().enumerate() {
-            if item.is_page() != pages_of_users {
-                let (this, first) = if pages_of_users {
-                    ("a User resource", "a ListResponse page")
-                } else {
-                    ("a ListResponse page", "a User resource")
-                };
-                return Err(Problem::Malformed(format!(
-                    "element [{p}] is {this} but element [0] is {first}; the array must \
-                     hold only users or only pages"
-                )));
-            }
-            if pages_of_users {
-                // The first page's count is the one the listing started from.
-                total_results = total_results.or(item.total_results);
-                for (i, user) in item.resources.into_iter().flatten().enumerate() {
-                    add(user, ScimLocation::PageResource(p, i))?;
+        Some(b'[') => {
+            let mut pages_of_users = None;
+            s.array(|s, p| {
+                let item = scim_item(s, &mut |user, i| {
+                    add(user, ScimLocation::PageResource(p, i))
+                })?;
+                let pages_of_users = *pages_of_users.get_or_insert(item.is_page());
+                if item.is_page() != pages_of_users {
+                    let (this, first) = if pages_of_users {
+                        ("a User resource", "a ListResponse page")
+                    } else {
+                        ("a ListResponse page", "a User resource")
+                    };
+                    return Err(Problem::Malformed(format!(
+                        "element [{p}] is {this} but element [0] is {first}; the array must \
+                         hold only users or only pages"
+                    )));
                 }
-            } else {
-                add(item.into_user(), ScimLocation::Element(p))?;
-            }
+                if pages_of_users {
+                    // The first page's count is the one the listing started from.
+                    total_results = total_results.or(item.total_results);
+                } else {
+                    add(item.into_user(), ScimLocation::Element(p))?;
+                }
+                Ok(())
+            })?;
+        }
+        Some(_) => {
+            return Err(unexpected_start(
+                &s,
+                "a SCIM ListResponse object or a JSON array",
+            ))
         }
     }
+    s.end()?;
 
     let in_file = users.len();
     keep_first(&mut users, |user| &user.id);
@@ -522,6 +505,32 @@ fn parse_scim(bytes: Vec<u8>) -> Result<Vec<IdpUser>, Problem> {
         }
     }
     Ok(users)
+}
+
+/// Walks an element of a SCIM export: a ListResponse page, whose `Resources` go to
+/// `resource` one by one with their index as they are read, or a User resource.
+fn scim_item<R: Read>(
+    s: &mut JsonStream<R>,
+    resource: &mut dyn FnMut(ScimUser, usize) -> Result<(), Problem>,
+) -> Result<ScimItem, Problem> {
+    let mut item = ScimItem::default();
+    s.object(|s, key| -> Result<(), Problem> {
+        match key.as_str() {
+            "Resources" => {
+                item.resources = true;
+                s.array(|s, i| resource(s.value()?, i))?;
+            }
+            "totalResults" => item.total_results = s.value()?,
+            "id" => item.id = s.value()?,
+            "externalId" => item.external_id = s.value()?,
+            "userName" => item.user_name = s.value()?,
+            "active" => item.active = s.value()?,
+            "emails" => item.emails = s.value()?,
+            _ => s.skip()?,
+        }
+        Ok(())
+    })?;
+    Ok(item)
 }
 
 /// The model user, or what is missing, e.g. "has no `userName`".
@@ -547,13 +556,6 @@ pub(crate) fn idp_user(user: ScimUser) -> Result<IdpUser, &'static str> {
 // ---------------------------------------------------------------------------------------
 // Identity Center
 // ---------------------------------------------------------------------------------------
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct IcPage {
-    users: Option<Vec<IcRawUser>>,
-    next_token: Option<String>,
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -584,51 +586,65 @@ struct IcExport {
     ends_with_next_token: bool,
 }
 
-fn parse_identity_store(bytes: Vec<u8>) -> Result<IcExport, Problem> {
-    let body = without_bom(&bytes);
-    let start = first_non_whitespace(body)
-        .ok_or_else(|| Problem::Malformed("the file is empty".to_owned()))?;
-    let pages: Vec<IcPage> = match body[start] {
+fn parse_identity_store(path: &Path) -> Result<IcExport, Problem> {
+    let mut s = open_json(path)?;
+    let mut users = Vec::new();
+    let mut next_token: Option<String> = None;
+    let mut page = |s: &mut JsonStream<_>, p: usize| -> Result<(), Problem> {
+        let mut has_users = false;
+        next_token = None;
+        s.object(|s, key| -> Result<(), Problem> {
+            match key.as_str() {
+                "Users" if s.peek()? == Some(b'[') => {
+                    has_users = true;
+                    s.array(|s, i| {
+                        let user = ic_user(s.value()?).map_err(|missing| {
+                            Problem::Malformed(format!(
+                                "user {} (0-based index within the file), at page {p} \
+                                 Users[{i}], {missing}",
+                                users.len()
+                            ))
+                        })?;
+                        users.push(user);
+                        Ok::<_, Problem>(())
+                    })?;
+                }
+                "NextToken" => next_token = s.value()?,
+                _ => s.skip()?,
+            }
+            Ok(())
+        })?;
+        if has_users {
+            Ok(())
+        } else {
+            Err(Problem::Malformed(format!(
+                "page {p} (0-based) has no `Users` array; expected the output of \
+                 `aws identitystore list-users`"
+            )))
+        }
+    };
+    match s.peek()? {
+        None => return Err(Problem::Malformed("the file is empty".to_owned())),
         // One page, or pages appended one after another: a stream of objects.
-        b'{' => serde_json::Deserializer::from_slice(body)
-            .into_iter::<IcPage>()
-            .collect::<Result<_, _>>()
-            .map_err(|e| json_problem(&e))?,
-        b'[' => serde_json::from_slice(body).map_err(|e| json_problem(&e))?,
-        _ => {
+        Some(b'{') => {
+            let mut p = 0;
+            while s.peek()?.is_some() {
+                page(&mut s, p)?;
+                p += 1;
+            }
+        }
+        Some(b'[') => {
+            s.array(|s, p| page(s, p))?;
+            s.end()?;
+        }
+        Some(_) => {
             return Err(unexpected_start(
-                body,
-                start,
+                &s,
                 "a `list-users` page object or a JSON array of them",
             ))
         }
-    };
-    drop(bytes);
-
-    let ends_with_next_token = pages
-        .last()
-        .and_then(|page| page.next_token.as_deref())
-        .is_some_and(|token| !token.is_empty());
-
-    let mut users = Vec::new();
-    for (p, page) in pages.into_iter().enumerate() {
-        let page_users = page.users.ok_or_else(|| {
-            Problem::Malformed(format!(
-                "page {p} (0-based) has no `Users` array; expected the output of \
-                 `aws identitystore list-users`"
-            ))
-        })?;
-        for (i, raw) in page_users.into_iter().enumerate() {
-            let user = ic_user(raw).map_err(|missing| {
-                Problem::Malformed(format!(
-                    "user {} (0-based index within the file), at page {p} Users[{i}], \
-                     {missing}",
-                    users.len()
-                ))
-            })?;
-            users.push(user);
-        }
     }
+    let ends_with_next_token = next_token.is_some_and(|token| !token.is_empty());
     keep_first(&mut users, |user| &user.user_id);
     Ok(IcExport {
         users,
@@ -1197,11 +1213,13 @@ mod tests {
     async fn identity_store_next_token_on_the_last_page_is_accepted_and_flagged() {
         let users = ic(IC_PAGE_1).await.expect("accepted");
         assert_eq!(ic_ids(&users), ["u-1", "u-2"]);
-        let export = parse_identity_store(IC_PAGE_1.as_bytes().to_vec()).expect("parses");
+        let page = file(IC_PAGE_1);
+        let export = parse_identity_store(page.path()).expect("parses");
         assert!(export.ends_with_next_token);
 
         let both = format!("{IC_PAGE_1}{IC_PAGE_2}");
-        let export = parse_identity_store(both.into_bytes()).expect("parses");
+        let both = file(both);
+        let export = parse_identity_store(both.path()).expect("parses");
         assert!(!export.ends_with_next_token);
     }
 

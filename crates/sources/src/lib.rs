@@ -12,6 +12,7 @@
 //! - [`progress`]: [`Progress`], how a long fetch reports pages and users.
 
 pub mod file;
+mod json_stream;
 pub mod ownership;
 pub mod postgres;
 pub mod progress;
