@@ -79,28 +79,36 @@ pub(crate) async fn canonical(
         c.int(s.try_get("duration_ms")?);
     }
 
-    let opened = sqlx::query(
-        "SELECT id, kind, coalesce(target, '') AS target, \
-                coalesce(db_user, ic_user_id, '') AS subject \
-         FROM episodes WHERE opened_run = ? ORDER BY id",
+    // One JSON value for all the run's episodes rather than a row each: a run may open
+    // tens of thousands.
+    let opened: String = sqlx::query_scalar(
+        "SELECT json_group_array(json_array(id, kind, coalesce(target, ''), \
+                                            coalesce(db_user, ic_user_id, ''))) \
+         FROM episodes WHERE opened_run = ?",
     )
     .bind(run_id)
-    .fetch_all(&mut *conn)
+    .fetch_one(&mut *conn)
     .await?;
+    let mut opened: Vec<(i64, String, String, String)> =
+        serde_json::from_str(&opened).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    opened.sort_unstable_by_key(|e| e.0);
     c.text("opened");
     c.int(opened.len() as i64);
-    for e in &opened {
-        c.int(e.try_get("id")?);
-        c.text(e.try_get("kind")?);
-        c.text(e.try_get("target")?);
-        c.text(e.try_get("subject")?);
+    for (id, kind, target, subject) in &opened {
+        c.int(*id);
+        c.text(kind);
+        c.text(target);
+        c.text(subject);
     }
 
-    let resolved: Vec<i64> =
-        sqlx::query_scalar("SELECT id FROM episodes WHERE resolved_run = ? ORDER BY id")
+    let resolved: String =
+        sqlx::query_scalar("SELECT json_group_array(id) FROM episodes WHERE resolved_run = ?")
             .bind(run_id)
-            .fetch_all(&mut *conn)
+            .fetch_one(&mut *conn)
             .await?;
+    let mut resolved: Vec<i64> =
+        serde_json::from_str(&resolved).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    resolved.sort_unstable();
     c.text("resolved");
     c.int(resolved.len() as i64);
     for id in resolved {

@@ -38,11 +38,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use idgraph_model::{Finding, FindingKey, FindingKind, MatchRule, Reason, Scope, Severity};
+use sqlx::query_builder::Separated;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite};
+use sqlx::{QueryBuilder, Row, Sqlite};
 
 /// The schema migrations, embedded from `/migrations`.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
@@ -56,30 +57,54 @@ const MAX_CONNECTIONS: u32 = 4;
 /// SQLite's primary result code for "file is not a database" (`SQLITE_NOTADB`).
 const SQLITE_NOTADB: &str = "26";
 
-/// Opens an episode: the columns of [`Store::bind_finding`], then `opened_run`.
-const INSERT_EPISODE: &str = "INSERT INTO episodes \
-    (kind, target, db_user, ic_user_id, idp_user_id, user_name, reason, severity, superuser, \
-     matched_by, candidates, opened_run) \
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+/// The columns of a finding in the `episodes` table, in the order
+/// [`Store::push_finding`] binds them.
+const FINDING_COLUMNS: &str = "kind, target, db_user, ic_user_id, idp_user_id, user_name, \
+    reason, severity, superuser, matched_by, candidates";
 
-/// Updates an open episode in place: the columns of [`Store::bind_finding`], then `id`.
-const UPDATE_EPISODE: &str = "UPDATE episodes SET \
-    kind = ?, target = ?, db_user = ?, ic_user_id = ?, idp_user_id = ?, user_name = ?, \
-    reason = ?, severity = ?, superuser = ?, matched_by = ?, candidates = ? \
-    WHERE id = ? AND resolved_run IS NULL";
+/// Episodes written by one statement: 12 parameters a row stay under SQLite's limit of
+/// 32,766 parameters, and 10,000 findings take ten statements rather than 10,000.
+const WRITE_BATCH: usize = 1_000;
 
-/// The columns of an [`Episode`], with the finish times of its runs.
+/// Every episode matching a `WHERE` clause on `e` (the episodes) as one JSON array of
+/// [`EpisodeRow`]s: SQLite hands over one value instead of a row per episode, which for
+/// tens of thousands of open findings is most of the cost of reading them.
 macro_rules! select_episodes {
-    () => {
-        "SELECT e.id, e.kind, e.target, e.db_user, e.ic_user_id, e.idp_user_id, e.user_name, \
+    ($where:literal) => {
+        concat!(
+            "SELECT json_group_array(json_array(\
+                e.id, e.kind, e.target, e.db_user, e.ic_user_id, e.idp_user_id, e.user_name, \
                 e.reason, e.severity, e.superuser, e.matched_by, e.candidates, \
-                e.opened_run, o.finished_at AS opened_at, \
-                e.resolved_run, r.finished_at AS resolved_at \
-         FROM episodes AS e \
-         JOIN runs AS o ON o.id = e.opened_run \
-         LEFT JOIN runs AS r ON r.id = e.resolved_run"
+                e.opened_run, o.finished_at, e.resolved_run, r.finished_at)) \
+             FROM episodes AS e \
+             JOIN runs AS o ON o.id = e.opened_run \
+             LEFT JOIN runs AS r ON r.id = e.resolved_run ",
+            $where
+        )
     };
 }
+
+/// An element of [`select_episodes!`]: the columns of an episode and the finish times of
+/// its runs.
+#[derive(serde::Deserialize)]
+struct EpisodeRow(
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    i64,
+    Option<String>,
+    Option<String>,
+    i64,
+    String,
+    Option<i64>,
+    Option<String>,
+);
 
 /// Everything that can go wrong opening, reading or writing the store.
 #[derive(Debug, thiserror::Error)]
@@ -521,55 +546,62 @@ impl Store {
         let finished_at = run.finished_at.trunc_subsecs(3);
 
         let mut opened = Vec::with_capacity(changes.opened.len());
-        for finding in &changes.opened {
-            let id = self
-                .bind_finding(sqlx::query(INSERT_EPISODE), finding)?
-                .bind(run_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(self.query("insert an episode"))?
-                .last_insert_rowid();
-            opened.push(Episode {
+        for batch in changes.opened.chunks(WRITE_BATCH) {
+            let first_id = self.insert_episodes(&mut tx, batch, run_id).await?;
+            opened.extend(batch.iter().zip(first_id..).map(|(finding, id)| Episode {
                 id,
                 finding: (*finding).clone(),
                 opened_run: run_id,
                 opened_at: finished_at,
                 resolved_run: None,
                 resolved_at: None,
-            });
+            }));
         }
         let mut updated = Vec::with_capacity(changes.updated.len());
-        for finding in &changes.updated {
-            let episode = episodes
-                .get_mut(&finding.key())
-                .expect("diff only updates open findings");
-            let done = self
-                .bind_finding(sqlx::query(UPDATE_EPISODE), finding)?
-                .bind(episode.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(self.query("update an episode"))?;
-            self.expect_one_row(done.rows_affected(), episode.id)?;
-            episode.finding = (*finding).clone();
-            updated.push(episode.clone());
+        for batch in changes.updated.chunks(WRITE_BATCH) {
+            let ids: Vec<i64> = batch
+                .iter()
+                .map(|finding| episodes[&finding.key()].id)
+                .collect();
+            self.update_episodes(&mut tx, batch, &ids).await?;
+            for finding in batch {
+                let episode = episodes
+                    .get_mut(&finding.key())
+                    .expect("diff only updates open findings");
+                episode.finding = (*finding).clone();
+                updated.push(episode.clone());
+            }
         }
         let mut resolved = Vec::with_capacity(changes.resolved.len());
-        for key in &changes.resolved {
-            let mut episode = episodes
-                .remove(key)
-                .expect("diff only resolves open findings");
-            let done = sqlx::query(
-                "UPDATE episodes SET resolved_run = ? WHERE id = ? AND resolved_run IS NULL",
-            )
-            .bind(run_id)
-            .bind(episode.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(self.query("resolve an episode"))?;
-            self.expect_one_row(done.rows_affected(), episode.id)?;
-            episode.resolved_run = Some(run_id);
-            episode.resolved_at = Some(finished_at);
-            resolved.push(episode);
+        for batch in changes.resolved.chunks(WRITE_BATCH) {
+            let mut ended: Vec<Episode> = batch
+                .iter()
+                .map(|key| {
+                    episodes
+                        .remove(key)
+                        .expect("diff only resolves open findings")
+                })
+                .collect();
+            let mut resolve = QueryBuilder::<Sqlite>::new("UPDATE episodes SET resolved_run = ");
+            resolve.push_bind(run_id);
+            resolve.push(" WHERE resolved_run IS NULL AND id IN (");
+            let mut list = resolve.separated(", ");
+            for episode in &ended {
+                list.push_bind(episode.id);
+            }
+            resolve.push(")");
+            let done = resolve
+                .build()
+                .execute(&mut *tx)
+                .await
+                .map_err(self.query("resolve episodes"))?;
+            let ids: Vec<i64> = ended.iter().map(|episode| episode.id).collect();
+            self.expect_rows(done.rows_affected(), &ids)?;
+            for episode in &mut ended {
+                episode.resolved_run = Some(run_id);
+                episode.resolved_at = Some(finished_at);
+            }
+            resolved.append(&mut ended);
         }
         chain::seal(&mut tx, run_id)
             .await
@@ -623,24 +655,23 @@ impl Store {
     /// [`StoreError::Query`] if reading fails, [`StoreError::Corrupt`] if a row cannot be
     /// read back.
     pub async fn episodes(&self, db_user: Option<&str>) -> Result<Vec<Episode>, StoreError> {
-        let rows = match db_user {
+        let json: String = match db_user {
             None => {
-                sqlx::query(concat!(select_episodes!(), " ORDER BY e.id"))
-                    .fetch_all(&self.pool)
+                sqlx::query_scalar(select_episodes!(""))
+                    .fetch_one(&self.pool)
                     .await
             }
             Some(name) => {
-                sqlx::query(concat!(
-                    select_episodes!(),
-                    " WHERE e.db_user = ? ORDER BY e.id"
-                ))
-                .bind(name)
-                .fetch_all(&self.pool)
-                .await
+                sqlx::query_scalar(select_episodes!("WHERE e.db_user = ?"))
+                    .bind(name)
+                    .fetch_one(&self.pool)
+                    .await
             }
         }
         .map_err(self.query("read episodes"))?;
-        self.episodes_from(&rows)
+        let mut episodes = self.episodes_from(&json)?;
+        episodes.sort_unstable_by_key(|episode| episode.id);
+        Ok(episodes)
     }
 
     /// All runs with their sources, oldest first.
@@ -811,12 +842,12 @@ impl Store {
         Ok(sources)
     }
 
-    /// Binds the columns of a finding, in the order of the `episodes` table.
-    fn bind_finding<'q>(
+    /// Binds the [`FINDING_COLUMNS`] of `finding` into a row of a `VALUES` list.
+    fn push_finding<'q>(
         &self,
-        query: Query<'q>,
+        row: &mut Separated<'_, 'q, Sqlite, &'static str>,
         finding: &'q Finding,
-    ) -> Result<Query<'q>, StoreError> {
+    ) -> Result<(), StoreError> {
         let candidates = if finding.candidates.is_empty() {
             None
         } else {
@@ -828,56 +859,174 @@ impl Store {
                 }
             })?)
         };
-        Ok(query
-            .bind(finding.kind.as_str())
-            .bind(finding.target.as_deref())
-            .bind(finding.db_user.as_deref())
-            .bind(finding.ic_user_id.as_deref())
-            .bind(finding.idp_user_id.as_deref())
-            .bind(finding.user_name.as_deref())
-            .bind(finding.reason.as_str())
-            .bind(finding.severity.as_str())
-            .bind(finding.superuser)
-            .bind(finding.matched_by.map(MatchRule::as_str))
-            .bind(candidates))
+        row.push_bind(finding.kind.as_str())
+            .push_bind(finding.target.as_deref())
+            .push_bind(finding.db_user.as_deref())
+            .push_bind(finding.ic_user_id.as_deref())
+            .push_bind(finding.idp_user_id.as_deref())
+            .push_bind(finding.user_name.as_deref())
+            .push_bind(finding.reason.as_str())
+            .push_bind(finding.severity.as_str())
+            .push_bind(finding.superuser)
+            .push_bind(finding.matched_by.map(MatchRule::as_str))
+            .push_bind(candidates);
+        Ok(())
+    }
+
+    /// A `VALUES` list of `findings`, each row ending with its entry of `last`.
+    fn values<'q>(
+        &self,
+        query: &mut QueryBuilder<'q, Sqlite>,
+        findings: &[&'q Finding],
+        last: impl Iterator<Item = i64>,
+    ) -> Result<(), StoreError> {
+        query.push("VALUES ");
+        for (n, (finding, last)) in findings.iter().zip(last).enumerate() {
+            query.push(if n == 0 { "(" } else { ", (" });
+            let mut row = query.separated(", ");
+            self.push_finding(&mut row, finding)?;
+            row.push_bind(last);
+            query.push(")");
+        }
+        Ok(())
+    }
+
+    /// Inserts episodes of run `run_id` opening `findings` with one statement and returns
+    /// the id of the first; the others follow it in order.
+    async fn insert_episodes(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        findings: &[&Finding],
+        run_id: i64,
+    ) -> Result<i64, StoreError> {
+        let mut insert = QueryBuilder::<Sqlite>::new(format!(
+            "INSERT INTO episodes ({FINDING_COLUMNS}, opened_run) "
+        ));
+        self.values(&mut insert, findings, std::iter::repeat(run_id))?;
+        let last = insert
+            .build()
+            .execute(&mut *tx)
+            .await
+            .map_err(self.query("insert episodes"))?
+            .last_insert_rowid();
+        // One statement takes consecutive AUTOINCREMENT ids in VALUES order; check that
+        // the range holds exactly these rows, first and last where expected, rather than
+        // trust it.
+        let first = last - findings.len() as i64 + 1;
+        let (count, first_key, last_key): (i64, Option<String>, Option<String>) = sqlx::query_as(
+            "SELECT count(*), \
+                    max(CASE WHEN id = ?1 THEN kind || '/' || coalesce(target, '') || '/' || coalesce(db_user, ic_user_id, '') END), \
+                    max(CASE WHEN id = ?2 THEN kind || '/' || coalesce(target, '') || '/' || coalesce(db_user, ic_user_id, '') END) \
+             FROM episodes WHERE id BETWEEN ?1 AND ?2 AND opened_run = ?3",
+        )
+        .bind(first)
+        .bind(last)
+        .bind(run_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(self.query("check inserted episodes"))?;
+        let key = |finding: &Finding| {
+            let key = finding.key();
+            format!("{}/{}/{}", key.kind.as_str(), key.target, key.subject)
+        };
+        let expected = (
+            findings.len() as i64,
+            findings.first().map(|f| key(f)),
+            findings.last().map(|f| key(f)),
+        );
+        if (count, first_key, last_key) != expected {
+            return Err(self.corrupt(
+                format!("episodes rows {first} to {last}"),
+                "the inserted episodes did not take consecutive ids".to_owned(),
+            ));
+        }
+        Ok(first)
+    }
+
+    /// Updates the open episodes `ids` in place to `findings`, one statement for all.
+    async fn update_episodes(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        findings: &[&Finding],
+        ids: &[i64],
+    ) -> Result<(), StoreError> {
+        let mut update =
+            QueryBuilder::<Sqlite>::new(format!("WITH v ({FINDING_COLUMNS}, id) AS ("));
+        self.values(&mut update, findings, ids.iter().copied())?;
+        update.push(
+            ") UPDATE episodes SET kind = v.kind, target = v.target, db_user = v.db_user, \
+             ic_user_id = v.ic_user_id, idp_user_id = v.idp_user_id, user_name = v.user_name, \
+             reason = v.reason, severity = v.severity, superuser = v.superuser, \
+             matched_by = v.matched_by, candidates = v.candidates \
+             FROM v WHERE episodes.id = v.id AND episodes.resolved_run IS NULL",
+        );
+        let done = update
+            .build()
+            .execute(&mut *tx)
+            .await
+            .map_err(self.query("update episodes"))?;
+        self.expect_rows(done.rows_affected(), ids)
     }
 
     /// The open episodes, most urgent first, read on `conn`.
     async fn open_in(&self, conn: &mut sqlx::SqliteConnection) -> Result<Vec<Episode>, StoreError> {
-        let rows = sqlx::query(concat!(select_episodes!(), " WHERE e.resolved_run IS NULL"))
-            .fetch_all(conn)
+        let json: String = sqlx::query_scalar(select_episodes!("WHERE e.resolved_run IS NULL"))
+            .fetch_one(conn)
             .await
             .map_err(self.query("read open episodes"))?;
-        let mut episodes = self.episodes_from(&rows)?;
+        let mut episodes = self.episodes_from(&json)?;
         sort_by_urgency(&mut episodes);
         Ok(episodes)
     }
 
-    /// Reads the rows of [`select_episodes!`].
-    fn episodes_from(&self, rows: &[SqliteRow]) -> Result<Vec<Episode>, StoreError> {
-        rows.iter().map(|row| self.episode_from(row)).collect()
+    /// Reads the JSON array of [`select_episodes!`].
+    fn episodes_from(&self, json: &str) -> Result<Vec<Episode>, StoreError> {
+        let rows: Vec<EpisodeRow> = serde_json::from_str(json).map_err(|error| {
+            self.corrupt(
+                "episodes".to_owned(),
+                format!("a column holds a value of the wrong type: {error}"),
+            )
+        })?;
+        rows.into_iter().map(|row| self.episode_from(row)).collect()
     }
 
-    /// Reads one row of [`select_episodes!`].
-    fn episode_from(&self, row: &SqliteRow) -> Result<Episode, StoreError> {
-        const T: &str = "episodes";
-        let id: i64 = self.get(row, T, "id", || "episodes row".into())?;
+    /// Checks and converts one element of [`select_episodes!`].
+    fn episode_from(&self, row: EpisodeRow) -> Result<Episode, StoreError> {
+        let EpisodeRow(
+            id,
+            kind,
+            target,
+            db_user,
+            ic_user_id,
+            idp_user_id,
+            user_name,
+            reason,
+            severity,
+            superuser,
+            matched_by,
+            candidates,
+            opened_run,
+            opened_at,
+            resolved_run,
+            resolved_at,
+        ) = row;
         let which = || format!("episodes row {id}");
-        let kind: String = self.get(row, T, "kind", which)?;
-        let reason: String = self.get(row, T, "reason", which)?;
-        let severity: String = self.get(row, T, "severity", which)?;
-        let matched_by: Option<String> = self.get(row, T, "matched_by", which)?;
-        let candidates: Option<String> = self.get(row, T, "candidates", which)?;
         let finding = Finding {
             kind: self.vocabulary(&kind, FindingKind::parse, "finding kind", which)?,
             reason: self.vocabulary(&reason, Reason::parse, "reason", which)?,
             severity: self.vocabulary(&severity, Severity::parse, "severity", which)?,
-            target: self.get(row, T, "target", which)?,
-            db_user: self.get(row, T, "db_user", which)?,
-            ic_user_id: self.get(row, T, "ic_user_id", which)?,
-            idp_user_id: self.get(row, T, "idp_user_id", which)?,
-            user_name: self.get(row, T, "user_name", which)?,
-            superuser: self.get(row, T, "superuser", which)?,
+            target,
+            db_user,
+            ic_user_id,
+            idp_user_id,
+            user_name,
+            superuser: match superuser {
+                0 => false,
+                1 => true,
+                other => {
+                    return Err(self.corrupt(which(), format!("superuser is {other}, not 0 or 1")))
+                }
+            },
             matched_by: matched_by
                 .map(|rule| self.vocabulary(&rule, MatchRule::parse, "match rule", which))
                 .transpose()?,
@@ -891,16 +1040,18 @@ impl Store {
                 })?,
             },
         };
-        let resolved_run: Option<i64> = self.get(row, T, "resolved_run", which)?;
-        let resolved_at = match resolved_run {
-            Some(_) => Some(self.time(row, T, "resolved_at", which)?),
-            None => None,
+        let resolved_at = match (resolved_run, resolved_at) {
+            (None, _) => None,
+            (Some(_), Some(text)) => Some(self.parse_time(&text, "resolved_at", which)?),
+            (Some(run), None) => {
+                return Err(self.corrupt(which(), format!("its resolving run {run} is missing")))
+            }
         };
         Ok(Episode {
             id,
             finding,
-            opened_run: self.get(row, T, "opened_run", which)?,
-            opened_at: self.time(row, T, "opened_at", which)?,
+            opened_run,
+            opened_at: self.parse_time(&opened_at, "opened_at", which)?,
             resolved_run,
             resolved_at,
         })
@@ -931,7 +1082,17 @@ impl Store {
         which: impl Fn() -> String,
     ) -> Result<DateTime<Utc>, StoreError> {
         let text: String = self.get(row, table, column, &which)?;
-        DateTime::parse_from_rfc3339(&text)
+        self.parse_time(&text, column, which)
+    }
+
+    /// Parses a time written by [`format_time`] that column `column` holds.
+    fn parse_time(
+        &self,
+        text: &str,
+        column: &str,
+        which: impl Fn() -> String,
+    ) -> Result<DateTime<Utc>, StoreError> {
+        DateTime::parse_from_rfc3339(text)
             .map(|time| time.with_timezone(&Utc))
             .map_err(|error| {
                 self.corrupt(
@@ -970,15 +1131,22 @@ impl Store {
         }
     }
 
-    /// Checks that an update of open episode `id` changed it: the unique index and the
-    /// transaction make anything else impossible unless the store is corrupt.
-    fn expect_one_row(&self, rows: u64, id: i64) -> Result<(), StoreError> {
-        if rows == 1 {
+    /// Checks that a write to the open `episodes` changed each of them once: the unique
+    /// index and the transaction make anything else impossible unless the store is corrupt.
+    fn expect_rows(&self, rows: u64, episodes: &[i64]) -> Result<(), StoreError> {
+        if rows == episodes.len() as u64 {
             Ok(())
         } else {
             Err(self.corrupt(
-                format!("episodes row {id}"),
-                format!("the open episode changed {rows} rows"),
+                format!(
+                    "episodes rows {} to {}",
+                    episodes.iter().min().unwrap_or(&0),
+                    episodes.iter().max().unwrap_or(&0)
+                ),
+                format!(
+                    "writing {} open episodes changed {rows} rows",
+                    episodes.len()
+                ),
             ))
         }
     }
@@ -990,9 +1158,6 @@ struct SourceRow<'r> {
     objects: Option<i64>,
     duration_ms: i64,
 }
-
-/// A statement with its bound values.
-type Query<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
 
 /// Maps an error opening the file, recognising a file that is not a database.
 fn open_error(path: &Path, source: sqlx::Error) -> StoreError {

@@ -365,6 +365,71 @@ async fn changed_details_update_the_episode_in_place() {
     store.close().await;
 }
 
+/// Thousands of findings at once are written in batches; every episode must still get its
+/// own id, in key order, and what `record_run` returns must be what the store holds.
+#[tokio::test]
+async fn thousands_of_findings_open_update_and_resolve_in_one_run() {
+    let dir = TempDir::new().unwrap();
+    let store = Store::open(&db_path(&dir)).await.unwrap();
+    let first: Vec<Finding> = (0..2_500)
+        .map(|i| {
+            orphan(
+                if i % 2 == 0 { "a" } else { "b" },
+                &format!("IAM:user{i:05}"),
+            )
+        })
+        .collect();
+    let r1 = store
+        .record_run(&run(1), &first, &all_scopes())
+        .await
+        .unwrap();
+    assert_eq!(r1.opened.len(), 2_500);
+    let mut ids: Vec<i64> = r1.opened.iter().map(|e| e.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 2_500, "every episode has its own id");
+    let mut by_id = r1.opened.clone();
+    by_id.sort_by_key(|e| e.id);
+    assert!(
+        by_id
+            .windows(2)
+            .all(|w| w[0].finding.key() < w[1].finding.key()),
+        "ids follow key order"
+    );
+    let mut held = store.episodes(None).await.unwrap();
+    held.sort_by_key(|e| e.id);
+    assert_eq!(held, by_id);
+
+    // Run 2: the first 1,200 change details, the next 1,300 are gone.
+    let second: Vec<Finding> = first[..1_200]
+        .iter()
+        .map(|f| Finding {
+            severity: Severity::Critical,
+            superuser: true,
+            ..f.clone()
+        })
+        .collect();
+    let r2 = store
+        .record_run(&run(2), &second, &all_scopes())
+        .await
+        .unwrap();
+    assert!(r2.opened.is_empty());
+    assert_eq!(r2.updated.len(), 1_200);
+    assert_eq!(r2.resolved.len(), 1_300);
+    assert!(r2.updated.iter().all(|e| e.finding.superuser));
+    assert_eq!(store.open_episodes().await.unwrap(), r2.open);
+    let resolved = store
+        .episodes(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.resolved_run == Some(r2.run_id))
+        .count();
+    assert_eq!(resolved, 1_300);
+    assert_eq!(store.verify().await.unwrap().first_mismatch, None);
+    store.close().await;
+}
+
 #[tokio::test]
 async fn hostile_names_round_trip() {
     let dir = TempDir::new().unwrap();
