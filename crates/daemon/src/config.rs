@@ -62,6 +62,24 @@ struct RawConfig {
     mapping: Mapping,
     #[serde(default)]
     remediation: RemediationSection,
+    #[serde(default)]
+    reconcile: ReconcileSection,
+}
+
+/// `[reconcile]`: how a run fetches its sources.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ReconcileSection {
+    /// How many database targets are fetched at once.
+    target_concurrency: usize,
+}
+
+impl Default for ReconcileSection {
+    fn default() -> Self {
+        Self {
+            target_concurrency: 4,
+        }
+    }
 }
 
 /// `[store]`: where the drift history lives.
@@ -228,6 +246,8 @@ pub struct Settings {
     pub mapping: Mapping,
     /// The owner that receives a dropped user's objects.
     pub new_owner: Option<String>,
+    /// How many targets a run fetches at once.
+    pub target_concurrency: usize,
 }
 
 /// Where the IdP's users come from.
@@ -396,6 +416,9 @@ fn scim_options(
         }
     };
     if let Some(concurrency) = section.concurrency {
+        if concurrency == 0 {
+            problems.push("idp.concurrency must be at least 1".into());
+        }
         options.concurrency = concurrency;
     }
     if let Some(seconds) = section.timeout_seconds {
@@ -735,6 +758,10 @@ fn validate(
     });
     let listen = listen.map_err(|p| problems.push(p)).ok();
 
+    if raw.reconcile.target_concurrency == 0 {
+        problems.push("reconcile.target_concurrency must be at least 1".into());
+    }
+
     // Parsed by the scheduler's own parser, so that what validates also schedules.
     let cron_ok = raw.schedule.cron.split_whitespace().count() == 6
         && tokio_cron_scheduler::Job::new_async(raw.schedule.cron.as_str(), |_, _| {
@@ -762,6 +789,7 @@ fn validate(
             targets,
             mapping,
             new_owner: raw.remediation.new_owner,
+            target_concurrency: raw.reconcile.target_concurrency,
         }),
         _ => Err(problems),
     }
@@ -824,6 +852,22 @@ master_user = "awsuser"
                 path: dir.path().join("exports/analytics.csv"),
                 master_user: Some("awsuser".into())
             }
+        );
+    }
+
+    #[test]
+    fn target_concurrency_defaults_to_4_and_must_be_positive() {
+        let (_dir, settings) = load_text(MINIMAL);
+        assert_eq!(settings.unwrap().target_concurrency, 4);
+        let (_dir, settings) = load_text(&format!(
+            "{MINIMAL}\n[reconcile]\ntarget_concurrency = 16\n"
+        ));
+        assert_eq!(settings.unwrap().target_concurrency, 16);
+        let (_dir, err) = load_text(&format!("{MINIMAL}\n[reconcile]\ntarget_concurrency = 0\n"));
+        let message = err.unwrap_err().to_string();
+        assert!(
+            message.contains("reconcile.target_concurrency must be at least 1"),
+            "{message}"
         );
     }
 

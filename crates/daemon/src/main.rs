@@ -7,6 +7,11 @@ use clap::Parser;
 use idgraph::cli::{execute, Cli, LogFormat};
 use tracing_subscriber::EnvFilter;
 
+/// A run parses and indexes millions of small strings on several threads at once; glibc's
+/// allocator spends more time on them than the parsing does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -14,12 +14,9 @@ use idgraph_sources::postgres::PostgresTarget;
 use idgraph_sources::scim::ScimSource;
 use idgraph_sources::{Progress, Source, SourceError};
 use idgraph_store::{Episode, NewRun, RunStatus, SourceRecord, SourceStatus, Store, StoreError};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::{IdentityCenterSettings, IdpSettings, Settings, TargetSource};
-
-/// How many targets are fetched at once.
-const TARGET_CONCURRENCY: usize = 4;
 
 /// A source for each configured system.
 pub struct Sources {
@@ -29,6 +26,8 @@ pub struct Sources {
     pub identity_center: Box<dyn Source>,
     /// The database targets, in config order.
     pub targets: Vec<Box<dyn Source>>,
+    /// How many targets are fetched at once.
+    pub target_concurrency: usize,
 }
 
 impl Sources {
@@ -86,10 +85,11 @@ impl Sources {
             idp,
             identity_center,
             targets,
+            target_concurrency: settings.target_concurrency.max(1),
         })
     }
 
-    /// Fetches every source once, targets at most [`TARGET_CONCURRENCY`] at a time.
+    /// Fetches every source once, targets at most `target_concurrency` at a time.
     async fn fetch_all(&self) -> (Fetched, Fetched, Vec<Fetched>) {
         tokio::join!(
             fetch(self.idp.as_ref()),
@@ -102,7 +102,7 @@ impl Sources {
                     .map(|t| -> BoxFuture<'_, Fetched> { Box::pin(fetch(t.as_ref())) })
                     .collect::<Vec<_>>()
             )
-            .buffered(TARGET_CONCURRENCY)
+            .buffered(self.target_concurrency)
             .collect::<Vec<_>>()
         )
     }
@@ -204,10 +204,17 @@ async fn fetch(source: &dyn Source) -> Fetched {
             let objects = snapshot.objects();
             info!(source = %record.name, objects, duration_ms, "Fetched snapshot.");
             // Sorting and hashing 200,000 users is CPU work: keep it off the async workers.
-            let (digest, snapshot) =
-                tokio::task::spawn_blocking(move || (idgraph_model::digest(&snapshot), snapshot))
-                    .await
-                    .expect("digesting a snapshot does not panic");
+            let (digest, snapshot) = tokio::task::spawn_blocking(move || {
+                let start = Instant::now();
+                let digest = idgraph_model::digest(&snapshot);
+                debug!(
+                    duration_ms = start.elapsed().as_millis() as u64,
+                    "Digested the snapshot."
+                );
+                (digest, snapshot)
+            })
+            .await
+            .expect("digesting a snapshot does not panic");
             record.status = SourceStatus::Ok;
             record.objects = Some(objects as u64);
             record.digest = Some(digest);
@@ -288,8 +295,17 @@ pub async fn reconcile_once(ctx: &Context) -> Result<RunReport, ReconcileError> 
             );
             let mapping = ctx.settings.mapping.clone();
             let (findings, accounting) = tokio::task::spawn_blocking(move || {
+                let start = Instant::now();
                 let graph = Graph::build(idp_users, ic_users, target_snapshots, &mapping);
-                (graph.findings(), graph.accounting())
+                let built_ms = start.elapsed().as_millis() as u64;
+                let findings = graph.findings();
+                debug!(
+                    built_ms,
+                    findings_ms = start.elapsed().as_millis() as u64 - built_ms,
+                    findings = findings.len(),
+                    "Built the identity graph."
+                );
+                (findings, graph.accounting())
             })
             .await
             .map_err(|e| ReconcileError::Graph(e.to_string()))?;
@@ -313,7 +329,12 @@ pub async fn reconcile_once(ctx: &Context) -> Result<RunReport, ReconcileError> 
         status,
         sources,
     };
+    let start = Instant::now();
     let recorded = ctx.store.record_run(&run, &findings, &evaluated).await?;
+    debug!(
+        duration_ms = start.elapsed().as_millis() as u64,
+        "Recorded the run."
+    );
     if let Some(retention) = ctx.settings.retention {
         let pruned = ctx.store.prune(run.finished_at - retention).await?;
         if pruned.runs > 0 {
