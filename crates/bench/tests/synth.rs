@@ -53,3 +53,49 @@ async fn idgraph_finds_exactly_what_the_generator_planted() {
         .unwrap()["database_users"]
     );
 }
+
+/// The benchmarks of the model run on [`Params::model`]; it must be what idgraph reads
+/// from the exports, or they would measure a different organisation.
+#[tokio::test]
+async fn the_model_is_what_the_exports_parse_to() {
+    use idgraph_bench::Params;
+    use idgraph_model::Snapshot;
+    use idgraph_sources::file::{FileIdentityCenter, FileIdp, FileTarget};
+    use idgraph_sources::Source;
+
+    let mut params = Params::new(600, 3);
+    params.unprefixed = 0.3;
+    let dir = tempfile::tempdir().unwrap();
+    idgraph_bench::write_exports(&params, dir.path()).unwrap();
+    let model = params.model();
+
+    let Snapshot::Idp(idp) = FileIdp::new(dir.path().join("scim-users.json"))
+        .fetch()
+        .await
+        .unwrap()
+    else {
+        panic!("not an IdP snapshot")
+    };
+    assert_eq!(idp, model.idp);
+    let Snapshot::IdentityCenter(ic) =
+        FileIdentityCenter::new(dir.path().join("identitystore-users.json"))
+            .fetch()
+            .await
+            .unwrap()
+    else {
+        panic!("not an Identity Center snapshot")
+    };
+    assert_eq!(ic, model.identity_center);
+    for expected in &model.targets {
+        let source = FileTarget::new(
+            expected.name.clone(),
+            dir.path().join(format!("{}-pg_user.csv", expected.name)),
+        )
+        .with_master_user("awsuser");
+        let Snapshot::Target(target) = source.fetch().await.unwrap() else {
+            panic!("not a target snapshot")
+        };
+        assert_eq!(&target, expected);
+    }
+    assert!(model.targets.iter().all(|t| t.users.len() > 100));
+}

@@ -1,0 +1,104 @@
+//! The store recording a run that opens 10,000 findings into an empty history, and an
+//! unchanged rerun over those 10,000 open findings.
+//!
+//! `cargo bench -p idgraph-bench --bench store`.
+
+use std::collections::HashSet;
+
+use chrono::Utc;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use idgraph_model::{Finding, FindingKind, MatchRule, Reason, Scope, Severity};
+use idgraph_store::{NewRun, RunStatus, SourceRecord, SourceStatus, Store};
+
+const FINDINGS: usize = 10_000;
+const TARGETS: usize = 20;
+
+fn findings() -> Vec<Finding> {
+    (0..FINDINGS)
+        .map(|i| Finding {
+            kind: FindingKind::OrphanedDbUser,
+            reason: Reason::IdpUserInactive,
+            severity: Severity::High,
+            target: Some(format!("target{:02}", i % TARGETS)),
+            db_user: Some(format!("IAMA:user{i:07}@example.com")),
+            ic_user_id: Some(format!("906{i:07x}-0000-0000-0000-000000000000")),
+            idp_user_id: Some(format!("00u{i:016x}")),
+            user_name: Some(format!("user{i:07}@example.com")),
+            superuser: false,
+            matched_by: Some(MatchRule::PrefixUserName),
+            candidates: Vec::new(),
+        })
+        .collect()
+}
+
+fn run() -> NewRun {
+    NewRun {
+        started_at: Utc::now(),
+        finished_at: Utc::now(),
+        status: RunStatus::Complete,
+        sources: vec![SourceRecord {
+            name: "idp".to_owned(),
+            kind: "file".to_owned(),
+            status: SourceStatus::Ok,
+            objects: Some(FINDINGS as u64),
+            digest: Some("0".repeat(64)),
+            error: None,
+            duration_ms: 1,
+        }],
+    }
+}
+
+fn bench_store(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let findings = findings();
+    let mut evaluated: HashSet<Scope> = (0..TARGETS)
+        .map(|t| Scope::Target(format!("target{t:02}")))
+        .collect();
+    evaluated.insert(Scope::IdentityCenter);
+
+    let mut group = c.benchmark_group("store");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(FINDINGS as u64));
+    group.bench_function("record_run/open 10000", |b| {
+        b.iter_batched(
+            || {
+                let dir = tempfile::tempdir().unwrap();
+                let store = rt
+                    .block_on(Store::open(&dir.path().join("bench.db")))
+                    .unwrap();
+                (dir, store)
+            },
+            |(dir, store)| {
+                let recorded = rt
+                    .block_on(store.record_run(&run(), &findings, &evaluated))
+                    .unwrap();
+                assert_eq!(recorded.opened.len(), FINDINGS);
+                (dir, store)
+            },
+            BatchSize::PerIteration,
+        )
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = rt
+        .block_on(Store::open(&dir.path().join("bench.db")))
+        .unwrap();
+    rt.block_on(store.record_run(&run(), &findings, &evaluated))
+        .unwrap();
+    group.bench_function("record_run/unchanged 10000", |b| {
+        b.iter(|| {
+            let recorded = rt
+                .block_on(store.record_run(&run(), &findings, &evaluated))
+                .unwrap();
+            assert_eq!(recorded.open.len(), FINDINGS);
+        })
+    });
+    group.finish();
+    rt.block_on(store.close());
+}
+
+criterion_group!(benches, bench_store);
+criterion_main!(benches);
