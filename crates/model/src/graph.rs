@@ -175,15 +175,8 @@ impl Graph {
 
         link_idp_to_ic(&mut graph, &idp, &ic, &idp_nodes, &ic_nodes);
 
-        let mut by_user_name = Index::with_capacity(ic.len());
-        let mut by_email = Index::with_capacity(ic.len());
-        for (i, user) in ic.iter().enumerate() {
-            by_user_name.insert(fold(&user.user_name), i as u32);
-            if let Some(email) = &user.email {
-                by_email.insert(fold(email), i as u32);
-            }
-        }
-
+        // Person logins and the folded rest of their names, matched rule by rule below.
+        let mut pending: Vec<(NodeIndex, DbClass, Cow<'_, str>)> = Vec::new();
         let mut db_nodes = Vec::with_capacity(db_count);
         for (t, target) in targets.iter().enumerate() {
             let target_node = graph.add_node(Node::Target(t as u32));
@@ -196,29 +189,69 @@ impl Graph {
                 });
                 graph.add_edge(target_node, node, Link::Holds);
                 db_nodes.push(node);
-                if !matches!(class, DbClass::Prefixed | DbClass::Bare) {
-                    continue;
-                }
-                let key = fold(rest);
-                for rule in &mapping.match_on {
-                    let (index, matched_by) = match (rule, class) {
-                        (MatchOn::UserName, DbClass::Prefixed) => {
-                            (&by_user_name, MatchRule::PrefixUserName)
-                        }
-                        (MatchOn::UserName, _) => (&by_user_name, MatchRule::BareUserName),
-                        (MatchOn::Email, DbClass::Prefixed) => (&by_email, MatchRule::PrefixEmail),
-                        (MatchOn::Email, _) => (&by_email, MatchRule::BareEmail),
-                    };
-                    let found = index.get(&key);
-                    for &i in found {
-                        graph.add_edge(ic_nodes[i as usize], node, Link::Match(matched_by));
-                    }
-                    if !found.is_empty() {
-                        break;
-                    }
+                if matches!(class, DbClass::Prefixed | DbClass::Bare) {
+                    pending.push((node, class, fold(rest)));
                 }
             }
         }
+
+        // `match_on` in order: the first rule that matches a login anyone decides. Every
+        // login looks up the first rule, so it indexes all of Identity Center; later rules
+        // only see the logins left, so they index what those look for and scan Identity
+        // Center once, which at a million users is far cheaper than a second full index.
+        for (r, rule) in mapping.match_on.iter().enumerate() {
+            if pending.is_empty() {
+                break;
+            }
+            fn attribute(rule: MatchOn, user: &IcUser) -> Option<Cow<'_, str>> {
+                match rule {
+                    MatchOn::UserName => Some(fold(&user.user_name)),
+                    MatchOn::Email => user.email.as_deref().map(fold),
+                }
+            }
+            let mut found: Vec<Vec<u32>> = vec![Vec::new(); pending.len()];
+            if r == 0 {
+                let mut index = Index::with_capacity(ic.len());
+                for (i, user) in ic.iter().enumerate() {
+                    if let Some(key) = attribute(*rule, user) {
+                        index.insert(key, i as u32);
+                    }
+                }
+                for (slot, (_, _, key)) in found.iter_mut().zip(&pending) {
+                    slot.extend_from_slice(index.get(key));
+                }
+            } else {
+                let mut wanted = Index::with_capacity(pending.len());
+                for (p, (_, _, key)) in pending.iter().enumerate() {
+                    wanted.insert(Cow::Borrowed(key.as_ref()), p as u32);
+                }
+                for (i, user) in ic.iter().enumerate() {
+                    if let Some(key) = attribute(*rule, user) {
+                        for &p in wanted.get(&key) {
+                            found[p as usize].push(i as u32);
+                        }
+                    }
+                }
+            }
+            let mut left = Vec::new();
+            for ((node, class, key), found) in pending.into_iter().zip(found) {
+                if found.is_empty() {
+                    left.push((node, class, key));
+                    continue;
+                }
+                let matched_by = match (rule, class) {
+                    (MatchOn::UserName, DbClass::Prefixed) => MatchRule::PrefixUserName,
+                    (MatchOn::UserName, _) => MatchRule::BareUserName,
+                    (MatchOn::Email, DbClass::Prefixed) => MatchRule::PrefixEmail,
+                    (MatchOn::Email, _) => MatchRule::BareEmail,
+                };
+                for i in found {
+                    graph.add_edge(ic_nodes[i as usize], node, Link::Match(matched_by));
+                }
+            }
+            pending = left;
+        }
+        drop(pending);
 
         Self {
             graph,
@@ -442,6 +475,10 @@ impl Graph {
 
 /// Links each Identity Center user to its IdP user: by external id, else user name, else
 /// email. Where several IdP users qualify, an active one wins (a rehired person).
+///
+/// Provisioned users carry the IdP's `externalId`, so one index over those links nearly
+/// everyone; the few left (people gone from the IdP, users created in Identity Center)
+/// get the other rules by one scan of the IdP against an index of what they look for.
 fn link_idp_to_ic(
     graph: &mut DiGraph<Node, Link>,
     idp: &[IdpUser],
@@ -449,21 +486,6 @@ fn link_idp_to_ic(
     idp_nodes: &[NodeIndex],
     ic_nodes: &[NodeIndex],
 ) {
-    let mut by_external_id = Index::with_capacity(idp.len());
-    let mut by_id = Index::with_capacity(idp.len());
-    let mut by_user_name = Index::with_capacity(idp.len());
-    let mut by_email = Index::with_capacity(idp.len());
-    for (i, user) in idp.iter().enumerate() {
-        let i = i as u32;
-        if let Some(external_id) = &user.external_id {
-            by_external_id.insert(Cow::Borrowed(external_id), i);
-        }
-        by_id.insert(Cow::Borrowed(&user.id), i);
-        by_user_name.insert(fold(&user.user_name), i);
-        if let Some(email) = &user.email {
-            by_email.insert(fold(email), i);
-        }
-    }
     let pick = |found: &[u32]| -> Option<u32> {
         found
             .iter()
@@ -471,29 +493,78 @@ fn link_idp_to_ic(
             .find(|&i| idp[i as usize].active)
             .or(found.first().copied())
     };
+    let mut link = |at: u32, i: usize, rule: MatchRule| {
+        graph.add_edge(idp_nodes[at as usize], ic_nodes[i], Link::Match(rule));
+    };
+
+    let mut by_external_id = Index::with_capacity(idp.len());
+    for (i, user) in idp.iter().enumerate() {
+        if let Some(external_id) = &user.external_id {
+            by_external_id.insert(Cow::Borrowed(external_id), i as u32);
+        }
+    }
+    let mut unlinked = Vec::new();
     for (i, user) in ic.iter().enumerate() {
-        let by_ids = |index: &Index| match user.external_ids.as_slice() {
-            [one] => pick(index.get(&one.id)),
-            all => {
-                let found: Vec<u32> = all
-                    .iter()
-                    .flat_map(|e| index.get(&e.id).iter().copied())
-                    .collect();
-                pick(&found)
-            }
+        let linked = match user.external_ids.as_slice() {
+            [one] => pick(by_external_id.get(&one.id)),
+            all => pick(
+                &all.iter()
+                    .flat_map(|e| by_external_id.get(&e.id).iter().copied())
+                    .collect::<Vec<_>>(),
+            ),
         };
-        let linked = by_ids(&by_external_id)
-            .map(|at| (at, MatchRule::ExternalId))
-            .or_else(|| by_ids(&by_id).map(|at| (at, MatchRule::IdpId)))
-            .or_else(|| {
-                pick(by_user_name.get(&fold(&user.user_name))).map(|at| (at, MatchRule::UserName))
-            })
-            .or_else(|| {
-                let email = fold(user.email.as_deref()?);
-                pick(by_email.get(&email)).map(|at| (at, MatchRule::Email))
-            });
+        match linked {
+            Some(at) => link(at, i, MatchRule::ExternalId),
+            None => unlinked.push(i),
+        }
+    }
+    drop(by_external_id);
+    if unlinked.is_empty() {
+        return;
+    }
+
+    // What the unlinked users look for, by rule: an IdP `id` among their external ids,
+    // their user name, their email.
+    let mut want_id = Index::with_capacity(unlinked.len());
+    let mut want_name = Index::with_capacity(unlinked.len());
+    let mut want_email = Index::with_capacity(unlinked.len());
+    for (u, &i) in unlinked.iter().enumerate() {
+        let user = &ic[i];
+        for e in &user.external_ids {
+            want_id.insert(Cow::Borrowed(&e.id), u as u32);
+        }
+        want_name.insert(fold(&user.user_name), u as u32);
+        if let Some(email) = &user.email {
+            want_email.insert(fold(email), u as u32);
+        }
+    }
+    // Per unlinked user and rule, the IdP users that qualify, in IdP order; by id they
+    // are ordered by which external id they matched, as the user lists them.
+    let mut found: Vec<[Vec<u32>; 3]> = vec![Default::default(); unlinked.len()];
+    for (at, user) in idp.iter().enumerate() {
+        let at = at as u32;
+        for &u in want_id.get(&user.id) {
+            found[u as usize][0].push(at);
+        }
+        for &u in want_name.get(&fold(&user.user_name)) {
+            found[u as usize][1].push(at);
+        }
+        if let Some(email) = &user.email {
+            for &u in want_email.get(&fold(email)) {
+                found[u as usize][2].push(at);
+            }
+        }
+    }
+    for (u, &i) in unlinked.iter().enumerate() {
+        let [by_id, by_name, by_email] = &mut found[u];
+        let ids = &ic[i].external_ids;
+        by_id.sort_by_key(|&at| ids.iter().position(|e| e.id == idp[at as usize].id));
+        let linked = pick(by_id)
+            .map(|at| (at, MatchRule::IdpId))
+            .or_else(|| pick(by_name).map(|at| (at, MatchRule::UserName)))
+            .or_else(|| pick(by_email).map(|at| (at, MatchRule::Email)));
         if let Some((at, rule)) = linked {
-            graph.add_edge(idp_nodes[at as usize], ic_nodes[i], Link::Match(rule));
+            link(at, i, rule);
         }
     }
 }
