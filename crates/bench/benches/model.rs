@@ -10,6 +10,10 @@ use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criteri
 use idgraph_bench::{Model, Params};
 use idgraph_model::{diff, Finding, FindingKey, Graph, Scope};
 
+/// The allocator the idgraph binary uses, so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const TARGETS: usize = 20;
 
 fn sizes() -> Vec<usize> {
