@@ -260,31 +260,8 @@ pub fn write_exports(args: &Params, out: &Path) -> anyhow::Result<serde_json::Va
                 "valuntil",
                 "useconfig",
             ])?;
-            for (name, superuser) in [("rdsdb", true), ("awsuser", true), ("etl_service", false)] {
-                let flag = if superuser { "t" } else { "f" };
-                w.write_record([name, "1", flag, flag, flag, "********", "", ""])?;
-            }
-            w.write_record([
-                &format!("IAMR:loader-{t}"),
-                "2",
-                "f",
-                "f",
-                "f",
-                "********",
-                "",
-                "",
-            ])?;
-            for j in 0..args.service_accounts {
-                w.write_record([
-                    &format!("svc_{t}_{j}"),
-                    "3",
-                    "f",
-                    "f",
-                    "f",
-                    "********",
-                    "",
-                    "",
-                ])?;
+            for user in args.fixed_users(t) {
+                pg_user_row(&mut w, &user)?;
             }
             Ok(w)
         })
@@ -320,17 +297,7 @@ pub fn write_exports(args: &Params, out: &Path) -> anyhow::Result<serde_json::Va
             Fate::Active | Fate::DeletedFromIdentityCenter => {}
         }
         for (t, name, superuser) in &p.logins {
-            let flag = if *superuser { "t" } else { "f" };
-            targets[*t].write_record([
-                name.as_str(),
-                &(100 + i).to_string(),
-                "f",
-                flag,
-                "f",
-                "********",
-                "",
-                "",
-            ])?;
+            pg_user_row(&mut targets[*t], &db_user(name, 100 + i as i64, *superuser))?;
             db_users += 1;
             let kind = match (p.fate, name.starts_with("IAMA:")) {
                 (Fate::Active, _) => None,
@@ -401,16 +368,7 @@ impl Params {
         let mut identity_center = Vec::with_capacity(self.users);
         let mut targets: Vec<TargetSnapshot> = (0..self.targets)
             .map(|t| {
-                let mut users = vec![
-                    db_user("rdsdb", 1, true),
-                    db_user("awsuser", 1, true),
-                    db_user("etl_service", 1, false),
-                    db_user(&format!("IAMR:loader-{t}"), 2, false),
-                ];
-                users.extend(
-                    (0..self.service_accounts).map(|j| db_user(&format!("svc_{t}_{j}"), 3, false)),
-                );
-                let mut target = TargetSnapshot::new(format!("target{t:02}"), users);
+                let mut target = TargetSnapshot::new(format!("target{t:02}"), self.fixed_users(t));
                 target.master_user = Some("awsuser".to_owned());
                 target
             })
@@ -453,6 +411,30 @@ impl Params {
             },
         }
     }
+}
+
+impl Params {
+    /// The users target `t` holds besides people: the system user, the master user, an
+    /// allowlisted service, an IAM role, and local service accounts nobody vouches for.
+    fn fixed_users(&self, t: usize) -> Vec<DbUser> {
+        let mut users = vec![
+            db_user("rdsdb", 1, true),
+            db_user("awsuser", 1, true),
+            db_user("etl_service", 1, false),
+            db_user(&format!("IAMR:loader-{t}"), 2, false),
+        ];
+        users
+            .extend((0..self.service_accounts).map(|j| db_user(&format!("svc_{t}_{j}"), 3, false)));
+        users
+    }
+}
+
+/// A row of `psql --csv -c 'select * from pg_user'`.
+fn pg_user_row(w: &mut csv::Writer<BufWriter<File>>, user: &DbUser) -> anyhow::Result<()> {
+    let flag = if user.superuser { "t" } else { "f" };
+    let sysid = user.sysid.unwrap_or_default().to_string();
+    w.write_record([&user.name, &sysid, "f", flag, "f", "********", "", ""])?;
+    Ok(())
 }
 
 fn db_user(name: &str, sysid: i64, superuser: bool) -> DbUser {
