@@ -358,3 +358,92 @@ pub async fn reconcile_once(ctx: &Context) -> Result<RunReport, ReconcileError> 
         resolved: recorded.resolved,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use idgraph_model::{IcUser, IdpUser};
+
+    use super::*;
+
+    /// How many fetches are running, and the most at once.
+    #[derive(Default)]
+    struct Gauge {
+        now: AtomicUsize,
+        most: AtomicUsize,
+    }
+
+    /// A target that takes a while and counts itself in the gauge meanwhile.
+    struct Slow {
+        name: String,
+        gauge: Arc<Gauge>,
+    }
+
+    #[async_trait::async_trait]
+    impl Source for Slow {
+        fn name(&self) -> &str {
+            &self.name
+        }
+
+        fn kind(&self) -> &str {
+            "test"
+        }
+
+        async fn fetch(&self) -> Result<Snapshot, SourceError> {
+            let now = self.gauge.now.fetch_add(1, Ordering::SeqCst) + 1;
+            self.gauge.most.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            self.gauge.now.fetch_sub(1, Ordering::SeqCst);
+            Ok(Snapshot::Target(TargetSnapshot::new(
+                self.name.clone(),
+                Vec::new(),
+            )))
+        }
+    }
+
+    /// A source that answers at once with an empty snapshot of `snapshot`'s kind.
+    struct Empty(&'static str, fn() -> Snapshot);
+
+    #[async_trait::async_trait]
+    impl Source for Empty {
+        fn name(&self) -> &str {
+            self.0
+        }
+
+        fn kind(&self) -> &str {
+            "test"
+        }
+
+        async fn fetch(&self) -> Result<Snapshot, SourceError> {
+            Ok((self.1)())
+        }
+    }
+
+    #[tokio::test]
+    async fn targets_are_fetched_at_most_target_concurrency_at_a_time() {
+        for concurrency in [1, 3] {
+            let gauge = Arc::new(Gauge::default());
+            let sources = Sources {
+                idp: Box::new(Empty("idp", || Snapshot::Idp(Vec::<IdpUser>::new()))),
+                identity_center: Box::new(Empty("identity_center", || {
+                    Snapshot::IdentityCenter(Vec::<IcUser>::new())
+                })),
+                targets: (0..8)
+                    .map(|t| -> Box<dyn Source> {
+                        Box::new(Slow {
+                            name: format!("t{t}"),
+                            gauge: gauge.clone(),
+                        })
+                    })
+                    .collect(),
+                target_concurrency: concurrency,
+            };
+            let records = sources.check().await;
+            assert_eq!(records.len(), 10);
+            assert!(records.iter().all(|r| r.status == SourceStatus::Ok));
+            assert_eq!(gauge.most.load(Ordering::SeqCst), concurrency);
+        }
+    }
+}
