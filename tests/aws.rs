@@ -17,7 +17,7 @@ use idgraph_aws::sdk::{identitystore, redshift};
 use idgraph_aws::{
     Credentials, IdentityCenterOptions, IdentityCenterSource, ProvisionedCredentials,
     ProvisionedOptions, ProvisionedTarget, SdkConfig, ServerlessCredentials, ServerlessOptions,
-    ServerlessTarget,
+    ServerlessTarget, TargetOptions,
 };
 use idgraph_model::{Snapshot, TargetSnapshot};
 use idgraph_sources::postgres::SslMode;
@@ -166,19 +166,21 @@ async fn create_cluster(config: &SdkConfig, identifier: &str) {
 
 fn provisioned(moto_url: &str, cluster: &str, pg_port: u16) -> ProvisionedOptions {
     ProvisionedOptions {
-        name: "analytics".into(),
+        target: TargetOptions {
+            name: "analytics".into(),
+            database: "postgres".into(),
+            region: Some(REGION.into()),
+            endpoint_url: Some(moto_url.into()),
+            // moto's endpoint address does not resolve: the test's database stands in.
+            host: Some("127.0.0.1".into()),
+            port: Some(pg_port),
+            sslmode: SslMode::Disable,
+            timeout: idgraph_aws::SQL_TIMEOUT,
+        },
         cluster_identifier: cluster.into(),
-        database: "postgres".into(),
-        region: Some(REGION.into()),
-        endpoint_url: Some(moto_url.into()),
         credentials: ProvisionedCredentials::GetClusterCredentials {
             db_user: "idgraph_reader".into(),
         },
-        // moto's endpoint address does not resolve: the test's database stands in.
-        host: Some("127.0.0.1".into()),
-        port: Some(pg_port),
-        sslmode: SslMode::Disable,
-        timeout: idgraph_aws::SQL_TIMEOUT,
     }
 }
 
@@ -307,16 +309,18 @@ async fn serverless_target_reads_the_standin_endpoint_admin_and_catalog() {
     ]);
     let config = aws_config(&standin.url()).await;
     let options = ServerlessOptions {
-        name: "finance".into(),
+        target: TargetOptions {
+            name: "finance".into(),
+            database: "postgres".into(),
+            region: Some(REGION.into()),
+            endpoint_url: Some(standin.url()),
+            host: None,
+            port: None,
+            sslmode: SslMode::Disable,
+            timeout: idgraph_aws::SQL_TIMEOUT,
+        },
         workgroup_name: "finance-wg".into(),
-        database: "postgres".into(),
-        region: Some(REGION.into()),
-        endpoint_url: Some(standin.url()),
         credentials: ServerlessCredentials::GetCredentials,
-        host: None,
-        port: None,
-        sslmode: SslMode::Disable,
-        timeout: idgraph_aws::SQL_TIMEOUT,
     };
 
     let target_source = ServerlessTarget::from_sdk_config(options.clone(), &config);

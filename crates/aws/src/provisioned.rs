@@ -2,19 +2,18 @@
 //! user from `DescribeClusters`, temporary credentials from `GetClusterCredentials` or
 //! `GetClusterCredentialsWithIAM`, the users from `pg_user`.
 
-use std::time::Duration;
-
 use aws_sdk_redshift::config::Region;
 use aws_sdk_redshift::types::Cluster;
 use aws_sdk_redshift::Client;
 use idgraph_model::Snapshot;
-use idgraph_sources::postgres::{Connection, SslMode};
+use idgraph_sources::postgres::Connection;
 use idgraph_sources::{Secret, Source, SourceError};
 
-use crate::config::{sdk_config, SdkConfig};
+use crate::config::SdkConfig;
 use crate::error::sdk_error;
 use crate::target::{
-    credentials_error, login, required, Common, Login, Resolved, CREDENTIALS_DURATION_SECONDS,
+    credentials_error, login, required, Login, Resolved, TargetOptions,
+    CREDENTIALS_DURATION_SECONDS,
 };
 
 /// How idgraph obtains its database login on a cluster.
@@ -41,29 +40,12 @@ pub enum ProvisionedCredentials {
 /// A provisioned cluster as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProvisionedOptions {
-    /// The target's configured name.
-    pub name: String,
+    /// Name, database, region, endpoint and SQL connection settings.
+    pub target: TargetOptions,
     /// `ClusterIdentifier`.
     pub cluster_identifier: String,
-    /// The database to connect to (`DbName`).
-    pub database: String,
-    /// The cluster's region; `None` takes the standard region chain.
-    pub region: Option<String>,
-    /// Sends `redshift` API requests here instead of the public endpoint.
-    pub endpoint_url: Option<String>,
     /// How to obtain the database login.
     pub credentials: ProvisionedCredentials,
-    /// Connects here instead of the endpoint address `DescribeClusters` reports (an SSH
-    /// tunnel, a VPC endpoint, a test database).
-    pub host: Option<String>,
-    /// Connects to this port instead of the one `DescribeClusters` reports.
-    pub port: Option<u16>,
-    /// TLS mode of the SQL connection.
-    pub sslmode: SslMode,
-    /// How long connecting and each catalog query may take ([`SQL_TIMEOUT`] by default).
-    ///
-    /// [`SQL_TIMEOUT`]: crate::SQL_TIMEOUT
-    pub timeout: Duration,
 }
 
 /// The database users of a provisioned Redshift cluster (name: the target's, kind
@@ -78,20 +60,15 @@ pub struct ProvisionedTarget {
     client: Client,
     cluster_identifier: String,
     credentials: ProvisionedCredentials,
-    common: Common,
+    common: TargetOptions,
 }
 
 impl ProvisionedTarget {
     /// A target with AWS credentials and, unless the options set it, the region from the
-    /// standard AWS chain ([`sdk_config`]). Async because it loads that chain's
+    /// standard AWS chain ([`crate::sdk_config`]). Async because it loads that chain's
     /// configuration; it does not call AWS and cannot fail.
     pub async fn new(options: ProvisionedOptions) -> Self {
-        let config = sdk_config(
-            options.region.as_deref(),
-            options.endpoint_url.as_deref(),
-            None,
-        )
-        .await;
+        let config = options.target.sdk_config().await;
         Self::from_sdk_config(options, &config)
     }
 
@@ -99,24 +76,17 @@ impl ProvisionedTarget {
     /// the region and endpoint of `options` where they are set.
     pub fn from_sdk_config(options: ProvisionedOptions, config: &SdkConfig) -> Self {
         let mut builder = aws_sdk_redshift::config::Builder::from(config);
-        if let Some(region) = &options.region {
+        if let Some(region) = &options.target.region {
             builder = builder.region(Region::new(region.clone()));
         }
-        if let Some(url) = &options.endpoint_url {
+        if let Some(url) = &options.target.endpoint_url {
             builder = builder.endpoint_url(url);
         }
         Self {
             client: Client::from_conf(builder.build()),
             cluster_identifier: options.cluster_identifier,
             credentials: options.credentials,
-            common: Common {
-                name: options.name,
-                database: options.database,
-                host: options.host,
-                port: options.port,
-                sslmode: options.sslmode,
-                timeout: options.timeout,
-            },
+            common: options.target,
         }
     }
 
@@ -246,20 +216,13 @@ impl Source for ProvisionedTarget {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::testing::{fake_config, Reply};
+    use crate::testing::{fake_config, target_options, Reply};
 
     fn options(credentials: ProvisionedCredentials) -> ProvisionedOptions {
         ProvisionedOptions {
-            name: "analytics".into(),
+            target: target_options("analytics"),
             cluster_identifier: "analytics-1".into(),
-            database: "dev".into(),
-            region: Some("us-east-1".into()),
-            endpoint_url: None,
             credentials,
-            host: None,
-            port: None,
-            sslmode: SslMode::Disable,
-            timeout: crate::SQL_TIMEOUT,
         }
     }
 
@@ -399,8 +362,8 @@ pub(crate) mod tests {
         let mut options = options(ProvisionedCredentials::GetClusterCredentials {
             db_user: "reader".into(),
         });
-        options.host = Some("127.0.0.1".into());
-        options.port = Some(closed);
+        options.target.host = Some("127.0.0.1".into());
+        options.target.port = Some(closed);
         let target = ProvisionedTarget::from_sdk_config(options, &config);
         let error = target.fetch().await.unwrap_err();
         assert_eq!(error.kind(), "unreachable", "{error}");

@@ -2,18 +2,17 @@
 //! namespace from `GetWorkgroup`, the admin user from `GetNamespace`, temporary
 //! credentials from `GetCredentials`, the users from `pg_user`.
 
-use std::time::Duration;
-
 use aws_sdk_redshiftserverless::config::Region;
 use aws_sdk_redshiftserverless::Client;
 use idgraph_model::Snapshot;
-use idgraph_sources::postgres::{Connection, SslMode};
+use idgraph_sources::postgres::Connection;
 use idgraph_sources::{Secret, Source, SourceError};
 
-use crate::config::{sdk_config, SdkConfig};
+use crate::config::SdkConfig;
 use crate::error::sdk_error;
 use crate::target::{
-    credentials_error, login, required, Common, Login, Resolved, CREDENTIALS_DURATION_SECONDS,
+    credentials_error, login, required, Login, Resolved, TargetOptions,
+    CREDENTIALS_DURATION_SECONDS,
 };
 
 /// How idgraph obtains its database login on a workgroup.
@@ -34,28 +33,12 @@ pub enum ServerlessCredentials {
 /// A serverless workgroup as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerlessOptions {
-    /// The target's configured name.
-    pub name: String,
+    /// Name, database, region, endpoint and SQL connection settings.
+    pub target: TargetOptions,
     /// `workgroupName`.
     pub workgroup_name: String,
-    /// The database to connect to (`dbName`).
-    pub database: String,
-    /// The workgroup's region; `None` takes the standard region chain.
-    pub region: Option<String>,
-    /// Sends `redshift-serverless` API requests here instead of the public endpoint.
-    pub endpoint_url: Option<String>,
     /// How to obtain the database login.
     pub credentials: ServerlessCredentials,
-    /// Connects here instead of the endpoint address `GetWorkgroup` reports.
-    pub host: Option<String>,
-    /// Connects to this port instead of the one `GetWorkgroup` reports.
-    pub port: Option<u16>,
-    /// TLS mode of the SQL connection.
-    pub sslmode: SslMode,
-    /// How long connecting and each catalog query may take ([`SQL_TIMEOUT`] by default).
-    ///
-    /// [`SQL_TIMEOUT`]: crate::SQL_TIMEOUT
-    pub timeout: Duration,
 }
 
 /// The database users of a Redshift Serverless workgroup (name: the target's, kind
@@ -70,20 +53,15 @@ pub struct ServerlessTarget {
     client: Client,
     workgroup_name: String,
     credentials: ServerlessCredentials,
-    common: Common,
+    common: TargetOptions,
 }
 
 impl ServerlessTarget {
     /// A target with AWS credentials and, unless the options set it, the region from the
-    /// standard AWS chain ([`sdk_config`]). Async because it loads that chain's
+    /// standard AWS chain ([`crate::sdk_config`]). Async because it loads that chain's
     /// configuration; it does not call AWS and cannot fail.
     pub async fn new(options: ServerlessOptions) -> Self {
-        let config = sdk_config(
-            options.region.as_deref(),
-            options.endpoint_url.as_deref(),
-            None,
-        )
-        .await;
+        let config = options.target.sdk_config().await;
         Self::from_sdk_config(options, &config)
     }
 
@@ -91,24 +69,17 @@ impl ServerlessTarget {
     /// the region and endpoint of `options` where they are set.
     pub fn from_sdk_config(options: ServerlessOptions, config: &SdkConfig) -> Self {
         let mut builder = aws_sdk_redshiftserverless::config::Builder::from(config);
-        if let Some(region) = &options.region {
+        if let Some(region) = &options.target.region {
             builder = builder.region(Region::new(region.clone()));
         }
-        if let Some(url) = &options.endpoint_url {
+        if let Some(url) = &options.target.endpoint_url {
             builder = builder.endpoint_url(url);
         }
         Self {
             client: Client::from_conf(builder.build()),
             workgroup_name: options.workgroup_name,
             credentials: options.credentials,
-            common: Common {
-                name: options.name,
-                database: options.database,
-                host: options.host,
-                port: options.port,
-                sslmode: options.sslmode,
-                timeout: options.timeout,
-            },
+            common: options.target,
         }
     }
 
@@ -229,20 +200,13 @@ impl Source for ServerlessTarget {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{fake_config, Reply};
+    use crate::testing::{fake_config, target_options, Reply};
 
     fn options(credentials: ServerlessCredentials) -> ServerlessOptions {
         ServerlessOptions {
-            name: "finance".into(),
+            target: target_options("finance"),
             workgroup_name: "finance-wg".into(),
-            database: "dev".into(),
-            region: Some("us-east-1".into()),
-            endpoint_url: None,
             credentials,
-            host: None,
-            port: None,
-            sslmode: SslMode::Disable,
-            timeout: crate::SQL_TIMEOUT,
         }
     }
 

@@ -10,6 +10,8 @@ use idgraph_sources::postgres::{read_catalog, Connection, SslMode};
 use idgraph_sources::{Secret, SourceError};
 use tracing::debug;
 
+use crate::config::{sdk_config, SdkConfig};
+
 /// `DurationSeconds` of every temporary-credentials call: the minimum AWS allows. idgraph
 /// connects once, right away, and a password that expires sooner is worth less to anyone
 /// who might get hold of it.
@@ -40,18 +42,37 @@ pub(crate) struct Resolved {
     pub(crate) login: Login,
 }
 
-/// The configuration both kinds of target share.
-#[derive(Debug, Clone)]
-pub(crate) struct Common {
-    pub(crate) name: String,
-    pub(crate) database: String,
-    pub(crate) host: Option<String>,
-    pub(crate) port: Option<u16>,
-    pub(crate) sslmode: SslMode,
-    pub(crate) timeout: Duration,
+/// What both kinds of Redshift target are configured with, besides how to find the
+/// cluster or workgroup and how to log in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetOptions {
+    /// The target's configured name.
+    pub name: String,
+    /// The database to connect to (`DbName` / `dbName`).
+    pub database: String,
+    /// The cluster's or workgroup's region; `None` takes the standard region chain.
+    pub region: Option<String>,
+    /// Sends the target's API requests (`redshift` or `redshift-serverless`) here instead
+    /// of the public endpoint.
+    pub endpoint_url: Option<String>,
+    /// Connects here instead of the endpoint address the API reports (an SSH tunnel, a
+    /// VPC endpoint, a test database).
+    pub host: Option<String>,
+    /// Connects to this port instead of the one the API reports.
+    pub port: Option<u16>,
+    /// TLS mode of the SQL connection.
+    pub sslmode: SslMode,
+    /// How long connecting and each catalog query may take ([`SQL_TIMEOUT`] by default).
+    pub timeout: Duration,
 }
 
-impl Common {
+impl TargetOptions {
+    /// The AWS configuration of the standard chain, with this target's region and
+    /// endpoint where they are set.
+    pub(crate) async fn sdk_config(&self) -> SdkConfig {
+        sdk_config(self.region.as_deref(), self.endpoint_url.as_deref(), None).await
+    }
+
     /// Where to connect: the configured host and port where set, else the endpoint the
     /// API reported. `origin` is the API call that reported it.
     pub(crate) fn connection(
@@ -172,10 +193,12 @@ pub(crate) fn credentials_error(error: SourceError) -> SourceError {
 mod tests {
     use super::*;
 
-    fn common(host: Option<&str>, port: Option<u16>) -> Common {
-        Common {
+    fn common(host: Option<&str>, port: Option<u16>) -> TargetOptions {
+        TargetOptions {
             name: "analytics".into(),
             database: "dev".into(),
+            region: None,
+            endpoint_url: None,
             host: host.map(str::to_owned),
             port,
             sslmode: SslMode::Require,

@@ -130,3 +130,17 @@ pub(crate) async fn fake_config(
     let client = http_client_fn(move |_, _| SharedHttpConnector::new(fake.clone()));
     (config.to_builder().http_client(client).build(), requests)
 }
+
+/// The options of target `name` in us-east-1 over the API's endpoint, without TLS.
+pub(crate) fn target_options(name: &str) -> crate::TargetOptions {
+    crate::TargetOptions {
+        name: name.into(),
+        database: "dev".into(),
+        region: Some("us-east-1".into()),
+        endpoint_url: None,
+        host: None,
+        port: None,
+        sslmode: idgraph_sources::postgres::SslMode::Disable,
+        timeout: crate::SQL_TIMEOUT,
+    }
+}

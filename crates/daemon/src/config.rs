@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use idgraph_aws::{
     IdentityCenterOptions, ProvisionedCredentials, ProvisionedOptions, ServerlessCredentials,
-    ServerlessOptions,
+    ServerlessOptions, TargetOptions,
 };
 use idgraph_model::Mapping;
 use idgraph_sources::postgres::{Connection, SslMode};
@@ -514,6 +514,16 @@ fn redshift_target(
         problems,
     );
     let timeout = Duration::from_secs(target.timeout_seconds.unwrap_or(60));
+    let options = database.map(|database| TargetOptions {
+        name: target.name.clone(),
+        database,
+        region: target.region.clone(),
+        endpoint_url: target.endpoint_url.clone(),
+        host: target.host.clone(),
+        port: target.port,
+        sslmode,
+        timeout,
+    });
     let default_credentials = if kind == "provisioned" {
         "get_cluster_credentials"
     } else {
@@ -553,16 +563,9 @@ fn redshift_target(
             }
         };
         Some(TargetSource::Provisioned(ProvisionedOptions {
-            name: target.name,
             cluster_identifier: cluster_identifier?,
-            database: database?,
-            region: target.region,
-            endpoint_url: target.endpoint_url,
             credentials: credentials?,
-            host: target.host,
-            port: target.port,
-            sslmode,
-            timeout,
+            target: options?,
         }))
     } else {
         let workgroup_name = required(
@@ -583,16 +586,9 @@ fn redshift_target(
             }
         };
         Some(TargetSource::Serverless(ServerlessOptions {
-            name: target.name,
             workgroup_name: workgroup_name?,
-            database: database?,
-            region: target.region,
-            endpoint_url: target.endpoint_url,
             credentials: credentials?,
-            host: target.host,
-            port: target.port,
-            sslmode,
-            timeout,
+            target: options?,
         }))
     }
 }
@@ -992,7 +988,7 @@ password_env = "FIN_PASSWORD"
         ));
         assert!(matches!(
             &settings.targets[0].source,
-            TargetSource::Provisioned(o) if o.credentials == ProvisionedCredentials::GetClusterCredentials { db_user: "idgraph_reader".into() } && o.port == Some(5439) && o.sslmode == SslMode::Require
+            TargetSource::Provisioned(o) if o.credentials == ProvisionedCredentials::GetClusterCredentials { db_user: "idgraph_reader".into() } && o.target.port == Some(5439) && o.target.sslmode == SslMode::Require
         ));
         assert!(matches!(
             &settings.targets[1].source,

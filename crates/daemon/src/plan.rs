@@ -189,7 +189,7 @@ async fn discover_target(
             let source = ProvisionedTarget::new(options.clone()).await;
             match source.connection().await {
                 Ok(connection) => {
-                    ownership::discover(name, &connection, &users, options.timeout).await
+                    ownership::discover(name, &connection, &users, options.target.timeout).await
                 }
                 Err(e) => Err(e),
             }
@@ -198,7 +198,7 @@ async fn discover_target(
             let source = ServerlessTarget::new(options.clone()).await;
             match source.connection().await {
                 Ok(connection) => {
-                    ownership::discover(name, &connection, &users, options.timeout).await
+                    ownership::discover(name, &connection, &users, options.target.timeout).await
                 }
                 Err(e) => Err(e),
             }
