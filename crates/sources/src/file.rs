@@ -516,9 +516,13 @@ fn scim_item<R: Read>(
     let mut item = ScimItem::default();
     s.object(|s, key| -> Result<(), Problem> {
         match key.as_str() {
-            "Resources" => {
+            "Resources" if s.peek()? == Some(b'[') => {
                 item.resources = true;
                 s.array(|s, i| resource(s.value()?, i))?;
+            }
+            // `null` is no Resources at all; anything else is the wrong type, as serde says.
+            "Resources" => {
+                let _: Option<Vec<ScimUser>> = s.value()?;
             }
             "totalResults" => item.total_results = s.value()?,
             "id" => item.id = s.value()?,
@@ -927,6 +931,21 @@ mod tests {
                     active: false,
                 },
             ]
+        );
+    }
+
+    #[tokio::test]
+    async fn scim_empty_directory_with_null_resources() {
+        let users = idp(r#"{"totalResults": 0, "Resources": null}"#)
+            .await
+            .unwrap();
+        assert!(users.is_empty());
+        let err = idp(r#"{"totalResults": 1, "Resources": "x"}"#)
+            .await
+            .expect_err("not a list");
+        assert!(
+            malformed_detail(&err).contains("expected a sequence"),
+            "{err}"
         );
     }
 
