@@ -66,22 +66,46 @@ const FINDING_COLUMNS: &str = "kind, target, db_user, ic_user_id, idp_user_id, u
 /// 32,766 parameters, and 10,000 findings take ten statements rather than 10,000.
 const WRITE_BATCH: usize = 1_000;
 
-/// Every episode matching a `WHERE` clause on `e` (the episodes) as one JSON array of
-/// [`EpisodeRow`]s: SQLite hands over one value instead of a row per episode, which for
-/// tens of thousands of open findings is most of the cost of reading them.
+/// The episodes matching `$condition` (on `e`, the episodes) with ids above `?1`, at most
+/// `?2` of them, as one JSON array of [`EpisodeRow`]s (`json()` because a subquery's
+/// column is text to the aggregate), with their count and last id:
+/// SQLite hands over one value per page instead of a row per episode, which for tens of
+/// thousands of open findings is most of the cost of reading them.
 macro_rules! select_episodes {
-    ($where:literal) => {
+    ($condition:literal) => {
         concat!(
-            "SELECT json_group_array(json_array(\
-                e.id, e.kind, e.target, e.db_user, e.ic_user_id, e.idp_user_id, e.user_name, \
-                e.reason, e.severity, e.superuser, e.matched_by, e.candidates, \
-                e.opened_run, o.finished_at, e.resolved_run, r.finished_at)) \
-             FROM episodes AS e \
-             JOIN runs AS o ON o.id = e.opened_run \
-             LEFT JOIN runs AS r ON r.id = e.resolved_run ",
-            $where
+            "SELECT json_group_array(json(j)), count(*), max(id) FROM (\
+                SELECT json_array(\
+                    e.id, e.kind, e.target, e.db_user, e.ic_user_id, e.idp_user_id, \
+                    e.user_name, e.reason, e.severity, e.superuser, e.matched_by, \
+                    e.candidates, e.opened_run, o.finished_at, e.resolved_run, \
+                    r.finished_at) AS j, \
+                    e.id AS id \
+                FROM episodes AS e \
+                JOIN runs AS o ON o.id = e.opened_run \
+                LEFT JOIN runs AS r ON r.id = e.resolved_run \
+                WHERE e.id > ?1 AND (",
+            $condition,
+            ") ORDER BY e.id LIMIT ?2)"
         )
     };
+}
+
+/// Episodes per page of [`select_episodes!`]: a JSON value of about 15 MB, far below
+/// SQLite's limit on the length of a value however large the history grows. Unit tests
+/// use small pages so that a few thousand episodes cross several.
+#[cfg(not(test))]
+const READ_PAGE: i64 = 50_000;
+#[cfg(test)]
+const READ_PAGE: i64 = 1_000;
+
+/// Which episodes to read.
+#[derive(Clone, Copy)]
+enum Which<'a> {
+    /// Those still open.
+    Open,
+    /// All, or those of the database user of exactly this name.
+    All(Option<&'a str>),
 }
 
 /// An element of [`select_episodes!`]: the columns of an episode and the finish times of
@@ -655,23 +679,12 @@ impl Store {
     /// [`StoreError::Query`] if reading fails, [`StoreError::Corrupt`] if a row cannot be
     /// read back.
     pub async fn episodes(&self, db_user: Option<&str>) -> Result<Vec<Episode>, StoreError> {
-        let json: String = match db_user {
-            None => {
-                sqlx::query_scalar(select_episodes!(""))
-                    .fetch_one(&self.pool)
-                    .await
-            }
-            Some(name) => {
-                sqlx::query_scalar(select_episodes!("WHERE e.db_user = ?"))
-                    .bind(name)
-                    .fetch_one(&self.pool)
-                    .await
-            }
-        }
-        .map_err(self.query("read episodes"))?;
-        let mut episodes = self.episodes_from(&json)?;
-        episodes.sort_unstable_by_key(|episode| episode.id);
-        Ok(episodes)
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(self.query("read episodes"))?;
+        self.read_episodes(&mut conn, Which::All(db_user)).await
     }
 
     /// All runs with their sources, oldest first.
@@ -970,13 +983,42 @@ impl Store {
 
     /// The open episodes, most urgent first, read on `conn`.
     async fn open_in(&self, conn: &mut sqlx::SqliteConnection) -> Result<Vec<Episode>, StoreError> {
-        let json: String = sqlx::query_scalar(select_episodes!("WHERE e.resolved_run IS NULL"))
-            .fetch_one(conn)
-            .await
-            .map_err(self.query("read open episodes"))?;
-        let mut episodes = self.episodes_from(&json)?;
+        let mut episodes = self.read_episodes(conn, Which::Open).await?;
         sort_by_urgency(&mut episodes);
         Ok(episodes)
+    }
+
+    /// Reads `which` episodes on `conn` a page at a time, in id order.
+    async fn read_episodes(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        which: Which<'_>,
+    ) -> Result<Vec<Episode>, StoreError> {
+        let mut episodes = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = match which {
+                Which::Open => sqlx::query_as(select_episodes!("e.resolved_run IS NULL")),
+                Which::All(_) => sqlx::query_as(select_episodes!("?3 IS NULL OR e.db_user = ?3")),
+            }
+            .bind(after)
+            .bind(READ_PAGE);
+            let page = match which {
+                Which::Open => page,
+                Which::All(db_user) => page.bind(db_user),
+            };
+            let (json, count, last): (String, i64, Option<i64>) = page
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(self.query("read episodes"))?;
+            let mut rows = self.episodes_from(&json)?;
+            rows.sort_unstable_by_key(|episode| episode.id);
+            episodes.append(&mut rows);
+            match last {
+                Some(last) if count == READ_PAGE => after = last,
+                _ => return Ok(episodes),
+            }
+        }
     }
 
     /// Reads the JSON array of [`select_episodes!`].

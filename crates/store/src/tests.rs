@@ -158,3 +158,28 @@ async fn one_open_episode_per_key_is_enforced_by_the_schema() {
         .unwrap();
     store.close().await;
 }
+
+#[tokio::test]
+async fn episodes_are_read_a_page_at_a_time_without_losing_any() {
+    let dir = TempDir::new().unwrap();
+    let store = Store::open(&dir.path().join("idgraph.db")).await.unwrap();
+    let count = 2 * READ_PAGE as usize + 1;
+    let findings: Vec<Finding> = (0..count)
+        .map(|i| orphan(&format!("IAM:u{i:05}")))
+        .collect();
+    let recorded = store
+        .record_run(&run(1), &findings, &scopes())
+        .await
+        .unwrap();
+    assert_eq!(recorded.opened.len(), count);
+
+    let open = store.open_episodes().await.unwrap();
+    assert_eq!(open, recorded.open);
+    let all = store.episodes(None).await.unwrap();
+    assert_eq!(all.len(), count);
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id), "oldest first");
+    let one = store.episodes(Some("IAM:u01500")).await.unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].finding.db_user.as_deref(), Some("IAM:u01500"));
+    store.close().await;
+}
