@@ -301,6 +301,15 @@ mod tests {
     }
 
     #[test]
+    fn a_value_larger_than_the_window_grows_the_buffer() {
+        let big = "x".repeat(3 * JsonStream::<&[u8]>::WINDOW);
+        let text = format!("{{\"skip\": \"{big}\", \"name\": \"{big}\", \"n\": [7]}}");
+        let (numbers, name) = numbers(&text, 64 * 1024).unwrap();
+        assert_eq!(numbers, [7]);
+        assert_eq!(name.map(|n| n.len()), Some(big.len()));
+    }
+
+    #[test]
     fn errors_name_the_line_and_column_in_the_whole_text() {
         let text = "{\"n\": [1,\n  2,\n     \"x\"]}";
         for chunk in [1, 4, 1000] {
