@@ -45,6 +45,18 @@ pub struct Params {
     /// Local service accounts per target nobody vouches for (unmanaged findings).
     #[arg(long, default_value_t = 5)]
     pub service_accounts: usize,
+    /// Share of people whose Identity Center user carries no `ExternalIds` (created there
+    /// by hand): linked to the IdP by user name.
+    #[arg(long, default_value_t = 0.0)]
+    pub without_external_id: f64,
+    /// Share of people whose user name is not their email: their database users, named by
+    /// email, match Identity Center by email.
+    #[arg(long, default_value_t = 0.0)]
+    pub email_logins: f64,
+    /// Share of the email-login people still in Identity Center who have a second
+    /// Identity Center user with the same email: their database users are ambiguous.
+    #[arg(long, default_value_t = 0.0)]
+    pub ambiguous: f64,
 }
 
 impl Params {
@@ -60,6 +72,9 @@ impl Params {
             unprefixed: 0.1,
             second_target: 0.2,
             service_accounts: 5,
+            without_external_id: 0.0,
+            email_logins: 0.0,
+            ambiguous: 0.0,
         }
     }
 }
@@ -92,8 +107,16 @@ pub enum Fate {
 /// One person of the organisation, with every identity the sources hold of them.
 #[derive(Debug, Clone)]
 pub struct Person {
-    /// Their user name and email in the IdP and Identity Center.
+    /// Their email in the IdP and Identity Center, and the rest of their database users'
+    /// names.
     pub login: String,
+    /// Their user name in the IdP and Identity Center: `login`, or for email-login people
+    /// the part before the `@`.
+    pub user_name: String,
+    /// Whether their Identity Center user carries the IdP's external id.
+    pub ic_external_id: bool,
+    /// The `UserId` of a second Identity Center user with their email, if they have one.
+    pub duplicate: Option<String>,
     /// The IdP's `id`.
     pub idp_id: String,
     /// The IdP's `externalId`, which Identity Center carries in `ExternalIds`.
@@ -139,7 +162,20 @@ impl Params {
             })
             .collect();
         let h = mix(self.seed ^ mix(i as u64));
+        let email_login = uniform(self.seed, i, 20) < self.email_logins;
+        let user_name = if email_login {
+            format!("user{i:07}")
+        } else {
+            login.clone()
+        };
+        let duplicate = (email_login
+            && fate != Fate::DeletedFromIdentityCenter
+            && uniform(self.seed, i, 22) < self.ambiguous)
+            .then(|| format!("906dup{i:07}"));
         Person {
+            user_name,
+            ic_external_id: uniform(self.seed, i, 21) >= self.without_external_id,
+            duplicate,
             idp_id: format!("00u{h:016x}"),
             external_id: format!(
                 "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
@@ -174,22 +210,62 @@ impl Person {
     pub fn in_identity_center(&self) -> bool {
         self.fate != Fate::DeletedFromIdentityCenter
     }
+
+    /// The person as the IdP lists them, if it does.
+    pub fn idp_user(&self) -> Option<IdpUser> {
+        self.in_idp().then(|| IdpUser {
+            id: self.idp_id.clone(),
+            external_id: Some(self.external_id.clone()),
+            user_name: self.user_name.clone(),
+            email: Some(self.login.clone()),
+            active: self.fate != Fate::Deactivated,
+        })
+    }
+
+    /// The Identity Center users of the person: none, theirs, or theirs and a second
+    /// one with the same email.
+    pub fn ic_users(&self) -> Vec<IcUser> {
+        if !self.in_identity_center() {
+            return Vec::new();
+        }
+        let own = IcUser {
+            user_id: self.ic_id.clone(),
+            user_name: self.user_name.clone(),
+            email: Some(self.login.clone()),
+            external_ids: if self.ic_external_id {
+                vec![ExternalId {
+                    issuer: IC_ISSUER.to_owned(),
+                    id: self.external_id.clone(),
+                }]
+            } else {
+                Vec::new()
+            },
+        };
+        let duplicate = self.duplicate.as_ref().map(|user_id| IcUser {
+            user_id: user_id.clone(),
+            user_name: format!("{}.second", self.user_name),
+            email: Some(self.login.clone()),
+            external_ids: Vec::new(),
+        });
+        std::iter::once(own).chain(duplicate).collect()
+    }
 }
 
-/// Person `i` as a SCIM User with the attributes a real IdP sends, about 700 bytes.
-pub fn scim_user(p: &Person, i: usize) -> serde_json::Value {
+/// IdP user `u` (person `i`) as a SCIM User with the attributes a real IdP sends, about
+/// 900 bytes.
+pub fn scim_user(u: &IdpUser, i: usize) -> serde_json::Value {
     let given = format!("Given{i}");
     let family = format!("Family{i}");
     json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User",
                     "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
-        "id": p.idp_id,
-        "externalId": p.external_id,
-        "userName": p.login,
+        "id": u.id,
+        "externalId": u.external_id,
+        "userName": u.user_name,
         "name": {"givenName": given, "familyName": family, "formatted": format!("{given} {family}")},
         "displayName": format!("{given} {family}"),
-        "active": p.fate != Fate::Deactivated,
-        "emails": [{"value": p.login, "type": "work", "primary": true},
+        "active": u.active,
+        "emails": [{"value": u.email, "type": "work", "primary": true},
                    {"value": format!("u{i}@personal.example.org"), "type": "home"}],
         "phoneNumbers": [{"value": format!("+1 555 {:07}", i % 10_000_000), "type": "work"}],
         "title": "Analyst",
@@ -200,24 +276,29 @@ pub fn scim_user(p: &Person, i: usize) -> serde_json::Value {
         },
         "meta": {"resourceType": "User", "created": "2024-01-15T09:30:00Z",
                  "lastModified": "2026-11-01T12:00:00Z",
-                 "location": format!("https://idp.example.com/scim/v2/Users/{}", p.idp_id)}
+                 "location": format!("https://idp.example.com/scim/v2/Users/{}", u.id)}
     })
 }
 
 /// The issuer of Identity Center's external ids: its SCIM endpoint.
 const IC_ISSUER: &str = "https://scim.us-east-1.amazonaws.com/a1b2c3d4e5f-example/scim/v2";
 
-/// Person `i` as `aws identitystore list-users` prints a user.
-pub fn ic_user(p: &Person, i: usize) -> serde_json::Value {
+/// Identity Center user `u` (person `i`) as `aws identitystore list-users` prints it.
+pub fn ic_user(u: &IcUser, i: usize) -> serde_json::Value {
+    let external_ids: Vec<serde_json::Value> = u
+        .external_ids
+        .iter()
+        .map(|e| json!({"Issuer": e.issuer, "Id": e.id}))
+        .collect();
     json!({
         "IdentityStoreId": "d-9067c1a2b3",
-        "UserId": p.ic_id,
-        "UserName": p.login,
+        "UserId": u.user_id,
+        "UserName": u.user_name,
         "Name": {"GivenName": format!("Given{i}"), "FamilyName": format!("Family{i}"),
                  "Formatted": format!("Given{i} Family{i}")},
         "DisplayName": format!("Given{i} Family{i}"),
-        "Emails": [{"Value": p.login, "Type": "work", "Primary": true}],
-        "ExternalIds": [{"Issuer": IC_ISSUER, "Id": p.external_id}]
+        "Emails": [{"Value": u.email, "Type": "work", "Primary": true}],
+        "ExternalIds": external_ids
     })
 }
 
@@ -276,23 +357,26 @@ pub fn write_exports(args: &Params, out: &Path) -> anyhow::Result<serde_json::Va
     let mut db_users = (args.targets * (4 + args.service_accounts)) as u64;
     for i in 0..args.users {
         let p = args.person(i);
-        if p.in_idp() {
+        if let Some(user) = p.idp_user() {
             if !first_scim {
                 scim.write_all(b",")?;
             }
             first_scim = false;
-            serde_json::to_writer(&mut scim, &scim_user(&p, i))?;
+            serde_json::to_writer(&mut scim, &scim_user(&user, i))?;
         }
-        if p.in_identity_center() {
+        let ic_users = p.ic_users();
+        for user in &ic_users {
             if !first_ic {
                 ic.write_all(b",")?;
             }
             first_ic = false;
-            serde_json::to_writer(&mut ic, &ic_user(&p, i))?;
+            serde_json::to_writer(&mut ic, &ic_user(user, i))?;
         }
+        // Every Identity Center user of someone who left is stale; the second one links to
+        // the IdP by email, so it is stale exactly when the first is.
         match p.fate {
             Fate::Deactivated | Fate::DeletedFromIdp => {
-                *expected.entry("stale_identity_center_user").or_default() += 1
+                *expected.entry("stale_identity_center_user").or_default() += ic_users.len() as u64
             }
             Fate::Active | Fate::DeletedFromIdentityCenter => {}
         }
@@ -300,6 +384,8 @@ pub fn write_exports(args: &Params, out: &Path) -> anyhow::Result<serde_json::Va
             pg_user_row(&mut targets[*t], &db_user(name, 100 + i as i64, *superuser))?;
             db_users += 1;
             let kind = match (p.fate, name.starts_with("IAMA:")) {
+                // Named by email, matching both Identity Center users by it.
+                _ if p.duplicate.is_some() => Some("ambiguous_mapping"),
                 (Fate::Active, _) => None,
                 (Fate::Deactivated | Fate::DeletedFromIdp, _) => Some("orphaned_db_user"),
                 (Fate::DeletedFromIdentityCenter, true) => Some("orphaned_db_user"),
@@ -375,26 +461,8 @@ impl Params {
             .collect();
         for i in 0..self.users {
             let p = self.person(i);
-            if p.in_idp() {
-                idp.push(IdpUser {
-                    id: p.idp_id.clone(),
-                    external_id: Some(p.external_id.clone()),
-                    user_name: p.login.clone(),
-                    email: Some(p.login.clone()),
-                    active: p.fate != Fate::Deactivated,
-                });
-            }
-            if p.in_identity_center() {
-                identity_center.push(IcUser {
-                    user_id: p.ic_id.clone(),
-                    user_name: p.login.clone(),
-                    email: Some(p.login.clone()),
-                    external_ids: vec![ExternalId {
-                        issuer: IC_ISSUER.to_owned(),
-                        id: p.external_id.clone(),
-                    }],
-                });
-            }
+            idp.extend(p.idp_user());
+            identity_center.extend(p.ic_users());
             for (t, name, superuser) in p.logins {
                 targets[t]
                     .users

@@ -18,6 +18,12 @@ async fn idgraph_finds_exactly_what_the_generator_planted() {
             "4",
             "--unprefixed",
             "0.3",
+            "--without-external-id",
+            "0.3",
+            "--email-logins",
+            "0.3",
+            "--ambiguous",
+            "0.2",
             "--out",
         ])
         .arg(dir.path())
@@ -45,6 +51,10 @@ async fn idgraph_finds_exactly_what_the_generator_planted() {
         expected["unmanaged_db_user"] > 20,
         "bare logins of people gone from Identity Center are in the mix"
     );
+    assert!(
+        expected["ambiguous_mapping"] > 20,
+        "logins matching two Identity Center users by email are in the mix"
+    );
     assert_eq!(
         report.accounting.unwrap().database_users as u64,
         serde_json::from_slice::<serde_json::Value>(
@@ -65,6 +75,9 @@ async fn the_model_is_what_the_exports_parse_to() {
 
     let mut params = Params::new(600, 3);
     params.unprefixed = 0.3;
+    params.without_external_id = 0.3;
+    params.email_logins = 0.3;
+    params.ambiguous = 0.3;
     let dir = tempfile::tempdir().unwrap();
     idgraph_bench::write_exports(&params, dir.path()).unwrap();
     let model = params.model();
@@ -98,4 +111,12 @@ async fn the_model_is_what_the_exports_parse_to() {
         assert_eq!(&target, expected);
     }
     assert!(model.targets.iter().all(|t| t.users.len() > 100));
+    assert!(model
+        .identity_center
+        .iter()
+        .any(|u| u.external_ids.is_empty()));
+    assert!(
+        model.identity_center.len() > model.idp.len(),
+        "second users are in"
+    );
 }
