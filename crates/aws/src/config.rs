@@ -86,3 +86,20 @@ pub(crate) async fn load(
     }
     loader.load().await
 }
+
+/// `config` with `region` and `endpoint_url` in place of its own where they are given:
+/// what a source builds its client from, whoever loaded the shared configuration.
+pub(crate) fn with_overrides(
+    config: &SdkConfig,
+    region: Option<&str>,
+    endpoint_url: Option<&str>,
+) -> SdkConfig {
+    let mut builder = config.to_builder();
+    if let Some(region) = region {
+        builder.set_region(Region::new(region.to_owned()));
+    }
+    if let Some(url) = endpoint_url {
+        builder.set_endpoint_url(Some(url.to_owned()));
+    }
+    builder.build()
+}

@@ -4,14 +4,13 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
-use aws_sdk_identitystore::config::Region;
 use aws_sdk_identitystore::types::{Email, User};
 use aws_sdk_identitystore::Client;
 use idgraph_model::{ExternalId, IcUser, Snapshot};
 use idgraph_sources::{Progress, Source, SourceError};
 use tracing::{debug, warn};
 
-use crate::config::{sdk_config, SdkConfig};
+use crate::config::{sdk_config, with_overrides, SdkConfig};
 use crate::error::sdk_error;
 use crate::limiter::RateLimiter;
 
@@ -95,15 +94,13 @@ impl IdentityCenterSource {
         config: &SdkConfig,
         progress: Arc<dyn Progress>,
     ) -> Self {
-        let mut builder = aws_sdk_identitystore::config::Builder::from(config);
-        if let Some(region) = &options.region {
-            builder = builder.region(Region::new(region.clone()));
-        }
-        if let Some(url) = &options.endpoint_url {
-            builder = builder.endpoint_url(url);
-        }
+        let config = with_overrides(
+            config,
+            options.region.as_deref(),
+            options.endpoint_url.as_deref(),
+        );
         Self {
-            client: Client::from_conf(builder.build()),
+            client: Client::new(&config),
             identity_store_id: options.identity_store_id,
             limiter: RateLimiter::per_second(options.requests_per_second),
             progress,

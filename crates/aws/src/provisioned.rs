@@ -2,7 +2,6 @@
 //! user from `DescribeClusters`, temporary credentials from `GetClusterCredentials` or
 //! `GetClusterCredentialsWithIAM`, the users from `pg_user`.
 
-use aws_sdk_redshift::config::Region;
 use aws_sdk_redshift::types::Cluster;
 use aws_sdk_redshift::Client;
 use idgraph_model::Snapshot;
@@ -75,15 +74,8 @@ impl ProvisionedTarget {
     /// A target using `config` (its credentials, HTTP client, retries and timeouts), with
     /// the region and endpoint of `options` where they are set.
     pub fn from_sdk_config(options: ProvisionedOptions, config: &SdkConfig) -> Self {
-        let mut builder = aws_sdk_redshift::config::Builder::from(config);
-        if let Some(region) = &options.target.region {
-            builder = builder.region(Region::new(region.clone()));
-        }
-        if let Some(url) = &options.target.endpoint_url {
-            builder = builder.endpoint_url(url);
-        }
         Self {
-            client: Client::from_conf(builder.build()),
+            client: Client::new(&options.target.client_config(config)),
             cluster_identifier: options.cluster_identifier,
             credentials: options.credentials,
             common: options.target,

@@ -2,7 +2,6 @@
 //! namespace from `GetWorkgroup`, the admin user from `GetNamespace`, temporary
 //! credentials from `GetCredentials`, the users from `pg_user`.
 
-use aws_sdk_redshiftserverless::config::Region;
 use aws_sdk_redshiftserverless::Client;
 use idgraph_model::Snapshot;
 use idgraph_sources::postgres::Connection;
@@ -68,15 +67,8 @@ impl ServerlessTarget {
     /// A target using `config` (its credentials, HTTP client, retries and timeouts), with
     /// the region and endpoint of `options` where they are set.
     pub fn from_sdk_config(options: ServerlessOptions, config: &SdkConfig) -> Self {
-        let mut builder = aws_sdk_redshiftserverless::config::Builder::from(config);
-        if let Some(region) = &options.target.region {
-            builder = builder.region(Region::new(region.clone()));
-        }
-        if let Some(url) = &options.target.endpoint_url {
-            builder = builder.endpoint_url(url);
-        }
         Self {
-            client: Client::from_conf(builder.build()),
+            client: Client::new(&options.target.client_config(config)),
             workgroup_name: options.workgroup_name,
             credentials: options.credentials,
             common: options.target,

@@ -10,7 +10,7 @@ use idgraph_sources::postgres::{read_catalog, Connection, SslMode};
 use idgraph_sources::{Secret, SourceError};
 use tracing::debug;
 
-use crate::config::{sdk_config, SdkConfig};
+use crate::config::{sdk_config, with_overrides, SdkConfig};
 
 /// `DurationSeconds` of every temporary-credentials call: the minimum AWS allows. idgraph
 /// connects once, right away, and a password that expires sooner is worth less to anyone
@@ -71,6 +71,11 @@ impl TargetOptions {
     /// endpoint where they are set.
     pub(crate) async fn sdk_config(&self) -> SdkConfig {
         sdk_config(self.region.as_deref(), self.endpoint_url.as_deref(), None).await
+    }
+
+    /// `config` with this target's region and endpoint where they are set.
+    pub(crate) fn client_config(&self, config: &SdkConfig) -> SdkConfig {
+        with_overrides(config, self.region.as_deref(), self.endpoint_url.as_deref())
     }
 
     /// Where to connect: the configured host and port where set, else the endpoint the
