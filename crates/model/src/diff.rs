@@ -1,5 +1,6 @@
 //! What changed between the findings open before a run and the findings of the run.
 
+use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
 
 use crate::finding::{Finding, FindingKey, Scope};
@@ -15,12 +16,13 @@ pub struct Changes<'a> {
     pub resolved: Vec<FindingKey>,
 }
 
-/// Compares `open` (the findings open before the run) with `found` (this run's findings).
+/// Compares `open` (the findings open before the run, or anything holding them, such as
+/// the store's episodes) with `found` (this run's findings).
 ///
 /// Only findings in `evaluated` scopes may open or resolve: a scope whose sources were not
 /// fetched completely keeps its open findings as they are (SPEC §3).
-pub fn diff<'a>(
-    open: &HashMap<FindingKey, Finding>,
+pub fn diff<'a, V: Borrow<Finding>>(
+    open: &HashMap<FindingKey, V>,
     found: &'a [Finding],
     evaluated: &HashSet<Scope>,
 ) -> Changes<'a> {
@@ -33,14 +35,19 @@ pub fn diff<'a>(
         let key = finding.key();
         match open.get(&key) {
             None => changes.opened.push(finding),
-            Some(before) if before != finding => changes.updated.push(finding),
+            Some(before) if Borrow::<Finding>::borrow(before) != finding => {
+                changes.updated.push(finding)
+            }
             Some(_) => {}
         }
         seen.insert(key);
     }
     let mut resolved: Vec<FindingKey> = open
         .iter()
-        .filter(|(key, finding)| evaluated.contains(&finding.scope()) && !seen.contains(*key))
+        .filter(|(key, before)| {
+            let before: &Finding = (*before).borrow();
+            evaluated.contains(&before.scope()) && !seen.contains(*key)
+        })
         .map(|(key, _)| key.clone())
         .collect();
     resolved.sort();

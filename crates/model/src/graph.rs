@@ -293,9 +293,10 @@ impl Graph {
                 continue;
             };
             let ic = &self.ic[i as usize];
-            let reason = match self.idp_of(node) {
+            let idp = self.idp_of(node).map(|(idp, _)| idp);
+            let reason = match idp {
                 None => Reason::IdpUserMissing,
-                Some((idp, _)) if !idp.active => Reason::IdpUserInactive,
+                Some(idp) if !idp.active => Reason::IdpUserInactive,
                 Some(_) => continue,
             };
             findings.push(Finding {
@@ -305,7 +306,7 @@ impl Graph {
                 target: None,
                 db_user: None,
                 ic_user_id: Some(ic.user_id.clone()),
-                idp_user_id: self.idp_of(node).map(|(idp, _)| idp.id.clone()),
+                idp_user_id: idp.map(|idp| idp.id.clone()),
                 user_name: Some(ic.user_name.clone()),
                 superuser: false,
                 matched_by: None,

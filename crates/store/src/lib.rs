@@ -335,6 +335,13 @@ pub struct Episode {
     pub resolved_at: Option<DateTime<Utc>>,
 }
 
+/// An episode stands for its finding where findings are compared ([`idgraph_model::diff`]).
+impl std::borrow::Borrow<Finding> for Episode {
+    fn borrow(&self) -> &Finding {
+        &self.finding
+    }
+}
+
 impl Episode {
     /// Whether the episode is still open.
     pub fn is_open(&self) -> bool {
@@ -559,11 +566,7 @@ impl Store {
             .into_iter()
             .map(|episode| (episode.finding.key(), episode))
             .collect();
-        let open: HashMap<FindingKey, Finding> = episodes
-            .iter()
-            .map(|(key, episode)| (key.clone(), episode.finding.clone()))
-            .collect();
-        let mut changes = idgraph_model::diff(&open, findings, evaluated);
+        let mut changes = idgraph_model::diff(&episodes, findings, evaluated);
         // Insert in key order, so episode ids do not depend on the order of `findings`.
         changes.opened.sort_by_key(|finding| finding.key());
         // As stored: the store keeps milliseconds.
