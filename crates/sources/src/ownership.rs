@@ -36,6 +36,15 @@ const OWNED_RELKINDS: &str = "'r', 'p', 'v', 'm', 'f', 'S'";
 /// The relation kinds `REVOKE … ON ALL TABLES IN SCHEMA` covers.
 const TABLE_RELKINDS: &str = "'r', 'p', 'v', 'm', 'f'";
 
+/// The columns [`Reader::relation`] reads, for a user `u` the query joins in: who, and
+/// which relation (`c`) in which schema (`n`).
+const USER_RELATIONS: &str = "SELECT CAST(u.usesysid AS integer) AS usesysid, \
+            CAST(n.nspname AS varchar) AS schema_name, \
+            CAST(c.relname AS varchar) AS name, \
+            CAST(c.relkind AS varchar) AS kind \
+     FROM pg_catalog.pg_class c \
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace";
+
 /// The table privileges both systems know; any one of them is an ACL entry that keeps
 /// `DROP USER` from succeeding.
 const TABLE_PRIVILEGES: [&str; 5] = ["SELECT", "INSERT", "UPDATE", "DELETE", "REFERENCES"];
@@ -327,22 +336,14 @@ impl Reader<'_> {
 
         // Relations the users own.
         let sql = format!(
-            "SELECT CAST(u.usesysid AS integer) AS usesysid, \
-                    CAST(n.nspname AS varchar) AS schema_name, \
-                    CAST(c.relname AS varchar) AS name, \
-                    CAST(c.relkind AS varchar) AS kind \
-             FROM pg_catalog.pg_class c \
-             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             JOIN pg_catalog.pg_user u ON u.usesysid = c.relowner \
+            "{USER_RELATIONS} JOIN pg_catalog.pg_user u ON u.usesysid = c.relowner \
              WHERE CAST(u.usesysid AS integer) IN ({id_list}) \
                AND c.relkind IN ({OWNED_RELKINDS}) AND {USER_SCHEMA}"
         );
-        for row in self.rows("owned relations", sql).await? {
-            let (Some(user), Some(relation)) =
-                (user_of(self.get(&row, "usesysid")?), self.relation(&row)?)
-            else {
-                continue;
-            };
+        for (user, relation) in self
+            .user_relations("owned relations", sql, &user_of)
+            .await?
+        {
             push(&mut owned, &user, |o| o.relations.push(relation));
         }
 
@@ -441,25 +442,17 @@ impl Reader<'_> {
             .collect::<Vec<_>>()
             .join(" OR ");
         let sql = format!(
-            "SELECT CAST(u.usesysid AS integer) AS usesysid, \
-                    CAST(n.nspname AS varchar) AS schema_name, \
-                    CAST(c.relname AS varchar) AS name, \
-                    CAST(c.relkind AS varchar) AS kind \
-             FROM pg_catalog.pg_class c \
-             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             CROSS JOIN pg_catalog.pg_user u \
+            "{USER_RELATIONS} CROSS JOIN pg_catalog.pg_user u \
              WHERE CAST(u.usesysid AS integer) IN ({id_list}) \
                AND c.relkind IN ({TABLE_RELKINDS}) AND c.relowner <> u.usesysid \
                AND {USER_SCHEMA} \
                AND CASE WHEN has_schema_privilege(n.nspname, 'USAGE') \
                         THEN ({any_privilege}) ELSE false END"
         );
-        for row in self.rows("table privileges", sql).await? {
-            let (Some(user), Some(relation)) =
-                (user_of(self.get(&row, "usesysid")?), self.relation(&row)?)
-            else {
-                continue;
-            };
+        for (user, relation) in self
+            .user_relations("table privileges", sql, &user_of)
+            .await?
+        {
             let entry = access
                 .entry((user.clone(), relation.schema.clone()))
                 .or_insert_with(|| SchemaAccess {
@@ -589,6 +582,25 @@ impl Reader<'_> {
     }
 
     /// A relation row (`schema_name`, `name`, `kind`); `None` for a kind a plan ignores.
+    /// Runs a [`USER_RELATIONS`] query: each user of interest with a relation of a kind
+    /// a plan knows.
+    async fn user_relations(
+        &mut self,
+        what: &str,
+        sql: String,
+        user_of: &(dyn Fn(i32) -> Option<String> + Sync),
+    ) -> Result<Vec<(String, Relation)>, SourceError> {
+        let mut found = Vec::new();
+        for row in self.rows(what, sql).await? {
+            if let (Some(user), Some(relation)) =
+                (user_of(self.get(&row, "usesysid")?), self.relation(&row)?)
+            {
+                found.push((user, relation));
+            }
+        }
+        Ok(found)
+    }
+
     fn relation(&self, row: &PgRow) -> Result<Option<Relation>, SourceError> {
         let kind = self.get::<Option<String>>(row, "kind")?.unwrap_or_default();
         let Some(kind) = RelationKind::from_relkind(&kind) else {
