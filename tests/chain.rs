@@ -6,10 +6,7 @@ use std::process::Command;
 use crate::util::{Org, Workspace};
 
 fn org() -> Org {
-    Org::default()
-        .person("ann@example.com")
-        .person("bob@example.com")
-        .edit(|p| p.active = false)
+    Org::ann_and_bob()
         .db("a", "IAMA:ann@example.com", false)
         .db("a", "IAMA:bob@example.com", false)
         .db("a", "IAMA:gone@example.com", false)

@@ -3,10 +3,7 @@
 use crate::util::{idgraph_with_config, json_output, stderr, stdout, Org, Workspace};
 
 fn org() -> Org {
-    Org::default()
-        .person("ann@example.com")
-        .person("bob@example.com")
-        .edit(|p| p.active = false)
+    Org::ann_and_bob()
         .db("analytics", "IAMA:ann@example.com", false)
         .db("analytics", "IAMA:bob@example.com", true)
         .db("analytics", "report_bot", false)

@@ -7,10 +7,7 @@ use crate::peers::{free_port, wait_for_port};
 use crate::util::{Org, Workspace};
 
 fn org() -> Org {
-    Org::default()
-        .person("ann@example.com")
-        .person("bob@example.com")
-        .edit(|p| p.active = false)
+    Org::ann_and_bob()
         .person("cat@example.com")
         .edit(|p| p.in_idp = false)
         .db("analytics", "IAMA:ann@example.com", false)

@@ -9,10 +9,7 @@ use crate::util::{Org, Workspace};
 const HOSTILE: &str = "IAMA:<script>alert('x')</script>\"; DROP TABLE runs; --@example.com";
 
 fn org() -> Org {
-    Org::default()
-        .person("ann@example.com")
-        .person("bob@example.com")
-        .edit(|p| p.active = false)
+    Org::ann_and_bob()
         .db("a", "IAMA:ann@example.com", false)
         .db("a", "IAMA:bob@example.com", true)
         .db("a", HOSTILE, false)

@@ -7,10 +7,7 @@ const PASSWORD: &str = "pg-Pa55word-7f3a91";
 const HOSTILE: &str = "IAMA:o'brien\"; DROP TABLE t; --@example.com";
 
 fn org() -> Org {
-    Org::default()
-        .person("ann@example.com")
-        .person("bob@example.com")
-        .edit(|p| p.active = false)
+    Org::ann_and_bob()
 }
 
 fn target(name: &str, pg: &Postgres, extra: &str) -> String {

@@ -5,10 +5,7 @@ use crate::util::{row, summary, Org, Workspace};
 const HOSTILE: &str = "IAMA:o'brien\"; DROP TABLE runs; --@example.com";
 
 fn org() -> Org {
-    Org::default()
-        .person("ann@example.com")
-        .person("bob@example.com")
-        .edit(|p| p.active = false)
+    Org::ann_and_bob()
         .person("cat@example.com")
         .edit(|p| p.in_idp = false)
         .db("analytics", "awsuser", true)

@@ -24,6 +24,14 @@ pub struct Org {
 }
 
 impl Org {
+    /// Ann, active, and Bob, deactivated in the IdP (he left): where most tests start.
+    pub fn ann_and_bob() -> Self {
+        Org::default()
+            .person("ann@example.com")
+            .person("bob@example.com")
+            .edit(|p| p.active = false)
+    }
+
     /// Adds an active person `login` present in both the IdP and Identity Center.
     pub fn person(mut self, login: &str) -> Self {
         self.people.push(Person {

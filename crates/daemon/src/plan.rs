@@ -612,6 +612,17 @@ mod tests {
         }
     }
 
+    /// The plan for bob on analytics, whose objects discovery found to be `owned`.
+    fn render_discovered(owned: Owned) -> String {
+        render(
+            &[user_plan(
+                "IAMA:bob@example.com",
+                Discovery::Discovered(owned),
+            )],
+            "admin",
+        )
+    }
+
     fn owned() -> Owned {
         Owned {
             relations: vec![
@@ -725,13 +736,7 @@ mod tests {
 
     #[test]
     fn a_user_gets_one_transaction_in_order() {
-        let sql = render(
-            &[user_plan(
-                "IAMA:bob@example.com",
-                Discovery::Discovered(owned()),
-            )],
-            "admin",
-        );
+        let sql = render_discovered(owned());
         assert_well_formed(&sql);
         let expected = r#"
 -- orphaned_db_user "IAMA:bob@example.com" on target analytics
@@ -809,13 +814,7 @@ COMMIT;
         assert!(!safe_arguments("integer\n"));
         let mut owned = owned();
         owned.functions[0].arguments = "integer); DROP TABLE canary; --".into();
-        let sql = render(
-            &[user_plan(
-                "IAMA:bob@example.com",
-                Discovery::Discovered(owned),
-            )],
-            "admin",
-        );
+        let sql = render_discovered(owned);
         assert_well_formed(&sql);
         assert!(!sql.contains("ALTER FUNCTION"), "{sql}");
         assert!(
@@ -942,13 +941,7 @@ COMMIT;
         );
         // Lower-case object names on Redshift need no setting: quoted user names always
         // keep their case there.
-        let sql = render(
-            &[user_plan(
-                "IAMA:bob@example.com",
-                Discovery::Discovered(owned),
-            )],
-            "admin",
-        );
+        let sql = render_discovered(owned);
         assert!(
             !sql.contains("SET enable_case_sensitive_identifier"),
             "{sql}"
@@ -963,13 +956,7 @@ COMMIT;
             unchecked: true,
             ..SchemaAccess::default()
         }];
-        let sql = render(
-            &[user_plan(
-                "IAMA:bob@example.com",
-                Discovery::Discovered(owned),
-            )],
-            "admin",
-        );
+        let sql = render_discovered(owned);
         assert_well_formed(&sql);
         assert!(
             sql.contains("-- idgraph's login may not use schema \"private\\nschema\": privileges on its tables were not checked"),

@@ -686,8 +686,7 @@ fn push(owned: &mut BTreeMap<String, Owned>, user: &str, f: impl FnOnce(&mut Own
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::postgres::SslMode;
-    use crate::Secret;
+    use crate::postgres::tests::refused_connection;
 
     #[test]
     fn relkinds_and_prokinds() {
@@ -704,19 +703,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_connection_is_unreachable_and_never_shows_the_password() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let connection = Connection {
-            host: "127.0.0.1".into(),
-            port,
-            database: "dev".into(),
-            user: "reader".into(),
-            password: Some(Secret::new("s3cr3t-pw")),
-            sslmode: SslMode::Disable,
-        };
+        let connection = refused_connection();
         let error = discover(
             "analytics",
             &connection,

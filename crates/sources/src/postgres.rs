@@ -304,8 +304,25 @@ impl Source for PostgresTarget {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A connection to a local port nothing listens on, with a password to look for.
+    pub(crate) fn refused_connection() -> Connection {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Connection {
+            host: "127.0.0.1".into(),
+            port,
+            database: "dev".into(),
+            user: "reader".into(),
+            password: Some(Secret::new("s3cr3t-pw")),
+            sslmode: SslMode::Disable,
+        }
+    }
 
     #[test]
     fn connection_display_never_shows_the_password() {
@@ -331,19 +348,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_connection_is_unreachable_and_names_the_target() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let connection = Connection {
-            host: "127.0.0.1".into(),
-            port,
-            database: "dev".into(),
-            user: "reader".into(),
-            password: Some(Secret::new("s3cr3t-pw")),
-            sslmode: SslMode::Disable,
-        };
+        let connection = refused_connection();
         let error = read_catalog("analytics", &connection, Duration::from_secs(5))
             .await
             .unwrap_err();

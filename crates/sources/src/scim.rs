@@ -1190,6 +1190,15 @@ mod tests {
             self.source_with_progress(options, Arc::new(crate::NoProgress))
         }
 
+        /// Fetches with the stub's options and `paging`.
+        async fn fetch_paging(&self, paging: Paging) -> Result<Vec<IdpUser>, SourceError> {
+            fetch(&self.source(ScimOptions {
+                paging,
+                ..self.options()
+            }))
+            .await
+        }
+
         fn source_with_progress(
             &self,
             options: ScimOptions,
@@ -1460,12 +1469,7 @@ mod tests {
     async fn cursor_paging_follows_next_cursor_until_there_is_none() {
         let users = directory(23);
         let stub = Stub::start(move |req, _| cursor_page(&users, req)).await;
-        let fetched = fetch(&stub.source(ScimOptions {
-            paging: Paging::Cursor,
-            ..stub.options()
-        }))
-        .await
-        .expect("fetches");
+        let fetched = stub.fetch_paging(Paging::Cursor).await.expect("fetches");
         assert_eq!(ids(&fetched), expected_ids(23));
         let cursors: Vec<String> = stub
             .user_requests()
@@ -1488,12 +1492,7 @@ mod tests {
             Reply::json(200, &reply)
         })
         .await;
-        let err = fetch(&stub.source(ScimOptions {
-            paging: Paging::Cursor,
-            ..stub.options()
-        }))
-        .await
-        .expect_err("loops");
+        let err = stub.fetch_paging(Paging::Cursor).await.expect_err("loops");
         assert!(matches!(err, SourceError::InvalidResponse { .. }), "{err}");
         assert_eq!(stub.user_requests().len(), 2);
     }
@@ -1507,12 +1506,7 @@ mod tests {
             )
         })
         .await;
-        let err = fetch(&stub.source(ScimOptions {
-            paging: Paging::Cursor,
-            ..stub.options()
-        }))
-        .await
-        .expect_err("stuck");
+        let err = stub.fetch_paging(Paging::Cursor).await.expect_err("stuck");
         assert!(matches!(err, SourceError::Incomplete { .. }), "{err}");
         assert_eq!(stub.user_requests().len(), 3);
     }
@@ -1536,12 +1530,7 @@ mod tests {
             cursor_page(&users, req)
         })
         .await;
-        let fetched = fetch(&stub.source(ScimOptions {
-            paging: Paging::Auto,
-            ..stub.options()
-        }))
-        .await
-        .expect("fetches");
+        let fetched = stub.fetch_paging(Paging::Auto).await.expect("fetches");
         assert_eq!(ids(&fetched), expected_ids(7));
         let seen = stub.seen();
         assert_eq!(seen[0].path, "/scim/v2/ServiceProviderConfig");
@@ -1564,12 +1553,7 @@ mod tests {
             index_page(&users, req, 1000)
         })
         .await;
-        let fetched = fetch(&stub.source(ScimOptions {
-            paging: Paging::Auto,
-            ..stub.options()
-        }))
-        .await
-        .expect("fetches");
+        let fetched = stub.fetch_paging(Paging::Auto).await.expect("fetches");
         assert_eq!(ids(&fetched), expected_ids(9));
         assert_eq!(starts(&stub), [1, 5, 9]);
 
@@ -1582,12 +1566,7 @@ mod tests {
             index_page(&users, req, 1000)
         })
         .await;
-        let fetched = fetch(&stub.source(ScimOptions {
-            paging: Paging::Auto,
-            ..stub.options()
-        }))
-        .await
-        .expect("fetches");
+        let fetched = stub.fetch_paging(Paging::Auto).await.expect("fetches");
         assert_eq!(fetched.len(), 3);
     }
 
