@@ -34,7 +34,10 @@ pub use config::{sdk_config, SdkConfig, MAX_ATTEMPTS};
 pub use identity_center::{IdentityCenterOptions, IdentityCenterSource};
 pub use provisioned::{ProvisionedCredentials, ProvisionedOptions, ProvisionedTarget};
 pub use serverless::{ServerlessCredentials, ServerlessOptions, ServerlessTarget};
-pub use target::{TargetOptions, CREDENTIALS_DURATION_SECONDS, SQL_TIMEOUT};
+pub use target::{
+    Login, RedshiftTarget, Resolved, TargetApi, TargetOptions, CREDENTIALS_DURATION_SECONDS,
+    SQL_TIMEOUT,
+};
 
 /// The AWS SDK crates this crate uses, re-exported so that callers build clients with
 /// exactly the same versions and features (and the same HTTPS client, through

@@ -4,14 +4,12 @@
 
 use aws_sdk_redshift::types::Cluster;
 use aws_sdk_redshift::Client;
-use idgraph_model::Snapshot;
-use idgraph_sources::postgres::Connection;
-use idgraph_sources::{Secret, Source, SourceError};
+use idgraph_sources::{Secret, SourceError};
 
 use crate::config::SdkConfig;
 use crate::error::sdk_error;
 use crate::target::{
-    credentials_error, login, required, Login, Resolved, TargetOptions,
+    credentials_error, login, required, Login, RedshiftTarget, Resolved, TargetApi, TargetOptions,
     CREDENTIALS_DURATION_SECONDS,
 };
 
@@ -47,19 +45,17 @@ pub struct ProvisionedOptions {
     pub credentials: ProvisionedCredentials,
 }
 
-/// The database users of a provisioned Redshift cluster (name: the target's, kind
-/// `provisioned`).
-///
-/// `fetch` calls `DescribeClusters` for the endpoint and `MasterUsername`, obtains
-/// temporary credentials (valid 900 s) unless they are static, connects and reads
-/// `pg_user`. The snapshot's `master_user` is the cluster's master user, its `login_user`
-/// the login name idgraph used (`IAM:idgraph_reader`).
+/// A provisioned cluster's database users (kind `provisioned`): `DescribeClusters` says
+/// where to connect and who the master user is; `GetClusterCredentials[WithIAM]` gives a
+/// login (valid 900 s) unless it is static.
+pub type ProvisionedTarget = RedshiftTarget<ClusterApi>;
+
+/// The `redshift` API side of a [`ProvisionedTarget`].
 #[derive(Debug)]
-pub struct ProvisionedTarget {
+pub struct ClusterApi {
     client: Client,
     cluster_identifier: String,
     credentials: ProvisionedCredentials,
-    common: TargetOptions,
 }
 
 impl ProvisionedTarget {
@@ -75,35 +71,27 @@ impl ProvisionedTarget {
     /// the region and endpoint of `options` where they are set.
     pub fn from_sdk_config(options: ProvisionedOptions, config: &SdkConfig) -> Self {
         Self {
-            client: Client::new(&options.target.client_config(config)),
-            cluster_identifier: options.cluster_identifier,
-            credentials: options.credentials,
-            common: options.target,
+            api: ClusterApi {
+                client: Client::new(&options.target.client_config(config)),
+                cluster_identifier: options.cluster_identifier,
+                credentials: options.credentials,
+            },
+            options: options.target,
         }
     }
+}
 
-    /// Where and as whom to connect to the cluster's database, as `fetch` would: asks
-    /// `DescribeClusters` for the endpoint and obtains a login (temporary credentials,
-    /// valid 900 s, unless they are static). For callers that read more of the catalog
-    /// than `pg_user`, such as a remediation plan's ownership discovery.
-    ///
-    /// # Errors
-    ///
-    /// As [`Source::fetch`] for this target, short of reading the catalog:
-    /// [`SourceError::Remote`], [`SourceError::Credentials`], [`SourceError::Unreachable`]
-    /// (no endpoint), [`SourceError::InvalidResponse`].
-    pub async fn connection(&self) -> Result<Connection, SourceError> {
-        let resolved = self.resolve().await?;
-        self.common.connection(&self.describe_origin(), &resolved)
-    }
+#[async_trait::async_trait]
+impl TargetApi for ClusterApi {
+    const KIND: &'static str = "provisioned";
 
-    fn describe_origin(&self) -> String {
+    fn origin(&self) -> String {
         format!("redshift DescribeClusters {}", self.cluster_identifier)
     }
 
     /// Asks the API where to connect, who the master user is, and for a login.
-    async fn resolve(&self) -> Result<Resolved, SourceError> {
-        let origin = self.describe_origin();
+    async fn resolve(&self, options: &TargetOptions) -> Result<Resolved, SourceError> {
+        let origin = self.origin();
         let output = self
             .client
             .describe_clusters()
@@ -125,11 +113,14 @@ impl ProvisionedTarget {
             port: endpoint.and_then(|e| e.port()),
             status: cluster.cluster_status().map(str::to_owned),
             master_user,
-            login: self.login().await?,
+            login: self.login(&options.database).await?,
         })
     }
+}
 
-    async fn login(&self) -> Result<Login, SourceError> {
+impl ClusterApi {
+    /// A login on `database`: temporary credentials, or the static ones.
+    async fn login(&self, database: &str) -> Result<Login, SourceError> {
         match &self.credentials {
             ProvisionedCredentials::GetClusterCredentials { db_user } => {
                 let origin = format!("redshift GetClusterCredentials {}", self.cluster_identifier);
@@ -138,7 +129,7 @@ impl ProvisionedTarget {
                     .get_cluster_credentials()
                     .cluster_identifier(&self.cluster_identifier)
                     .db_user(db_user)
-                    .db_name(&self.common.database)
+                    .db_name(database)
                     .duration_seconds(CREDENTIALS_DURATION_SECONDS)
                     // Never create the user: idgraph reads the catalog and must not add to it.
                     .auto_create(false)
@@ -156,7 +147,7 @@ impl ProvisionedTarget {
                     .client
                     .get_cluster_credentials_with_iam()
                     .cluster_identifier(&self.cluster_identifier)
-                    .db_name(&self.common.database)
+                    .db_name(database)
                     .duration_seconds(CREDENTIALS_DURATION_SECONDS)
                     .send()
                     .await
@@ -179,36 +170,11 @@ fn find_cluster<'a>(clusters: &'a [Cluster], identifier: &str) -> Option<&'a Clu
     })
 }
 
-#[async_trait::async_trait]
-impl Source for ProvisionedTarget {
-    fn name(&self) -> &str {
-        &self.common.name
-    }
-
-    fn kind(&self) -> &str {
-        "provisioned"
-    }
-
-    /// # Errors
-    ///
-    /// [`SourceError::Remote`] when `DescribeClusters` fails (`ClusterNotFound`),
-    /// [`SourceError::Credentials`] when the credentials call is refused or the database
-    /// refuses the login, [`SourceError::Unreachable`] when the API or the database cannot
-    /// be reached or the cluster has no endpoint, [`SourceError::InvalidResponse`] when an
-    /// answer lacks a field, and the errors of
-    /// [`read_catalog`](idgraph_sources::postgres::read_catalog).
-    async fn fetch(&self) -> Result<Snapshot, SourceError> {
-        let resolved = self.resolve().await?;
-        self.common
-            .snapshot(&self.describe_origin(), resolved)
-            .await
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::testing::{fake_config, target_options, Reply};
+    use idgraph_sources::Source;
 
     fn options(credentials: ProvisionedCredentials) -> ProvisionedOptions {
         ProvisionedOptions {
@@ -244,7 +210,7 @@ pub(crate) mod tests {
             options(ProvisionedCredentials::GetClusterCredentialsWithIam),
             &config,
         );
-        let resolved = target.resolve().await.unwrap();
+        let resolved = target.api.resolve(&target.options).await.unwrap();
         assert_eq!(resolved.master_user, "awsuser");
         assert_eq!(resolved.login.user, "IAMR:idgraph-reader");
         assert_eq!(resolved.login.password.expose(), "pw-from-iam");
@@ -281,7 +247,7 @@ pub(crate) mod tests {
             }),
             &config,
         );
-        let resolved = target.resolve().await.unwrap();
+        let resolved = target.api.resolve(&target.options).await.unwrap();
         assert_eq!(resolved.login.user, "IAM:reader");
         let requests = requests.lock().unwrap();
         assert!(requests[1].contains("AutoCreate=false"), "{requests:?}");
@@ -330,7 +296,7 @@ pub(crate) mod tests {
             }),
             &config,
         );
-        let resolved = target.resolve().await.unwrap();
+        let resolved = target.api.resolve(&target.options).await.unwrap();
         assert_eq!(resolved.login.user, "etl");
         assert_eq!(requests.lock().unwrap().len(), 1);
     }

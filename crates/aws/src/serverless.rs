@@ -3,14 +3,12 @@
 //! credentials from `GetCredentials`, the users from `pg_user`.
 
 use aws_sdk_redshiftserverless::Client;
-use idgraph_model::Snapshot;
-use idgraph_sources::postgres::Connection;
-use idgraph_sources::{Secret, Source, SourceError};
+use idgraph_sources::{Secret, SourceError};
 
 use crate::config::SdkConfig;
 use crate::error::sdk_error;
 use crate::target::{
-    credentials_error, login, required, Login, Resolved, TargetOptions,
+    credentials_error, login, required, Login, RedshiftTarget, Resolved, TargetApi, TargetOptions,
     CREDENTIALS_DURATION_SECONDS,
 };
 
@@ -40,19 +38,17 @@ pub struct ServerlessOptions {
     pub credentials: ServerlessCredentials,
 }
 
-/// The database users of a Redshift Serverless workgroup (name: the target's, kind
-/// `serverless`).
-///
-/// `fetch` calls `GetWorkgroup` for the endpoint and namespace, `GetNamespace` for the
-/// `adminUsername`, obtains temporary credentials (valid 900 s) unless they are static,
-/// connects and reads `pg_user`. The snapshot's `master_user` is the namespace's admin
-/// user, its `login_user` the login name idgraph used.
+/// A serverless workgroup's database users (kind `serverless`): `GetWorkgroup` says where
+/// to connect, `GetNamespace` who the admin user is; `GetCredentials` gives a login (valid
+/// 900 s) unless it is static.
+pub type ServerlessTarget = RedshiftTarget<WorkgroupApi>;
+
+/// The `redshift-serverless` API side of a [`ServerlessTarget`].
 #[derive(Debug)]
-pub struct ServerlessTarget {
+pub struct WorkgroupApi {
     client: Client,
     workgroup_name: String,
     credentials: ServerlessCredentials,
-    common: TargetOptions,
 }
 
 impl ServerlessTarget {
@@ -68,35 +64,27 @@ impl ServerlessTarget {
     /// the region and endpoint of `options` where they are set.
     pub fn from_sdk_config(options: ServerlessOptions, config: &SdkConfig) -> Self {
         Self {
-            client: Client::new(&options.target.client_config(config)),
-            workgroup_name: options.workgroup_name,
-            credentials: options.credentials,
-            common: options.target,
+            api: WorkgroupApi {
+                client: Client::new(&options.target.client_config(config)),
+                workgroup_name: options.workgroup_name,
+                credentials: options.credentials,
+            },
+            options: options.target,
         }
     }
+}
 
-    /// Where and as whom to connect to the workgroup's database, as `fetch` would: asks
-    /// `GetWorkgroup` and `GetNamespace` and obtains a login (temporary credentials,
-    /// valid 900 s, unless they are static). For callers that read more of the catalog
-    /// than `pg_user`, such as a remediation plan's ownership discovery.
-    ///
-    /// # Errors
-    ///
-    /// As [`Source::fetch`] for this target, short of reading the catalog:
-    /// [`SourceError::Remote`], [`SourceError::Credentials`], [`SourceError::Unreachable`]
-    /// (no endpoint), [`SourceError::InvalidResponse`].
-    pub async fn connection(&self) -> Result<Connection, SourceError> {
-        let resolved = self.resolve().await?;
-        self.common.connection(&self.workgroup_origin(), &resolved)
-    }
+#[async_trait::async_trait]
+impl TargetApi for WorkgroupApi {
+    const KIND: &'static str = "serverless";
 
-    fn workgroup_origin(&self) -> String {
+    fn origin(&self) -> String {
         format!("redshift-serverless GetWorkgroup {}", self.workgroup_name)
     }
 
     /// Asks the API where to connect, who the admin user is, and for a login.
-    async fn resolve(&self) -> Result<Resolved, SourceError> {
-        let origin = self.workgroup_origin();
+    async fn resolve(&self, options: &TargetOptions) -> Result<Resolved, SourceError> {
+        let origin = self.origin();
         let output = self
             .client
             .get_workgroup()
@@ -136,11 +124,14 @@ impl ServerlessTarget {
             port,
             status,
             master_user: admin,
-            login: self.login().await?,
+            login: self.login(&options.database).await?,
         })
     }
+}
 
-    async fn login(&self) -> Result<Login, SourceError> {
+impl WorkgroupApi {
+    /// A login on `database`: temporary credentials, or the static ones.
+    async fn login(&self, database: &str) -> Result<Login, SourceError> {
         match &self.credentials {
             ServerlessCredentials::GetCredentials => {
                 let origin = format!("redshift-serverless GetCredentials {}", self.workgroup_name);
@@ -148,7 +139,7 @@ impl ServerlessTarget {
                     .client
                     .get_credentials()
                     .workgroup_name(&self.workgroup_name)
-                    .db_name(&self.common.database)
+                    .db_name(database)
                     .duration_seconds(CREDENTIALS_DURATION_SECONDS)
                     .send()
                     .await
@@ -163,36 +154,11 @@ impl ServerlessTarget {
     }
 }
 
-#[async_trait::async_trait]
-impl Source for ServerlessTarget {
-    fn name(&self) -> &str {
-        &self.common.name
-    }
-
-    fn kind(&self) -> &str {
-        "serverless"
-    }
-
-    /// # Errors
-    ///
-    /// [`SourceError::Remote`] when `GetWorkgroup` or `GetNamespace` fails
-    /// (`ResourceNotFoundException`), [`SourceError::Credentials`] when `GetCredentials` is
-    /// refused or the database refuses the login, [`SourceError::Unreachable`] when the
-    /// API or the database cannot be reached or the workgroup has no endpoint,
-    /// [`SourceError::InvalidResponse`] when an answer lacks a field, and the errors of
-    /// [`read_catalog`](idgraph_sources::postgres::read_catalog).
-    async fn fetch(&self) -> Result<Snapshot, SourceError> {
-        let resolved = self.resolve().await?;
-        self.common
-            .snapshot(&self.workgroup_origin(), resolved)
-            .await
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testing::{fake_config, target_options, Reply};
+    use idgraph_sources::Source;
 
     fn options(credentials: ServerlessCredentials) -> ServerlessOptions {
         ServerlessOptions {
@@ -227,7 +193,7 @@ mod tests {
             &config,
         );
         assert_eq!((target.name(), target.kind()), ("finance", "serverless"));
-        let resolved = target.resolve().await.unwrap();
+        let resolved = target.api.resolve(&target.options).await.unwrap();
         assert_eq!(
             resolved.host.as_deref(),
             Some("finance-wg.1.us-east-1.redshift-serverless.amazonaws.com")

@@ -3,11 +3,12 @@
 //! connection and the snapshot. The two APIs differ only in how they answer that
 //! ([`crate::provisioned`], [`crate::serverless`]); this is where they meet.
 
+use std::fmt;
 use std::time::Duration;
 
 use idgraph_model::{Snapshot, TargetSnapshot};
 use idgraph_sources::postgres::{read_catalog, Connection, SslMode};
-use idgraph_sources::{Secret, SourceError};
+use idgraph_sources::{Secret, Source, SourceError};
 use tracing::debug;
 
 use crate::config::{sdk_config, with_overrides, SdkConfig};
@@ -22,7 +23,7 @@ pub const SQL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How idgraph logs in to a target's database.
 #[derive(Debug)]
-pub(crate) struct Login {
+pub struct Login {
     /// The login name exactly as the catalog holds it (`IAM:idgraph_reader`).
     pub(crate) user: String,
     pub(crate) password: Secret,
@@ -30,7 +31,7 @@ pub(crate) struct Login {
 
 /// What a target's API says about it.
 #[derive(Debug)]
-pub(crate) struct Resolved {
+pub struct Resolved {
     /// The endpoint address, when the API reports one (a paused cluster has none).
     pub(crate) host: Option<String>,
     /// The endpoint port, when the API reports one.
@@ -142,6 +143,74 @@ impl TargetOptions {
             login_user: Some(resolved.login.user),
             namespaces: catalog.namespaces,
         }))
+    }
+}
+
+/// How one kind of Redshift target answers where to connect, who its master or admin
+/// user is, and how idgraph logs in: the one thing provisioned clusters
+/// ([`ClusterApi`](crate::provisioned::ClusterApi)) and serverless workgroups
+/// ([`WorkgroupApi`](crate::serverless::WorkgroupApi)) do differently. Implemented only
+/// by those two.
+#[async_trait::async_trait]
+pub trait TargetApi: Send + Sync + fmt::Debug {
+    /// The target kind, as [`Source::kind`] reports it.
+    const KIND: &'static str;
+
+    /// The call whose answer says where to connect, as error messages name it.
+    fn origin(&self) -> String;
+
+    /// Asks the API where to connect to the database `options` names, and for a login.
+    async fn resolve(&self, options: &TargetOptions) -> Result<Resolved, SourceError>;
+}
+
+/// The database users of a Redshift target: its API says where to connect and how to
+/// log in ([`TargetApi`]), then `fetch` connects and reads `pg_user`. The snapshot's
+/// `master_user` is the cluster's master or the namespace's admin user, its `login_user`
+/// the login name idgraph used (`IAM:idgraph_reader`).
+#[derive(Debug)]
+pub struct RedshiftTarget<A> {
+    pub(crate) api: A,
+    pub(crate) options: TargetOptions,
+}
+
+impl<A: TargetApi> RedshiftTarget<A> {
+    /// Where and as whom to connect to the target's database, as `fetch` would: asks the
+    /// API for the endpoint and obtains a login (temporary credentials, valid 900 s,
+    /// unless they are static). For callers that read more of the catalog than
+    /// `pg_user`, such as a remediation plan's ownership discovery.
+    ///
+    /// # Errors
+    ///
+    /// As [`Source::fetch`] for this target, short of reading the catalog:
+    /// [`SourceError::Remote`], [`SourceError::Credentials`], [`SourceError::Unreachable`]
+    /// (no endpoint), [`SourceError::InvalidResponse`].
+    pub async fn connection(&self) -> Result<Connection, SourceError> {
+        let resolved = self.api.resolve(&self.options).await?;
+        self.options.connection(&self.api.origin(), &resolved)
+    }
+}
+
+#[async_trait::async_trait]
+impl<A: TargetApi> Source for RedshiftTarget<A> {
+    fn name(&self) -> &str {
+        &self.options.name
+    }
+
+    fn kind(&self) -> &str {
+        A::KIND
+    }
+
+    /// # Errors
+    ///
+    /// [`SourceError::Remote`] when the API refuses (`ClusterNotFound`,
+    /// `ResourceNotFoundException`), [`SourceError::Credentials`] when the credentials
+    /// call is refused or the database refuses the login, [`SourceError::Unreachable`]
+    /// when the API or the database cannot be reached or the target has no endpoint,
+    /// [`SourceError::InvalidResponse`] when an answer lacks a field, and the errors of
+    /// [`read_catalog`].
+    async fn fetch(&self) -> Result<Snapshot, SourceError> {
+        let resolved = self.api.resolve(&self.options).await?;
+        self.options.snapshot(&self.api.origin(), resolved).await
     }
 }
 
