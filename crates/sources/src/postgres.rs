@@ -307,6 +307,15 @@ impl Source for PostgresTarget {
 pub(crate) mod tests {
     use super::*;
 
+    /// `error` is [`refused_connection`]'s: unreachable, naming the target and address,
+    /// and without the password.
+    pub(crate) fn assert_refused(error: &SourceError) {
+        assert_eq!(error.kind(), "unreachable");
+        let shown = format!("{error} {error:?}");
+        assert!(shown.contains("target analytics (127.0.0.1:"), "{shown}");
+        assert!(!shown.contains("s3cr3t-pw"), "{shown}");
+    }
+
     /// A connection to a local port nothing listens on, with a password to look for.
     pub(crate) fn refused_connection() -> Connection {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -352,9 +361,6 @@ pub(crate) mod tests {
         let error = read_catalog("analytics", &connection, Duration::from_secs(5))
             .await
             .unwrap_err();
-        assert_eq!(error.kind(), "unreachable");
-        let shown = format!("{error} {error:?}");
-        assert!(shown.contains("target analytics (127.0.0.1:"), "{shown}");
-        assert!(!shown.contains("s3cr3t-pw"), "{shown}");
+        assert_refused(&error);
     }
 }
