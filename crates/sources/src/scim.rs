@@ -405,20 +405,14 @@ impl ScimSource {
     }
 
     async fn index_page(&self, start: u64, count: u32) -> Result<ListResponse, SourceError> {
-        let mut url = self.users_url.clone();
-        url.query_pairs_mut()
-            .append_pair("startIndex", &start.to_string())
-            .append_pair("count", &count.to_string());
-        let page: ListResponse = self.get(&url, &self.users_origin).await?;
-        tracing::debug!(
-            path = self.users_url.path(),
-            start_index = start,
-            count,
-            users = page.resources.as_ref().map_or(0, Vec::len),
-            total = page.total_results,
-            "Fetched a SCIM page."
-        );
-        Ok(page)
+        self.page(
+            &[
+                ("startIndex", start.to_string()),
+                ("count", count.to_string()),
+            ],
+            &format!("startIndex {start}"),
+        )
+        .await
     }
 
     async fn cursor_page(
@@ -427,19 +421,29 @@ impl ScimSource {
         page_number: u64,
         count: u32,
     ) -> Result<ListResponse, SourceError> {
+        // The log names the page by number: a cursor is opaque and long, and says nothing.
+        self.page(
+            &[("cursor", cursor.to_owned()), ("count", count.to_string())],
+            &format!("cursor page {page_number}"),
+        )
+        .await
+    }
+
+    /// GETs the page of `/Users` that `query` selects; `position` names it in the log.
+    async fn page(
+        &self,
+        query: &[(&str, String)],
+        position: &str,
+    ) -> Result<ListResponse, SourceError> {
         let mut url = self.users_url.clone();
-        url.query_pairs_mut()
-            .append_pair("cursor", cursor)
-            .append_pair("count", &count.to_string());
+        url.query_pairs_mut().extend_pairs(query);
         let page: ListResponse = self.get(&url, &self.users_origin).await?;
-        // The cursor itself is left out: it is opaque and long, and says nothing useful.
         tracing::debug!(
             path = self.users_url.path(),
-            page = page_number,
-            count,
+            position,
             users = page.resources.as_ref().map_or(0, Vec::len),
             total = page.total_results,
-            "Fetched a SCIM page by cursor."
+            "Fetched a SCIM page."
         );
         Ok(page)
     }
