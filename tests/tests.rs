@@ -8,6 +8,7 @@ mod cli;
 mod daemon;
 mod demo;
 mod export;
+mod guard;
 mod live;
 mod peers;
 mod plan;

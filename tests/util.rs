@@ -102,18 +102,21 @@ impl Org {
         json!({ "Users": users })
     }
 
+    /// The target's `pg_user`, with the master user `awsuser` first, as every real catalog
+    /// holds it (a catalog without it fails as not read).
     pub fn pg_user_csv(&self, target: &str) -> String {
         let mut w = csv::Writer::from_writer(Vec::new());
         w.write_record(["usename", "usesysid", "usecreatedb", "usesuper", "valuntil"])
             .unwrap();
+        w.write_record(["awsuser", "100", "t", "t", ""]).unwrap();
         for (i, (_, name, superuser)) in self
             .db_users
             .iter()
-            .filter(|(t, _, _)| t == target)
+            .filter(|(t, n, _)| t == target && n != "awsuser")
             .enumerate()
         {
             let flag = if *superuser { "t" } else { "f" };
-            w.write_record([name.as_str(), &(100 + i).to_string(), flag, flag, ""])
+            w.write_record([name.as_str(), &(101 + i).to_string(), flag, flag, ""])
                 .unwrap();
         }
         String::from_utf8(w.into_inner().unwrap()).unwrap()

@@ -66,6 +66,10 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Confirm that this source really shrank (or became empty) since its last complete
+        /// snapshot; without it such a snapshot fails as suspicious. Repeat for several.
+        #[arg(long, value_name = "SOURCE")]
+        accept_shrink: Vec<String>,
     },
     /// Validate the config and try every source once, a line per source.
     ///
@@ -167,9 +171,21 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             daemon::run(settings, listener, daemon::signal()).await?;
             Ok(0)
         }
-        Command::Reconcile { common, format } => {
+        Command::Reconcile {
+            common,
+            format,
+            accept_shrink,
+        } => {
             let settings = config::load(&common.config)?;
-            let ctx = Context::open(settings, progress::for_stderr()).await?;
+            let known = settings.source_names();
+            if let Some(unknown) = accept_shrink.iter().find(|s| !known.contains(&s.as_str())) {
+                anyhow::bail!(
+                    "--accept-shrink {unknown}: no such source; the sources are {}",
+                    known.join(", ")
+                );
+            }
+            let mut ctx = Context::open(settings, progress::for_stderr()).await?;
+            ctx.accept_shrink = accept_shrink.into_iter().collect();
             let report = reconcile_once(&ctx).await;
             ctx.store.close().await;
             let report = report?;

@@ -11,7 +11,7 @@ use idgraph_aws::{
     IdentityCenterOptions, ProvisionedCredentials, ProvisionedOptions, ServerlessCredentials,
     ServerlessOptions, TargetOptions,
 };
-use idgraph_model::Mapping;
+use idgraph_model::{Mapping, ShrinkGuard};
 use idgraph_sources::postgres::{Connection, SslMode};
 use idgraph_sources::scim::{Paging, ScimOptions};
 use idgraph_sources::Secret;
@@ -72,15 +72,29 @@ struct RawConfig {
 struct ReconcileSection {
     /// How many database targets are fetched at once.
     target_concurrency: usize,
+    /// A source whose object count falls by more than this percentage of its last complete
+    /// snapshot (and by at least `max_shrink_count`) fails as suspicious (default 20).
+    max_shrink_percent: u8,
+    /// The fewest objects a shrink must remove to be suspicious (default 25), so that a
+    /// few users dropped from a small target never trip the guard.
+    max_shrink_count: u64,
 }
 
 impl Default for ReconcileSection {
     fn default() -> Self {
+        let guard = ShrinkGuard::default();
         Self {
             target_concurrency: 4,
+            max_shrink_percent: guard.max_percent,
+            max_shrink_count: guard.max_count,
         }
     }
 }
+
+/// How long a whole fetch of one source may take unless `deadline_seconds` says otherwise:
+/// a 200,000-user Identity Center at 20 pages of 100 a second takes under two minutes, and
+/// a SCIM IdP of that size a few minutes more.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(1800);
 
 /// `[store]`: where the drift history lives.
 #[derive(Debug, Deserialize)]
@@ -156,6 +170,8 @@ struct IdpSection {
     timeout_seconds: Option<u64>,
     /// file: a SCIM ListResponse, an array of them, or an array of User resources.
     path: Option<PathBuf>,
+    /// How long the whole fetch may take, in seconds (default 1800).
+    deadline_seconds: Option<u64>,
 }
 
 /// `[identity_center]`: the IAM Identity Center identity store.
@@ -174,6 +190,8 @@ struct IdentityCenterSection {
     requests_per_second: Option<u32>,
     /// file: the output of `aws identitystore list-users`.
     path: Option<PathBuf>,
+    /// How long the whole fetch may take, in seconds (default 1800).
+    deadline_seconds: Option<u64>,
 }
 
 /// `[[targets]]`: one Redshift cluster, serverless workgroup, PostgreSQL database or export.
@@ -215,6 +233,8 @@ struct TargetSection {
     master_user: Option<String>,
     /// How long connecting and each query may take, in seconds (default 60).
     timeout_seconds: Option<u64>,
+    /// How long the whole fetch may take, in seconds (default 1800).
+    deadline_seconds: Option<u64>,
 }
 
 /// `[remediation]`: how remediation plans are written.
@@ -248,6 +268,22 @@ pub struct Settings {
     pub new_owner: Option<String>,
     /// How many targets a run fetches at once.
     pub target_concurrency: usize,
+    /// How far a source may shrink before its snapshot is suspicious.
+    pub shrink_guard: ShrinkGuard,
+    /// How long the whole fetch of the IdP may take.
+    pub idp_deadline: Duration,
+    /// How long the whole fetch of Identity Center may take.
+    pub identity_center_deadline: Duration,
+}
+
+impl Settings {
+    /// The name of every source: `idp`, `identity_center`, then the targets in config order.
+    pub fn source_names(&self) -> Vec<&str> {
+        ["idp", "identity_center"]
+            .into_iter()
+            .chain(self.targets.iter().map(|t| t.name.as_str()))
+            .collect()
+    }
 }
 
 /// Where the IdP's users come from.
@@ -279,6 +315,8 @@ pub enum IdentityCenterSettings {
 pub struct TargetSettings {
     /// The target's unique name.
     pub name: String,
+    /// How long the whole fetch of the target may take.
+    pub deadline: Duration,
     /// Where its users come from.
     pub source: TargetSource,
 }
@@ -621,6 +659,18 @@ fn required<T>(key: &str, kind: &str, value: Option<T>, problems: &mut Vec<Strin
     value
 }
 
+/// A whole-fetch deadline of `seconds` (default [`DEFAULT_DEADLINE`]); 0 is a problem.
+fn deadline(key: &str, seconds: Option<u64>, problems: &mut Vec<String>) -> Duration {
+    match seconds {
+        None => DEFAULT_DEADLINE,
+        Some(0) => {
+            problems.push(format!("{key} must be at least 1"));
+            DEFAULT_DEADLINE
+        }
+        Some(seconds) => Duration::from_secs(seconds),
+    }
+}
+
 /// Parses `sslmode`, defaulting to `require`.
 fn sslmode(key: &str, value: Option<&str>, problems: &mut Vec<String>) -> SslMode {
     match value {
@@ -652,6 +702,16 @@ fn validate(
         }
     };
 
+    let idp_deadline = deadline(
+        "idp.deadline_seconds",
+        raw.idp.deadline_seconds,
+        &mut problems,
+    );
+    let identity_center_deadline = deadline(
+        "identity_center.deadline_seconds",
+        raw.identity_center.deadline_seconds,
+        &mut problems,
+    );
     let idp = match raw.idp.kind.as_str() {
         "file" => required_path("idp.path", raw.idp.path, &mut problems)
             .map(|path| IdpSettings::File { path }),
@@ -715,6 +775,11 @@ fn validate(
                 target.name
             ));
         }
+        let deadline = deadline(
+            &format!("{key}.deadline_seconds"),
+            target.deadline_seconds,
+            &mut problems,
+        );
         let source = match target.kind.as_str() {
             "file" => {
                 required_path(&format!("{key}.path"), target.path, &mut problems).map(|path| {
@@ -734,7 +799,11 @@ fn validate(
             }
         };
         if let Some(source) = source {
-            targets.push(TargetSettings { name, source });
+            targets.push(TargetSettings {
+                name,
+                source,
+                deadline,
+            });
         }
     }
 
@@ -756,6 +825,12 @@ fn validate(
 
     if raw.reconcile.target_concurrency == 0 {
         problems.push("reconcile.target_concurrency must be at least 1".into());
+    }
+    if raw.reconcile.max_shrink_percent > 100 {
+        problems.push(format!(
+            "reconcile.max_shrink_percent = {} must be between 0 and 100",
+            raw.reconcile.max_shrink_percent
+        ));
     }
 
     // Parsed by the scheduler's own parser, so that what validates also schedules.
@@ -786,6 +861,12 @@ fn validate(
             mapping,
             new_owner: raw.remediation.new_owner,
             target_concurrency: raw.reconcile.target_concurrency,
+            shrink_guard: ShrinkGuard {
+                max_percent: raw.reconcile.max_shrink_percent,
+                max_count: raw.reconcile.max_shrink_count,
+            },
+            idp_deadline,
+            identity_center_deadline,
         }),
         _ => Err(problems),
     }

@@ -1,6 +1,6 @@
 //! One reconciliation run: fetch every source, build the graph, diff, record.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -8,11 +8,13 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
 use idgraph_aws::{IdentityCenterSource, ProvisionedTarget, ServerlessTarget};
-use idgraph_model::{Accounting, Graph, Scope, Snapshot, TargetSnapshot};
+use idgraph_model::{
+    check_snapshot, Accounting, Graph, Scope, ShrinkGuard, Snapshot, TargetSnapshot,
+};
 use idgraph_sources::file::{FileIdentityCenter, FileIdp, FileTarget};
 use idgraph_sources::postgres::PostgresTarget;
 use idgraph_sources::scim::ScimSource;
-use idgraph_sources::{Progress, Source, SourceError};
+use idgraph_sources::{Deadline, Progress, Source, SourceError};
 use idgraph_store::{Episode, NewRun, RunStatus, SourceRecord, SourceStatus, Store, StoreError};
 use tracing::{debug, info, warn};
 
@@ -81,25 +83,36 @@ impl Sources {
                 }),
             });
         }
+        let targets = targets
+            .into_iter()
+            .zip(&settings.targets)
+            .map(|(source, target)| -> Box<dyn Source> {
+                Box::new(Deadline::new(source, target.deadline))
+            })
+            .collect();
         Ok(Self {
-            idp,
-            identity_center,
+            idp: Box::new(Deadline::new(idp, settings.idp_deadline)),
+            identity_center: Box::new(Deadline::new(
+                identity_center,
+                settings.identity_center_deadline,
+            )),
             targets,
             target_concurrency: settings.target_concurrency.max(1),
         })
     }
 
-    /// Fetches every source once, targets at most `target_concurrency` at a time.
-    async fn fetch_all(&self) -> (Fetched, Fetched, Vec<Fetched>) {
+    /// Fetches every source once, targets at most `target_concurrency` at a time, and
+    /// fails those whose snapshot `guard` does not trust.
+    async fn fetch_all(&self, guard: &Guard) -> (Fetched, Fetched, Vec<Fetched>) {
         tokio::join!(
-            fetch(self.idp.as_ref()),
-            fetch(self.identity_center.as_ref()),
+            fetch(self.idp.as_ref(), guard),
+            fetch(self.identity_center.as_ref(), guard),
             // Boxed up front: a closure over `&Box<dyn Source>` inside the stream would
             // make the run's future not provably Send for the scheduler's tasks.
             stream::iter(
                 self.targets
                     .iter()
-                    .map(|t| -> BoxFuture<'_, Fetched> { Box::pin(fetch(t.as_ref())) })
+                    .map(|t| -> BoxFuture<'_, Fetched> { Box::pin(fetch(t.as_ref(), guard)) })
                     .collect::<Vec<_>>()
             )
             .buffered(self.target_concurrency)
@@ -108,8 +121,9 @@ impl Sources {
     }
 
     /// Tries every source once, as `idgraph check` does: what each would deliver, or why not.
+    /// Without a history, only what a snapshot shows on its own can make it suspicious.
     pub async fn check(&self) -> Vec<SourceRecord> {
-        let (idp, ic, targets) = self.fetch_all().await;
+        let (idp, ic, targets) = self.fetch_all(&Guard::default()).await;
         [idp, ic]
             .into_iter()
             .chain(targets)
@@ -126,6 +140,8 @@ pub struct Context {
     pub store: Store,
     /// A source per system.
     pub sources: Sources,
+    /// Sources whose shrink the operator confirmed for the next run (`--accept-shrink`).
+    pub accept_shrink: HashSet<String>,
 }
 
 impl Context {
@@ -141,6 +157,7 @@ impl Context {
             settings,
             store,
             sources,
+            accept_shrink: HashSet::new(),
         })
     }
 }
@@ -180,15 +197,57 @@ pub enum ReconcileError {
     Graph(String),
 }
 
+/// What makes a snapshot suspicious in this run (SPEC §3).
+#[derive(Debug, Default)]
+struct Guard {
+    /// The object count of each source's last complete snapshot.
+    last: HashMap<String, u64>,
+    /// How far a source may shrink from it.
+    shrink: ShrinkGuard,
+    /// Sources whose shrink an operator confirmed for this run (`--accept-shrink`).
+    accepted: HashSet<String>,
+}
+
+impl Guard {
+    /// Whether `snapshot` of source `name` can be used; every suspicion is an error.
+    fn check(&self, name: &str, snapshot: &Snapshot) -> Result<(), SourceError> {
+        let objects = snapshot.objects() as u64;
+        let suspicion = match check_snapshot(snapshot) {
+            Err(suspicion) => suspicion,
+            Ok(()) => match self.shrink.check(self.last.get(name).copied(), objects) {
+                Ok(()) => return Ok(()),
+                Err(suspicion) if self.accepted.contains(name) => {
+                    warn!(source = %name, objects, last = ?self.last.get(name), detail = %suspicion, "Accepted a shrink the operator confirmed.");
+                    return Ok(());
+                }
+                Err(suspicion) => suspicion,
+            },
+        };
+        let mut detail = suspicion.to_string();
+        if suspicion.is_shrink() {
+            detail.push_str(&format!(
+                "; if this is real, confirm it once with `idgraph reconcile --accept-shrink {name}`"
+            ));
+        }
+        Err(SourceError::Suspicious {
+            origin: name.to_owned(),
+            detail,
+        })
+    }
+}
+
 /// A fetched snapshot, or why not, with what the history keeps of it.
 struct Fetched {
     snapshot: Option<Snapshot>,
     record: SourceRecord,
 }
 
-async fn fetch(source: &dyn Source) -> Fetched {
+async fn fetch(source: &dyn Source, guard: &Guard) -> Fetched {
     let start = Instant::now();
-    let result = source.fetch().await;
+    let result = source.fetch().await.and_then(|snapshot| {
+        guard.check(source.name(), &snapshot)?;
+        Ok(snapshot)
+    });
     let duration_ms = start.elapsed().as_millis() as u64;
     let mut record = SourceRecord {
         name: source.name().to_owned(),
@@ -224,8 +283,9 @@ async fn fetch(source: &dyn Source) -> Fetched {
             }
         }
         Err(error) => {
-            warn!(source = %record.name, error = %error, kind = error.kind(), "Source failed; its findings are neither opened nor resolved.");
-            record.error = Some(error.to_string());
+            let error_text = error.to_report();
+            warn!(source = %record.name, error = %error_text, kind = error.kind(), "Source failed; its findings are neither opened nor resolved.");
+            record.error = Some(error_text);
             Fetched {
                 snapshot: None,
                 record,
@@ -257,7 +317,16 @@ fn wrong_kind(fetched: &mut Fetched) {
 /// Only when the run cannot be recorded; source failures are part of the report.
 pub async fn reconcile_once(ctx: &Context) -> Result<RunReport, ReconcileError> {
     let started_at = Utc::now();
-    let (mut idp, mut ic, mut targets) = ctx.sources.fetch_all().await;
+    let names: Vec<&str> = [ctx.sources.idp.name(), ctx.sources.identity_center.name()]
+        .into_iter()
+        .chain(ctx.sources.targets.iter().map(|t| t.name()))
+        .collect();
+    let guard = Guard {
+        last: ctx.store.last_complete_objects(&names).await?,
+        shrink: ctx.settings.shrink_guard,
+        accepted: ctx.accept_shrink.clone(),
+    };
+    let (mut idp, mut ic, mut targets) = ctx.sources.fetch_all(&guard).await;
 
     let idp_users = match idp.snapshot.take() {
         Some(Snapshot::Idp(users)) => Some(users),

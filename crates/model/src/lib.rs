@@ -9,11 +9,13 @@
 //! - [`finding`]: the finding vocabulary (kind, reason, severity) and finding keys.
 //! - [`diff`]: which findings a run opens, updates and resolves.
 //! - [`digest`]: order-independent snapshot digests.
+//! - [`guard`]: whether a snapshot can be trusted: shrinks, duplicate ids, a missing master user.
 
 pub mod diff;
 pub mod digest;
 pub mod finding;
 pub mod graph;
+pub mod guard;
 pub mod identity;
 pub mod mapping;
 
@@ -24,5 +26,6 @@ pub use diff::{diff, Changes};
 pub use digest::digest;
 pub use finding::{Finding, FindingKey, FindingKind, MatchRule, Reason, Scope, Severity};
 pub use graph::{Accounting, DbClass, Graph};
+pub use guard::{check_snapshot, Excerpt, ShrinkGuard, Suspicion};
 pub use identity::{DbUser, ExternalId, IcUser, IdpUser, Snapshot, TargetSnapshot};
 pub use mapping::{Mapping, MatchOn, NameForm};

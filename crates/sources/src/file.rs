@@ -13,13 +13,12 @@
 //! buffer rather than read whole, so the file's text and its parsed users are never in
 //! memory together.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use idgraph_model::{DbUser, ExternalId, IcUser, IdpUser, Snapshot, TargetSnapshot};
+use idgraph_model::{DbUser, Excerpt, ExternalId, IcUser, IdpUser, Snapshot, TargetSnapshot};
 use serde::de::{self, Deserializer, Unexpected, Visitor};
 use serde::Deserialize;
 
@@ -35,8 +34,8 @@ use crate::{Source, SourceError};
 ///
 /// When the pages carry `totalResults`, the file must hold at least that many distinct
 /// users, or [`fetch`](Source::fetch) fails with [`SourceError::Incomplete`]: a partial
-/// export would make the missing users look deleted. A user repeated across pages (same
-/// `id`, as index-based paging produces when the set changes underneath) is kept once.
+/// export would make the missing users look deleted. Two users with one `id` make the
+/// snapshot suspicious (the run treats it as failed): one of them would vanish.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileIdp {
     /// The export file.
@@ -71,11 +70,12 @@ impl Source for FileIdp {
 ///
 /// The file holds one page object (`{"Users": [...], "NextToken": "..."}`), several page
 /// objects one after another (as appending the output of each call produces), or a JSON
-/// array of page objects. A user listed twice (same `UserId`) is kept once.
+/// array of page objects. Two users with one `UserId` make the snapshot suspicious (the
+/// run treats it as failed).
 ///
-/// If the last page still carries a `NextToken`, the export may have stopped early; the
-/// file is used anyway, with a warning in the log, because the CLI prints a `NextToken`
-/// whenever `--max-items` cut the listing, which is also how people export on purpose.
+/// If the last page still carries a `NextToken`, the listing stopped before its end (the
+/// CLI prints one whenever `--max-items` cut it): a page is missing, and
+/// [`fetch`](Source::fetch) fails with [`SourceError::Incomplete`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileIdentityCenter {
     /// The export file.
@@ -101,16 +101,8 @@ impl Source for FileIdentityCenter {
 
     async fn fetch(&self) -> Result<Snapshot, SourceError> {
         let path = self.path.clone();
-        let export = parse_blocking(&self.path, move || parse_identity_store(&path)).await?;
-        // Logged here rather than on the blocking thread so the warning reaches the
-        // subscriber of the task that asked for the snapshot.
-        if export.ends_with_next_token {
-            tracing::warn!(
-                path = %self.path.display(),
-                "The export ends with a NextToken; it may be truncated."
-            );
-        }
-        Ok(Snapshot::IdentityCenter(export.users))
+        let users = parse_blocking(&self.path, move || parse_identity_store(&path)).await?;
+        Ok(Snapshot::IdentityCenter(users))
     }
 }
 
@@ -209,12 +201,26 @@ impl Problem {
 }
 
 async fn read(path: &Path) -> Result<Vec<u8>, SourceError> {
-    tokio::fs::read(path)
-        .await
-        .map_err(|source| SourceError::Read {
-            path: path.to_path_buf(),
-            source,
-        })
+    let read_error = |source| SourceError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let metadata = tokio::fs::metadata(path).await.map_err(read_error)?;
+    regular(&metadata).map_err(read_error)?;
+    tokio::fs::read(path).await.map_err(read_error)
+}
+
+/// Exports must be regular files: opening a FIFO blocks until someone writes to it, and a
+/// device or socket has no end.
+fn regular(metadata: &std::fs::Metadata) -> std::io::Result<()> {
+    if metadata.is_file() {
+        Ok(())
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (a directory, FIFO, socket or device); exports must be regular files",
+        ))
+    }
 }
 
 /// Runs `parse` on the blocking pool: a large export takes long enough to parse that it
@@ -304,22 +310,6 @@ impl<'de> Deserialize<'de> for LenientBool {
     }
 }
 
-/// Keeps the first of the users sharing a key, in order: a user listed twice is the same
-/// user seen on two pages (paging over a set that changed underneath).
-fn keep_first<T>(users: &mut Vec<T>, key: impl Fn(&T) -> &str) {
-    // Borrowing the keys instead of cloning them matters at 200,000 users.
-    let keep: Vec<bool> = {
-        let mut seen = HashSet::with_capacity(users.len());
-        users.iter().map(|user| seen.insert(key(user))).collect()
-    };
-    if keep.iter().all(|&kept| kept) {
-        return;
-    }
-    let mut keep = keep.into_iter();
-    // `retain` visits the elements once each, in order.
-    users.retain(|_| keep.next().unwrap_or(true));
-}
-
 /// The value of the entry marked primary, else of the first entry with a value. `split`
 /// gives an entry's value and whether it is marked primary.
 fn primary_value<E>(
@@ -341,6 +331,7 @@ fn primary_value<E>(
 
 /// A JSON export opened for walking, past a byte order mark.
 fn open_json(path: &Path) -> Result<JsonStream<File>, Problem> {
+    regular(&std::fs::metadata(path).map_err(Problem::Read)?).map_err(Problem::Read)?;
     let mut stream = JsonStream::new(File::open(path).map_err(Problem::Read)?);
     stream.skip_bom()?;
     Ok(stream)
@@ -488,19 +479,11 @@ fn parse_scim(path: &Path) -> Result<Vec<IdpUser>, Problem> {
     }
     s.end()?;
 
-    let in_file = users.len();
-    keep_first(&mut users, |user| &user.id);
     if let Some(total) = total_results {
-        let unique = users.len();
-        if (unique as u64) < total {
-            let repeated = in_file - unique;
-            let note = if repeated > 0 {
-                format!(" ({in_file} entries, {repeated} of them repeating an `id`)")
-            } else {
-                String::new()
-            };
+        if (users.len() as u64) < total {
             return Err(Problem::Incomplete(format!(
-                "totalResults is {total} but the file holds {unique} users{note}"
+                "totalResults is {total} but the file holds {} users",
+                users.len()
             )));
         }
     }
@@ -585,12 +568,7 @@ struct IcExternalId {
     id: Option<String>,
 }
 
-struct IcExport {
-    users: Vec<IcUser>,
-    ends_with_next_token: bool,
-}
-
-fn parse_identity_store(path: &Path) -> Result<IcExport, Problem> {
+fn parse_identity_store(path: &Path) -> Result<Vec<IcUser>, Problem> {
     let mut s = open_json(path)?;
     let mut users = Vec::new();
     let mut next_token: Option<String> = None;
@@ -648,12 +626,14 @@ fn parse_identity_store(path: &Path) -> Result<IcExport, Problem> {
             ))
         }
     }
-    let ends_with_next_token = next_token.is_some_and(|token| !token.is_empty());
-    keep_first(&mut users, |user| &user.user_id);
-    Ok(IcExport {
-        users,
-        ends_with_next_token,
-    })
+    if next_token.is_some_and(|token| !token.is_empty()) {
+        return Err(Problem::Incomplete(
+            "the last page carries a NextToken: the listing stopped before its end. Export \
+             every page (`aws identitystore list-users` without --max-items)"
+                .to_owned(),
+        ));
+    }
+    Ok(users)
 }
 
 /// The model user, or what is missing, e.g. "has no `UserName`".
@@ -724,14 +704,23 @@ fn parse_pg_user(bytes: Vec<u8>) -> Result<Vec<DbUser>, Problem> {
         }
     }
     let missing = |column: &str| {
-        let found: Vec<String> = header
+        // The first line of an arbitrary file (a config pointed at /proc/self/environ) may
+        // hold secrets: name what was found only when it looks like a header of columns.
+        let found: Option<Vec<&str>> = header
             .iter()
-            .map(|h| String::from_utf8_lossy(h).trim().to_owned())
+            .map(|h| std::str::from_utf8(h).ok().map(str::trim))
+            .map(|h| h.filter(|h| is_column_name(h)))
             .collect();
-        Problem::Malformed(format!(
-            "missing column `{column}` in the header (found: {})",
-            found.join(", ")
-        ))
+        Problem::Malformed(match found {
+            Some(found) if found.len() <= 64 => format!(
+                "missing column `{column}` in the header (found: {})",
+                found.join(", ")
+            ),
+            _ => format!(
+                "missing column `{column}`: line 1 is not a header of column names \
+                 (is this a `psql --csv` dump of pg_user?)"
+            ),
+        })
     };
     let name_column = columns.name.ok_or_else(|| missing("usename"))?;
     let super_column = columns.superuser.ok_or_else(|| missing("usesuper"))?;
@@ -761,8 +750,8 @@ fn parse_pg_user(bytes: Vec<u8>) -> Result<Vec<DbUser>, Problem> {
         let raw_super = field(super_column, "usesuper")?;
         let superuser = parse_bool(raw_super).ok_or_else(|| {
             Problem::Malformed(format!(
-                "line {line}: `usesuper` is {:?}, expected t, f, true or false",
-                String::from_utf8_lossy(raw_super)
+                "line {line}: `usesuper` is {}, expected t, f, true or false",
+                Excerpt(&String::from_utf8_lossy(raw_super))
             ))
         })?;
 
@@ -772,8 +761,8 @@ fn parse_pg_user(bytes: Vec<u8>) -> Result<Vec<DbUser>, Problem> {
                 let raw = field(column, "usesysid")?;
                 parse_sysid(raw).ok_or_else(|| {
                     Problem::Malformed(format!(
-                        "line {line}: `usesysid` is {:?}, expected an integer",
-                        String::from_utf8_lossy(raw)
+                        "line {line}: `usesysid` is {}, expected an integer",
+                        Excerpt(&String::from_utf8_lossy(raw))
                     ))
                 })?
             }
@@ -793,6 +782,16 @@ struct Columns {
     name: Option<usize>,
     superuser: Option<usize>,
     sysid: Option<usize>,
+}
+
+/// Whether a header field reads like a column name (`usename`, `Valid Until`): letters,
+/// digits, `_` and spaces, at most 63 bytes.
+fn is_column_name(field: &str) -> bool {
+    !field.is_empty()
+        && field.len() < 64
+        && field
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b' ')
 }
 
 /// `t`, `f`, `true` or `false` in any case, as psql and hand-written files spell them.
@@ -956,13 +955,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn scim_array_of_pages_with_a_repeated_user() {
+    async fn scim_array_of_pages() {
         let carol = r#"{"id": "00u3", "userName": "carol"}"#;
-        // Bob moved across the page boundary and was listed on both pages.
         let content = format!(
             "[{}, {}]",
             list_response(3, &[ALICE, BOB]),
-            list_response(3, &[BOB, carol])
+            list_response(3, &[carol])
         );
         let users = idp(content).await.expect("parses");
         assert_eq!(
@@ -1047,21 +1045,28 @@ mod tests {
         assert_eq!(err.kind(), "incomplete");
     }
 
+    // Regression: a repeated `id` was kept once, so in an export without totalResults one
+    // of two people vanished and findings followed.
     #[tokio::test]
-    async fn scim_repeated_users_do_not_count_towards_total_results() {
-        let content = format!(
-            "[{}, {}]",
-            list_response(3, &[ALICE, BOB]),
-            list_response(3, &[BOB])
-        );
-        let err = idp(content)
-            .await
-            .expect_err("two distinct users, not three");
-        assert!(
-            matches!(&err, SourceError::Incomplete { detail, .. }
-                if detail.contains("totalResults is 3 but the file holds 2 users")),
-            "{err}"
-        );
+    async fn scim_repeated_users_are_kept_for_the_guard_to_reject() {
+        let other_bob = BOB.replace("bob@example.com", "robert@example.com");
+        for content in [
+            format!("[{ALICE}, {BOB}, {other_bob}]"),
+            format!(
+                "[{}, {}]",
+                list_response(3, &[ALICE, BOB]),
+                list_response(3, &[BOB])
+            ),
+        ] {
+            let f = file(content);
+            let snapshot = FileIdp::new(f.path()).fetch().await.expect("parses");
+            assert_eq!(snapshot.objects(), 3);
+            let suspicion = idgraph_model::check_snapshot(&snapshot).expect_err("repeats an id");
+            assert!(
+                suspicion.to_string().contains("share the id"),
+                "{suspicion}"
+            );
+        }
     }
 
     #[tokio::test]
@@ -1175,7 +1180,7 @@ mod tests {
         "NextToken": "token-1"
     }"#;
     const IC_PAGE_2: &str = r#"{"Users": [
-        {"UserName": "local", "UserId": "u-2"},
+        {"UserName": "local2", "UserId": "u-4"},
         {"UserName": "carol", "UserId": "u-3", "Emails": [{"Value": "c1@x"}, {"Value": "c2@x"}]}
     ]}"#;
 
@@ -1185,11 +1190,14 @@ mod tests {
 
     #[tokio::test]
     async fn identity_store_single_page_maps_every_attribute() {
-        let users = ic(IC_PAGE_2.replace("u-2", "u-9")).await.expect("parses");
-        assert_eq!(ic_ids(&users), ["u-9", "u-3"]);
+        let users = ic(IC_PAGE_2).await.expect("parses");
+        assert_eq!(ic_ids(&users), ["u-4", "u-3"]);
         assert_eq!(users[1].email.as_deref(), Some("c1@x"));
 
-        let users = ic(IC_PAGE_1).await.expect("parses");
+        // The last page of a listing has no NextToken.
+        let users = ic(IC_PAGE_1.replace(r#""NextToken": "token-1""#, r#""NextToken": null"#))
+            .await
+            .expect("parses");
         assert_eq!(
             users[0],
             IcUser {
@@ -1207,14 +1215,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn identity_store_concatenated_pages_are_deduplicated() {
+    async fn identity_store_concatenated_pages() {
         let users = ic(format!("{IC_PAGE_1}\n{IC_PAGE_2}\n"))
             .await
             .expect("parses");
-        assert_eq!(ic_ids(&users), ["u-1", "u-2", "u-3"]);
+        assert_eq!(ic_ids(&users), ["u-1", "u-2", "u-4", "u-3"]);
         // Adjacent without whitespace, as `cat` of files without a final newline gives.
         let users = ic(format!("{IC_PAGE_1}{IC_PAGE_2}")).await.expect("parses");
-        assert_eq!(ic_ids(&users), ["u-1", "u-2", "u-3"]);
+        assert_eq!(ic_ids(&users), ["u-1", "u-2", "u-4", "u-3"]);
+    }
+
+    // Regression: a repeated UserId was silently dropped, so one of two people vanished.
+    #[tokio::test]
+    async fn identity_store_repeated_users_are_kept_for_the_guard_to_reject() {
+        let f = file(format!("{IC_PAGE_2}{IC_PAGE_2}"));
+        let snapshot = FileIdentityCenter::new(f.path())
+            .fetch()
+            .await
+            .expect("parses");
+        assert_eq!(snapshot.objects(), 4);
+        let suspicion = idgraph_model::check_snapshot(&snapshot).expect_err("repeats u-4");
+        assert!(suspicion.to_string().contains("\"u-4\""), "{suspicion}");
     }
 
     #[tokio::test]
@@ -1222,24 +1243,22 @@ mod tests {
         let users = ic(format!("[{IC_PAGE_1}, {IC_PAGE_2}]"))
             .await
             .expect("parses");
-        assert_eq!(ic_ids(&users), ["u-1", "u-2", "u-3"]);
+        assert_eq!(ic_ids(&users), ["u-1", "u-2", "u-4", "u-3"]);
     }
 
-    // The warning is one line conditioned on this flag; asserting on the flag instead of
-    // captured logs keeps the test independent of the process's tracing dispatchers,
-    // which other tests' threads share.
+    // Regression: a NextToken on the last page was only a warning, so a listing with its
+    // last pages missing made their users look deleted.
     #[tokio::test]
-    async fn identity_store_next_token_on_the_last_page_is_accepted_and_flagged() {
-        let users = ic(IC_PAGE_1).await.expect("accepted");
-        assert_eq!(ic_ids(&users), ["u-1", "u-2"]);
-        let page = file(IC_PAGE_1);
-        let export = parse_identity_store(page.path()).expect("parses");
-        assert!(export.ends_with_next_token);
-
-        let both = format!("{IC_PAGE_1}{IC_PAGE_2}");
-        let both = file(both);
-        let export = parse_identity_store(both.path()).expect("parses");
-        assert!(!export.ends_with_next_token);
+    async fn identity_store_next_token_on_the_last_page_is_incomplete() {
+        let err = ic(IC_PAGE_1).await.expect_err("a page is missing");
+        assert!(
+            matches!(&err, SourceError::Incomplete { detail, .. } if detail.contains("NextToken")),
+            "{err}"
+        );
+        let users = ic(format!("{IC_PAGE_1}{IC_PAGE_2}"))
+            .await
+            .expect("complete");
+        assert_eq!(ic_ids(&users), ["u-1", "u-2", "u-4", "u-3"]);
     }
 
     #[tokio::test]
@@ -1408,5 +1427,55 @@ mod tests {
             .expect("parses");
         assert_eq!(users.len(), 1);
         assert_eq!(users[0].name, "alice");
+    }
+
+    // Regression: a CSV error echoed the whole first line, so a target pointed at
+    // /proc/self/environ copied the process environment into the store.
+    #[tokio::test]
+    async fn a_file_that_is_not_a_header_is_not_echoed() {
+        let environ = "HOME=/root\0DB_PASSWORD=hunter2-secret,x\0PATH=/usr/bin\0";
+        let err = target(environ).await.expect_err("not a pg_user dump");
+        let message = err.to_string();
+        assert!(!message.contains("hunter2"), "{message}");
+        assert!(message.contains("missing column `usename`"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_long_field_is_quoted_as_an_excerpt() {
+        let content = format!("usename,usesuper\nalice,{}\n", "y".repeat(100_000));
+        let err = target(content).await.expect_err("usesuper is no boolean");
+        let message = err.to_string();
+        assert!(message.len() < 600, "{} bytes", message.len());
+        assert!(message.contains("100000 bytes"), "{message}");
+    }
+
+    // Regression: a FIFO as an export blocked the run (and the daemon's shutdown) forever.
+    #[tokio::test]
+    async fn exports_must_be_regular_files() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let fifo = dir.path().join("pg_user.csv");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("run mkfifo");
+        assert!(made.success());
+        let errors = [
+            FileTarget::new("t", &fifo)
+                .fetch()
+                .await
+                .expect_err("a FIFO"),
+            FileIdp::new(&fifo).fetch().await.expect_err("a FIFO"),
+            FileIdentityCenter::new(dir.path())
+                .fetch()
+                .await
+                .expect_err("a directory"),
+        ];
+        for err in errors {
+            assert!(
+                matches!(&err, SourceError::Read { .. })
+                    && err.to_string().contains("not a regular file"),
+                "{err}"
+            );
+        }
     }
 }

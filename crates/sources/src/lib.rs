@@ -20,11 +20,24 @@ pub mod scim;
 pub mod secret;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 pub use progress::{NoProgress, Progress};
-pub use secret::Secret;
+pub use secret::{scrub, Secret};
 
 use idgraph_model::Snapshot;
+
+/// `text` cut to at most `max` bytes (on a character boundary), saying how long it was.
+pub fn bounded(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… (cut; {} bytes in all)", &text[..end], text.len())
+}
 
 /// A system we take a complete snapshot of on every run.
 ///
@@ -39,6 +52,44 @@ pub trait Source: Send + Sync {
     fn kind(&self) -> &str;
     /// Fetches a full snapshot. Safe to retry.
     async fn fetch(&self) -> Result<Snapshot, SourceError>;
+}
+
+/// A source whose whole fetch must finish within a deadline, however its peer behaves: a
+/// read that blocks forever or paging that never ends fails the source instead of the run.
+pub struct Deadline {
+    source: Box<dyn Source>,
+    limit: Duration,
+}
+
+impl Deadline {
+    /// `source`, failing with [`SourceError::Deadline`] when a fetch takes longer than `limit`.
+    pub fn new(source: Box<dyn Source>, limit: Duration) -> Self {
+        Self { source, limit }
+    }
+}
+
+#[async_trait::async_trait]
+impl Source for Deadline {
+    fn name(&self) -> &str {
+        self.source.name()
+    }
+
+    fn kind(&self) -> &str {
+        self.source.kind()
+    }
+
+    async fn fetch(&self) -> Result<Snapshot, SourceError> {
+        // A fetch blocked in a thread (a read of a stalled mount) stays blocked there, but
+        // the run goes on without it.
+        tokio::time::timeout(self.limit, self.source.fetch())
+            .await
+            .unwrap_or_else(|_| {
+                Err(SourceError::Deadline {
+                    origin: self.source.name().to_owned(),
+                    seconds: self.limit.as_secs(),
+                })
+            })
+    }
 }
 
 /// Why a source could not deliver a complete snapshot.
@@ -97,6 +148,25 @@ pub enum SourceError {
         /// What was wrong with the answer.
         detail: String,
     },
+    /// The source answered, but its snapshot is not to be trusted: it shrank far more than
+    /// the last complete one, became empty, repeats an id, or a catalog lacks its master
+    /// user (SPEC §3). Using it would make users look deleted or present.
+    #[error("{origin}: suspicious snapshot: {detail}")]
+    Suspicious {
+        /// The source.
+        origin: String,
+        /// What is suspicious, with the numbers.
+        detail: String,
+    },
+    /// The whole fetch did not finish within the source's `deadline_seconds`: a server
+    /// paging without end, a stalled mount, a FIFO.
+    #[error("{origin}: the fetch did not finish within deadline_seconds = {seconds}")]
+    Deadline {
+        /// The source.
+        origin: String,
+        /// The deadline.
+        seconds: u64,
+    },
     /// Credentials could not be found or obtained (a token variable not set, a failed
     /// `GetClusterCredentials`). The message never holds a secret.
     #[error("{origin}: credentials: {detail}")]
@@ -108,7 +178,17 @@ pub enum SourceError {
     },
 }
 
+/// How much of an error's text is stored, logged or printed: enough for any real message,
+/// little enough that a 20 MB value quoted by a parser is not kept on every run.
+pub const MAX_ERROR_BYTES: usize = 2048;
+
 impl SourceError {
+    /// The error as the history, logs and reports keep it: every secret idgraph holds
+    /// scrubbed out (a peer may echo one), and at most [`MAX_ERROR_BYTES`] long.
+    pub fn to_report(&self) -> String {
+        bounded(&scrub(&self.to_string()), MAX_ERROR_BYTES)
+    }
+
     /// A fixed, low-cardinality name of the error for metric labels and history rows.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -118,6 +198,8 @@ impl SourceError {
             SourceError::Remote { .. } => "remote",
             SourceError::Unreachable { .. } => "unreachable",
             SourceError::InvalidResponse { .. } => "invalid_response",
+            SourceError::Suspicious { .. } => "suspicious",
+            SourceError::Deadline { .. } => "deadline",
             SourceError::Credentials { .. } => "credentials",
         }
     }

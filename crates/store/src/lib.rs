@@ -660,6 +660,45 @@ impl Store {
         })
     }
 
+    /// The object count of each source's last complete snapshot: the newest run in which
+    /// the source named in `names` was fetched (`ok`). Sources never fetched completely are
+    /// absent.
+    ///
+    /// # Errors
+    /// [`StoreError::Query`] if reading fails, [`StoreError::Corrupt`] if a count is
+    /// negative.
+    pub async fn last_complete_objects(
+        &self,
+        names: &[&str],
+    ) -> Result<HashMap<String, u64>, StoreError> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(self.query("read the last complete snapshots"))?;
+        let mut counts = HashMap::with_capacity(names.len());
+        for &name in names {
+            let objects: Option<Option<i64>> = sqlx::query_scalar(
+                "SELECT objects FROM run_sources WHERE name = ? AND status = 'ok' \
+                 ORDER BY run_id DESC LIMIT 1",
+            )
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(self.query("read the last complete snapshots"))?;
+            if let Some(Some(objects)) = objects {
+                let objects = u64::try_from(objects).map_err(|_| {
+                    self.corrupt(
+                        format!("run_sources row of source {name:?}"),
+                        format!("negative object count {objects}"),
+                    )
+                })?;
+                counts.insert(name.to_owned(), objects);
+            }
+        }
+        Ok(counts)
+    }
+
     /// Episodes still open, most urgent first: by severity (critical first), then kind,
     /// target and subject (database user or Identity Center user id).
     ///
