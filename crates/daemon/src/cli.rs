@@ -111,6 +111,11 @@ pub enum Command {
     Verify {
         #[command(flatten)]
         common: Common,
+        /// The chain head recorded elsewhere (an earlier export's manifest, the
+        /// `chain_head` of a run's JSON report or log line): deleting the newest runs cannot
+        /// be detected from inside the store, only against a head kept outside it.
+        #[arg(long, value_name = "HASH")]
+        expect_head: Option<String>,
     },
     /// Show the findings open in the store.
     Findings {
@@ -222,10 +227,8 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             out,
         } => {
             let period = export::period(&since, &until)?;
-            let settings = config::load(&common.config)?;
-            let store = Store::open(&settings.store_path).await.with_context(|| {
-                format!("cannot open the store {}", settings.store_path.display())
-            })?;
+            let settings = config::load_without_secrets(&common.config)?;
+            let store = Store::open_read_only(&settings.store_path).await?;
             let written = export::export(&settings, &store, period, &out).await;
             store.close().await;
             for path in written? {
@@ -235,34 +238,52 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Plan { common, target } => {
             let settings = config::load(&common.config)?;
-            let store = Store::open(&settings.store_path).await.with_context(|| {
-                format!("cannot open the store {}", settings.store_path.display())
-            })?;
+            let store = Store::open_read_only(&settings.store_path).await?;
             let sql = plan::plan(&settings, &store, target.as_deref()).await;
             store.close().await;
             print!("{}", sql?);
             Ok(0)
         }
-        Command::Verify { common } => {
+        Command::Verify {
+            common,
+            expect_head,
+        } => {
             let store = open_store(&common).await?;
             let report = store.verify().await;
             store.close().await;
             let report = report?;
-            match report.first_mismatch {
-                None => {
+            let head = report.head.as_deref().unwrap_or("(no runs yet)");
+            if let Some(run) = report.first_mismatch {
+                println!(
+                    "Run {run} does not match the run chain: the history was changed at or after run {run} ({} runs checked).",
+                    report.runs
+                );
+                return Ok(EXIT_TAMPERED);
+            }
+            if let Some(episode) = report.changed_episode {
+                println!(
+                    "Episode {episode} differs from the last version the run chain recorded for it: the history was changed."
+                );
+                return Ok(EXIT_TAMPERED);
+            }
+            match expect_head {
+                Some(expected) if !expected.eq_ignore_ascii_case(head) => {
                     println!(
-                        "Run chain intact: {} runs, head {}",
-                        report.runs,
-                        report.head.as_deref().unwrap_or("(no runs yet)")
-                    );
-                    Ok(0)
-                }
-                Some(run) => {
-                    println!(
-                        "Run {run} does not match the run chain: the history was changed at or after run {run} ({} runs checked).",
+                        "The run chain is intact but ends at {head}, not at the expected head {expected}: runs were removed from (or added to) the end of the history ({} runs checked).",
                         report.runs
                     );
                     Ok(EXIT_TAMPERED)
+                }
+                Some(_) => {
+                    println!(
+                        "Run chain intact and ends at the expected head: {} runs, head {head}",
+                        report.runs
+                    );
+                    Ok(0)
+                }
+                None => {
+                    println!("Run chain intact: {} runs, head {head}", report.runs);
+                    Ok(0)
                 }
             }
         }
@@ -306,9 +327,8 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
+/// The store, read-only, of a command that needs no source (and so no secret).
 async fn open_store(common: &Common) -> anyhow::Result<Store> {
-    let settings = config::load(&common.config)?;
-    Store::open(&settings.store_path)
-        .await
-        .with_context(|| format!("cannot open the store {}", settings.store_path.display()))
+    let settings = config::load_without_secrets(&common.config)?;
+    Ok(Store::open_read_only(&settings.store_path).await?)
 }

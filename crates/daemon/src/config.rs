@@ -366,6 +366,25 @@ pub fn load_with_env(
     path: &Path,
     env: Option<config::Map<String, String>>,
 ) -> Result<Settings, ConfigError> {
+    load_inner(path, env, true)
+}
+
+/// [`load`] for commands that only read the store (`findings`, `history`, `verify`,
+/// `export`): no token or password is read, so none needs to be set. The settings it
+/// returns must not be used to build sources.
+///
+/// # Errors
+///
+/// As [`load`].
+pub fn load_without_secrets(path: &Path) -> Result<Settings, ConfigError> {
+    load_inner(path, None, false)
+}
+
+fn load_inner(
+    path: &Path,
+    env: Option<config::Map<String, String>>,
+    secrets: bool,
+) -> Result<Settings, ConfigError> {
     let overrides = env.clone();
     let load_error = |message: String| ConfigError::Load {
         path: path.to_owned(),
@@ -374,7 +393,7 @@ pub fn load_with_env(
     if !path.is_file() {
         return Err(load_error("no such configuration file".to_owned()));
     }
-    let raw: RawConfig = config::Config::builder()
+    let mut raw: RawConfig = config::Config::builder()
         .add_source(config::File::from(path).format(config::FileFormat::Toml))
         .add_source(
             config::Environment::with_prefix(ENV_PREFIX)
@@ -390,7 +409,12 @@ pub fn load_with_env(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
+    if !secrets {
+        raw.idp.token_env = None;
+        raw.idp.token_file = None;
+    }
     let lookup = |name: &str| match &env {
+        _ if !secrets => Some("unresolved".to_owned()),
         Some(map) => map.get(name).cloned(),
         None => std::env::var(name).ok(),
     };

@@ -87,6 +87,7 @@ impl<'a> From<&'a SourceRecord> for SourceJson<'a> {
 #[derive(Serialize)]
 struct ReportJson<'a> {
     run_id: i64,
+    chain_head: &'a str,
     status: &'static str,
     started_at: String,
     finished_at: String,
@@ -130,6 +131,7 @@ fn to_json(value: &impl Serialize) -> String {
 pub fn report_json(report: &RunReport) -> String {
     to_json(&ReportJson {
         run_id: report.run_id,
+        chain_head: &report.chain_head,
         status: report.status.as_str(),
         started_at: timestamp(report.started_at),
         finished_at: timestamp(report.finished_at),

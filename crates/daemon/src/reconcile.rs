@@ -167,6 +167,8 @@ impl Context {
 pub struct RunReport {
     /// The run's id in the store.
     pub run_id: i64,
+    /// The run's hash, the head of the run chain after it.
+    pub chain_head: String,
     /// `complete` when every source was fetched completely, else `partial`.
     pub status: RunStatus,
     /// When fetching began.
@@ -415,8 +417,14 @@ pub async fn reconcile_once(ctx: &Context) -> Result<RunReport, ReconcileError> 
             );
         }
     }
+    info!(
+        run_id = recorded.run_id,
+        chain_head = %recorded.chain_head,
+        "Recorded the run; keep the chain head to check the history with `idgraph verify --expect-head`."
+    );
     Ok(RunReport {
         run_id: recorded.run_id,
+        chain_head: recorded.chain_head,
         status,
         started_at: run.started_at,
         finished_at: run.finished_at,

@@ -2,9 +2,15 @@
 //!
 //! The canonical record holds only what never changes once a run is recorded: the run's
 //! times and status, its sources (ordered by name), the id and key (kind, target, subject)
-//! of each episode it opened, and the id of each episode it resolved. An episode's details
-//! (reason, severity) may be updated in place by later runs, so they are not part of it.
+//! of each episode it opened, the id of each episode it resolved and, for runs from
+//! `chain_meta.details_from_run` on, every episode version it wrote: the finding's details
+//! (names, ids, superuser flag, reason, severity, …) as the run opened or changed them.
+//! The `episodes` row holds the latest version; [`verify`] checks that it does.
 //! Every field is length-prefixed, so no two different records encode alike.
+//!
+//! Runs recorded before the chain existed are sealed once, when a writing idgraph first
+//! opens the store after migration 0005 recorded which they are; a hash removed later is
+//! never recomputed, so nulling hashes cannot make a changed history pass.
 
 use sha2::{Digest, Sha256};
 use sqlx::{Row, SqliteConnection};
@@ -44,10 +50,35 @@ impl Canonical {
     }
 }
 
-/// The canonical record of run `run_id`, read from the tables as they are now.
+/// An element of the versions JSON array: episode id, then the finding columns.
+type VersionRow = (
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    i64,
+    Option<String>,
+    Option<String>,
+);
+
+/// The first run sealed with its episode versions.
+async fn details_from_run(conn: &mut SqliteConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT details_from_run FROM chain_meta WHERE id = 1")
+        .fetch_one(&mut *conn)
+        .await
+}
+
+/// The canonical record of run `run_id`, read from the tables as they are now; with
+/// `details`, the episode versions the run wrote are part of it.
 pub(crate) async fn canonical(
     conn: &mut SqliteConnection,
     run_id: i64,
+    details: bool,
 ) -> Result<Vec<u8>, sqlx::Error> {
     let mut c = Canonical::default();
     let run = sqlx::query("SELECT id, started_at, finished_at, status FROM runs WHERE id = ?")
@@ -114,6 +145,37 @@ pub(crate) async fn canonical(
     for id in resolved {
         c.int(id);
     }
+
+    if details {
+        let versions: String = sqlx::query_scalar(
+            "SELECT json_group_array(json_array(episode_id, kind, target, db_user, \
+                    ic_user_id, idp_user_id, user_name, reason, severity, superuser, \
+                    matched_by, candidates)) \
+             FROM episode_versions WHERE run_id = ?",
+        )
+        .bind(run_id)
+        .fetch_one(&mut *conn)
+        .await?;
+        let mut versions: Vec<VersionRow> =
+            serde_json::from_str(&versions).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        versions.sort_unstable_by_key(|v| v.0);
+        c.text("versions");
+        c.int(versions.len() as i64);
+        for v in &versions {
+            c.int(v.0);
+            c.text(&v.1);
+            c.opt_text(v.2.as_deref());
+            c.opt_text(v.3.as_deref());
+            c.opt_text(v.4.as_deref());
+            c.opt_text(v.5.as_deref());
+            c.opt_text(v.6.as_deref());
+            c.text(&v.7);
+            c.text(&v.8);
+            c.int(v.9);
+            c.opt_text(v.10.as_deref());
+            c.opt_text(v.11.as_deref());
+        }
+    }
     Ok(c.0)
 }
 
@@ -133,7 +195,8 @@ pub(crate) async fn seal(conn: &mut SqliteConnection, run_id: i64) -> Result<Str
             .fetch_optional(&mut *conn)
             .await?
             .flatten();
-    let record = canonical(conn, run_id).await?;
+    let details = run_id >= details_from_run(conn).await?;
+    let record = canonical(conn, run_id, details).await?;
     let hash = link(previous.as_deref().unwrap_or(""), &record);
     sqlx::query("UPDATE runs SET hash = ? WHERE id = ?")
         .bind(&hash)
@@ -143,16 +206,29 @@ pub(crate) async fn seal(conn: &mut SqliteConnection, run_id: i64) -> Result<Str
     Ok(hash)
 }
 
-/// Seals, in order, every run not sealed yet: the runs of a store created before the
-/// chain existed. Returns how many.
+/// Seals, in order, the runs recorded before the chain existed, as migration 0005 found
+/// them, once; any other run without a hash stays without one, for [`verify`] to report.
+/// Returns how many were sealed.
 pub(crate) async fn backfill(conn: &mut SqliteConnection) -> Result<u64, sqlx::Error> {
+    let Some(through) = sqlx::query_scalar::<_, Option<i64>>(
+        "SELECT legacy_through_run FROM chain_meta WHERE id = 1",
+    )
+    .fetch_one(&mut *conn)
+    .await?
+    else {
+        return Ok(0);
+    };
     let unsealed: Vec<i64> =
-        sqlx::query_scalar("SELECT id FROM runs WHERE hash IS NULL ORDER BY id")
+        sqlx::query_scalar("SELECT id FROM runs WHERE hash IS NULL AND id <= ? ORDER BY id")
+            .bind(through)
             .fetch_all(&mut *conn)
             .await?;
     for &id in &unsealed {
         seal(conn, id).await?;
     }
+    sqlx::query("UPDATE chain_meta SET legacy_through_run = NULL WHERE id = 1")
+        .execute(&mut *conn)
+        .await?;
     Ok(unsealed.len() as u64)
 }
 
@@ -165,6 +241,15 @@ pub struct ChainReport {
     pub head: Option<String>,
     /// The first run whose stored hash does not match the recomputed chain.
     pub first_mismatch: Option<i64>,
+    /// The first episode whose row differs from the last version the chain recorded for it.
+    pub changed_episode: Option<i64>,
+}
+
+impl ChainReport {
+    /// Whether the history is as the chain recorded it.
+    pub fn is_intact(&self) -> bool {
+        self.first_mismatch.is_none() && self.changed_episode.is_none()
+    }
 }
 
 /// Recomputes the whole chain from the records and compares it with the stored hashes.
@@ -177,19 +262,35 @@ pub(crate) async fn verify(conn: &mut SqliteConnection) -> Result<ChainReport, s
         .fetch_optional(&mut *conn)
         .await?
         .unwrap_or_default();
+    let details_from = details_from_run(conn).await?;
     let mut first_mismatch = None;
     for (id, stored) in &runs {
-        let record = canonical(conn, *id).await?;
+        let record = canonical(conn, *id, *id >= details_from).await?;
         let hash = link(&previous, &record);
         if first_mismatch.is_none() && stored.as_deref() != Some(hash.as_str()) {
             first_mismatch = Some(*id);
         }
         previous = hash;
     }
+    // `IS NOT` compares NULLs as values.
+    let changed_episode: Option<i64> = sqlx::query_scalar(
+        "SELECT e.id FROM episodes AS e \
+         JOIN episode_versions AS v ON v.episode_id = e.id AND v.run_id = \
+              (SELECT max(run_id) FROM episode_versions WHERE episode_id = e.id) \
+         WHERE e.kind IS NOT v.kind OR e.target IS NOT v.target OR e.db_user IS NOT v.db_user \
+            OR e.ic_user_id IS NOT v.ic_user_id OR e.idp_user_id IS NOT v.idp_user_id \
+            OR e.user_name IS NOT v.user_name OR e.reason IS NOT v.reason \
+            OR e.severity IS NOT v.severity OR e.superuser IS NOT v.superuser \
+            OR e.matched_by IS NOT v.matched_by OR e.candidates IS NOT v.candidates \
+         ORDER BY e.id LIMIT 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
     Ok(ChainReport {
         runs: runs.len() as u64,
         head: runs.last().and_then(|(_, h)| h.clone()),
         first_mismatch,
+        changed_episode,
     })
 }
 
@@ -249,6 +350,12 @@ pub(crate) async fn prune(
         // The run at the cut is gone already (an earlier prune) or not sealed: nothing to do.
         return Ok(PruneReport::default());
     };
+    // Only episodes that opened and resolved at or before the cut are removed, and only
+    // they have versions written by those runs.
+    sqlx::query("DELETE FROM episode_versions WHERE run_id <= ?")
+        .bind(k)
+        .execute(&mut *conn)
+        .await?;
     let episodes = sqlx::query("DELETE FROM episodes WHERE resolved_run <= ?")
         .bind(k)
         .execute(&mut *conn)

@@ -142,6 +142,33 @@ pub enum StoreError {
         /// Its missing directory.
         dir: PathBuf,
     },
+    /// A command that only reads found no store at the path; it creates none.
+    #[error("no store at {}: nothing has been recorded there yet (run `idgraph reconcile` or the daemon first)", path.display())]
+    Missing {
+        /// The store file.
+        path: PathBuf,
+    },
+    /// A newer idgraph wrote the store: its schema has migrations this idgraph does not know.
+    #[error("store {} was written by a newer idgraph (schema version {version}; this idgraph knows up to {known}): upgrade idgraph", path.display())]
+    Newer {
+        /// The store file.
+        path: PathBuf,
+        /// The newest schema version in the store.
+        version: i64,
+        /// The newest schema version this idgraph knows.
+        known: i64,
+    },
+    /// A command that only reads found a store an older idgraph wrote; only a writing
+    /// command migrates it.
+    #[error("store {} was written by an older idgraph (schema version {version}, now {known}): run `idgraph reconcile` or the daemon once to migrate it", path.display())]
+    Older {
+        /// The store file.
+        path: PathBuf,
+        /// The newest schema version in the store.
+        version: i64,
+        /// The newest schema version this idgraph knows.
+        known: i64,
+    },
     /// The file exists but is not an SQLite database.
     #[error("cannot open store {}: the file is not an SQLite database", path.display())]
     NotSqlite {
@@ -308,6 +335,9 @@ pub struct NewRun {
 pub struct RecordedRun {
     /// The id of the new run.
     pub run_id: i64,
+    /// The run's hash: the head of the run chain, to keep outside the store so that
+    /// `verify --expect-head` can tell if the newest runs were later deleted.
+    pub chain_head: String,
     /// Episodes the run opened.
     pub opened: Vec<Episode>,
     /// Still-open episodes whose finding details (reason, severity, …) the run changed.
@@ -375,6 +405,8 @@ pub struct RunRow {
 pub struct Store {
     pool: SqlitePool,
     path: PathBuf,
+    /// Opened by [`Store::open_read_only`]: nothing is ever written, not even a checkpoint.
+    read_only: bool,
 }
 
 impl Store {
@@ -416,10 +448,21 @@ impl Store {
         let store = Store {
             pool,
             path: path.to_owned(),
+            read_only: false,
         };
         if let Err(source) = MIGRATOR.run(&store.pool).await {
+            let newer = store
+                .schema_versions()
+                .await
+                .ok()
+                .and_then(|(newest, _)| (newest > known_version()).then_some(newest));
             store.pool.close().await;
             return Err(match source {
+                _ if newer.is_some() => StoreError::Newer {
+                    path: path.to_owned(),
+                    version: newer.unwrap_or_default(),
+                    known: known_version(),
+                },
                 sqlx::migrate::MigrateError::Execute(source) if is_not_a_database(&source) => {
                     StoreError::NotSqlite {
                         path: path.to_owned(),
@@ -435,6 +478,100 @@ impl Store {
         store.backfill_chain().await?;
         tracing::debug!(path = %path.display(), "store open");
         Ok(store)
+    }
+
+    /// Opens the store at `path` for reading only: nothing is created, migrated or sealed,
+    /// and a store on a read-only mount works. What `verify`, `findings`, `history`,
+    /// `export` and `plan` use.
+    ///
+    /// # Errors
+    /// - [`StoreError::Missing`] if there is no file at `path`.
+    /// - [`StoreError::NotSqlite`] if the file is not an SQLite database.
+    /// - [`StoreError::Newer`] or [`StoreError::Older`] if its schema is not this idgraph's.
+    /// - [`StoreError::Open`] if SQLite cannot open the file otherwise.
+    pub async fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        if !path.is_file() {
+            return Err(StoreError::Missing {
+                path: path.to_owned(),
+            });
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let connect = |options: SqliteConnectOptions| async move {
+            let pool = SqlitePoolOptions::new()
+                .max_connections(MAX_CONNECTIONS)
+                .connect_with(options)
+                .await?;
+            // Reading proves the file can be read, WAL included.
+            sqlx::query("SELECT count(*) FROM sqlite_master")
+                .execute(&pool)
+                .await?;
+            Ok::<_, sqlx::Error>(pool)
+        };
+        let pool = match connect(options.clone()).await {
+            Ok(pool) => pool,
+            // A WAL store in a directory nobody may write to (a read-only mount) cannot get
+            // its shared-memory file: read it as an immutable file instead.
+            Err(error) if !is_not_a_database(&error) => connect(options.immutable(true))
+                .await
+                .map_err(|_| open_error(path, error))?,
+            Err(error) => return Err(open_error(path, error)),
+        };
+        let store = Store {
+            pool,
+            path: path.to_owned(),
+            read_only: true,
+        };
+        let (newest, complete) = match store.schema_versions().await {
+            Ok(versions) => versions,
+            Err(source) => {
+                store.pool.close().await;
+                return Err(open_error(path, source));
+            }
+        };
+        let known = known_version();
+        let mismatch = if newest > known {
+            Some(StoreError::Newer {
+                path: path.to_owned(),
+                version: newest,
+                known,
+            })
+        } else if !complete {
+            Some(StoreError::Older {
+                path: path.to_owned(),
+                version: newest,
+                known,
+            })
+        } else {
+            None
+        };
+        if let Some(error) = mismatch {
+            store.pool.close().await;
+            return Err(error);
+        }
+        Ok(store)
+    }
+
+    /// The newest schema version applied to the store, and whether every migration this
+    /// idgraph knows is applied.
+    async fn schema_versions(&self) -> Result<(i64, bool), sqlx::Error> {
+        let applied: Vec<i64> =
+            match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = 1")
+                .fetch_all(&self.pool)
+                .await
+            {
+                Ok(applied) => applied,
+                // No migration table: nothing applied yet (an empty file).
+                Err(sqlx::Error::Database(e)) if e.message().contains("no such table") => {
+                    Vec::new()
+                }
+                Err(e) => return Err(e),
+            };
+        let applied: HashSet<i64> = applied.into_iter().collect();
+        let complete = MIGRATOR.iter().all(|m| applied.contains(&m.version));
+        Ok((applied.iter().copied().max().unwrap_or(0), complete))
     }
 
     /// Seals the runs of a store created before the run chain existed, oldest first, in
@@ -630,7 +767,8 @@ impl Store {
             }
             resolved.append(&mut ended);
         }
-        chain::seal(&mut tx, run_id)
+        self.insert_versions(&mut tx, run_id, &updated).await?;
+        let chain_head = chain::seal(&mut tx, run_id)
             .await
             .map_err(self.query("seal the run into the chain"))?;
         tx.commit().await.map_err(self.query("commit the run"))?;
@@ -653,6 +791,7 @@ impl Store {
         );
         Ok(RecordedRun {
             run_id,
+            chain_head,
             opened,
             updated,
             resolved,
@@ -822,6 +961,10 @@ impl Store {
     /// A failed checkpoint is logged, not returned: SQLite checkpoints again when the last
     /// connection closes, and the WAL keeps every committed run either way.
     pub async fn close(self) {
+        if self.read_only {
+            self.pool.close().await;
+            return;
+        }
         // One row: (1 if a reader or writer kept the checkpoint from finishing, WAL frames,
         // frames checkpointed).
         match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -996,6 +1139,42 @@ impl Store {
             ));
         }
         Ok(first)
+    }
+
+    /// Records, as versions of run `run_id`, the details of every episode it opened and of
+    /// the `updated` ones as they are now: what the run's link in the chain covers.
+    async fn insert_versions(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        run_id: i64,
+        updated: &[Episode],
+    ) -> Result<(), StoreError> {
+        sqlx::query(&format!(
+            "INSERT INTO episode_versions (episode_id, run_id, {FINDING_COLUMNS}) \
+             SELECT id, opened_run, {FINDING_COLUMNS} FROM episodes WHERE opened_run = ?"
+        ))
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(self.query("record the versions of opened episodes"))?;
+        for batch in updated.chunks(WRITE_BATCH) {
+            let mut insert = QueryBuilder::<Sqlite>::new(format!(
+                "INSERT INTO episode_versions (episode_id, run_id, {FINDING_COLUMNS}) SELECT id, "
+            ));
+            insert.push_bind(run_id);
+            insert.push(format!(", {FINDING_COLUMNS} FROM episodes WHERE id IN ("));
+            let mut ids = insert.separated(", ");
+            for episode in batch {
+                ids.push_bind(episode.id);
+            }
+            insert.push(")");
+            insert
+                .build()
+                .execute(&mut *tx)
+                .await
+                .map_err(self.query("record the versions of updated episodes"))?;
+        }
+        Ok(())
     }
 
     /// Updates the open episodes `ids` in place to `findings`, one statement for all.
@@ -1264,6 +1443,11 @@ fn is_not_a_database(error: &sqlx::Error) -> bool {
         error,
         sqlx::Error::Database(error) if error.code().as_deref() == Some(SQLITE_NOTADB)
     )
+}
+
+/// The newest schema version this idgraph knows.
+fn known_version() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
 }
 
 /// The stored form of a time: RFC 3339 in UTC with milliseconds, e.g.

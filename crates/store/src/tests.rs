@@ -183,3 +183,67 @@ async fn episodes_are_read_a_page_at_a_time_without_losing_any() {
     assert_eq!(one[0].finding.db_user.as_deref(), Some("IAM:u01500"));
     store.close().await;
 }
+
+#[tokio::test]
+async fn runs_from_before_the_chain_are_sealed_once_and_tampering_never() {
+    let dir = TempDir::new().unwrap();
+    let (store, _) = store_with_one_episode(&dir).await;
+    store.record_run(&run(2), &[], &scopes()).await.unwrap();
+    // As migration 0005 finds a store whose runs were recorded before the chain existed.
+    sqlx::query("UPDATE runs SET hash = NULL; UPDATE chain_meta SET legacy_through_run = 2")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    store.close().await;
+    let path = dir.path().join("s.db");
+    // Reading does not seal them.
+    let reader = Store::open_read_only(&path).await.unwrap();
+    assert_eq!(reader.verify().await.unwrap().first_mismatch, Some(1));
+    reader.close().await;
+
+    let store = Store::open(&path).await.unwrap();
+    assert!(store.verify().await.unwrap().is_intact());
+    // Once sealed, a hash removed later is never recomputed.
+    sqlx::query("UPDATE runs SET hash = NULL WHERE id = 2")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    store.close().await;
+    let store = Store::open(&path).await.unwrap();
+    assert_eq!(store.verify().await.unwrap().first_mismatch, Some(2));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_store_of_a_newer_idgraph_is_named_as_such() {
+    let dir = TempDir::new().unwrap();
+    let (store, _) = store_with_one_episode(&dir).await;
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (9999, 'from the future', 1, x'00', 0)",
+    )
+    .execute(&store.pool)
+    .await
+    .unwrap();
+    store.close().await;
+    let path = dir.path().join("s.db");
+    for error in [
+        Store::open(&path).await.unwrap_err(),
+        Store::open_read_only(&path).await.unwrap_err(),
+    ] {
+        assert!(
+            matches!(error, StoreError::Newer { version: 9999, .. }),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("upgrade idgraph"), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn reading_a_missing_store_creates_nothing() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("absent.db");
+    let error = Store::open_read_only(&path).await.unwrap_err();
+    assert!(matches!(error, StoreError::Missing { .. }), "{error:?}");
+    assert!(!path.exists());
+}
