@@ -154,6 +154,9 @@ struct IdpSection {
     concurrency: Option<usize>,
     /// scim: seconds one request may take (default 30).
     timeout_seconds: Option<u64>,
+    /// scim: the largest response body read, in bytes (default 64 MiB); a larger answer
+    /// fails the fetch as soon as it passes this, without a retry.
+    max_response_bytes: Option<u64>,
     /// file: a SCIM ListResponse, an array of them, or an array of User resources.
     path: Option<PathBuf>,
 }
@@ -423,6 +426,12 @@ fn scim_options(
     }
     if let Some(seconds) = section.timeout_seconds {
         options.timeout = Duration::from_secs(seconds);
+    }
+    if let Some(bytes) = section.max_response_bytes {
+        if bytes == 0 {
+            problems.push("idp.max_response_bytes must be at least 1".into());
+        }
+        options.max_response_bytes = bytes;
     }
     Some(options)
 }
@@ -999,6 +1008,48 @@ password_env = "FIN_PASSWORD"
         assert!(
             !shown.contains("tok-123") && !shown.contains("pw-456"),
             "{shown}"
+        );
+    }
+
+    const SCIM: &str = r#"
+[idp]
+kind = "scim"
+url = "https://idp.example.com/scim/v2"
+
+[identity_center]
+kind = "file"
+path = "ic.json"
+"#;
+
+    /// [`SCIM`] with `lines` added to its `[idp]` table.
+    fn load_scim(lines: &str) -> (tempfile::TempDir, Result<Settings, ConfigError>) {
+        load_text(&SCIM.replace(
+            "[identity_center]",
+            &format!("{lines}\n\n[identity_center]"),
+        ))
+    }
+
+    fn scim(settings: &Settings) -> &ScimOptions {
+        match &settings.idp {
+            IdpSettings::Scim(options) => options,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_scim_response_limit_defaults_to_64_mib_and_must_be_positive() {
+        let (_dir, settings) = load_scim("");
+        assert_eq!(
+            scim(&settings.unwrap()).max_response_bytes,
+            64 * 1024 * 1024
+        );
+        let (_dir, settings) = load_scim("max_response_bytes = 1000");
+        assert_eq!(scim(&settings.unwrap()).max_response_bytes, 1000);
+        let (_dir, err) = load_scim("max_response_bytes = 0");
+        let message = err.unwrap_err().to_string();
+        assert!(
+            message.contains("idp.max_response_bytes must be at least 1"),
+            "{message}"
         );
     }
 

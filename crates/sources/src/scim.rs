@@ -20,6 +20,11 @@
 //!   times, honouring `Retry-After` (seconds, fractional seconds, or an HTTP date) and
 //!   Okta's `X-Rate-Limit-Remaining`/`X-Rate-Limit-Reset`; otherwise with exponential
 //!   backoff and jitter. Other 4xx answers fail at once.
+//! - A response body is read chunk by chunk up to
+//!   [`max_response_bytes`](ScimOptions::max_response_bytes): a larger answer fails the
+//!   fetch as soon as it passes the limit (at once when its `Content-Length` says so),
+//!   without a retry, so a server streaming without end cannot exhaust memory. An error
+//!   body is read only as far as its excerpt needs.
 //!
 //! The token never leaves the `Authorization` header: errors name the endpoint as
 //! `SCIM GET https://host/scim/v2/Users`, logs carry the path and the paging position,
@@ -86,6 +91,14 @@ pub struct ScimOptions {
     pub timeout: Duration,
     /// How many times one request is tried before the fetch fails. 0 counts as 1.
     pub max_attempts: u32,
+    /// The largest response body read; a larger one fails the fetch as soon as it
+    /// passes this, so a server streaming an endless answer cannot exhaust memory.
+    /// 0 counts as 1.
+    pub max_response_bytes: u64,
+    /// The most users a listing may hold: a larger `totalResults` fails at once, and
+    /// paging stops with an error once more distinct users arrive (cursor paging without
+    /// a total) or more pages than this many users can fill. 0 counts as 1.
+    pub max_users: u64,
 }
 
 impl ScimOptions {
@@ -97,10 +110,15 @@ impl ScimOptions {
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
     /// The default number of attempts per request.
     pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+    /// The default limit on a response body: 64 MiB, some sixty times a page of 1,000
+    /// users.
+    pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+    /// The default limit on the users of a listing.
+    pub const DEFAULT_MAX_USERS: u64 = 1_000_000;
 
     /// Options for the service provider at `url`, without a token, with the defaults:
     /// [`Paging::Auto`], 100 users a page, 4 pages in flight, 30 s per request, 5
-    /// attempts.
+    /// attempts, 64 MiB per response, 1,000,000 users.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -110,6 +128,8 @@ impl ScimOptions {
             concurrency: Self::DEFAULT_CONCURRENCY,
             timeout: Self::DEFAULT_TIMEOUT,
             max_attempts: Self::DEFAULT_MAX_ATTEMPTS,
+            max_response_bytes: Self::DEFAULT_MAX_RESPONSE_BYTES,
+            max_users: Self::DEFAULT_MAX_USERS,
         }
     }
 }
@@ -142,6 +162,8 @@ pub struct ScimSource {
     paging: Paging,
     concurrency: usize,
     retry: RetryPolicy,
+    max_response_bytes: u64,
+    max_users: u64,
     progress: Arc<dyn Progress>,
     /// No request leaves before this instant: set when Okta says the rate limit window
     /// is used up, shared by every request in flight.
@@ -157,6 +179,8 @@ impl fmt::Debug for ScimSource {
             .field("paging", &self.paging)
             .field("concurrency", &self.concurrency)
             .field("retry", &self.retry)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .field("max_users", &self.max_users)
             .finish_non_exhaustive()
     }
 }
@@ -211,6 +235,8 @@ impl ScimSource {
                 cap: Duration::from_secs(10),
                 max_wait: Duration::from_secs(60),
             },
+            max_response_bytes: options.max_response_bytes.max(1),
+            max_users: options.max_users.max(1),
             progress,
             not_before: Mutex::new(None),
         })
@@ -483,7 +509,11 @@ impl ScimSource {
     }
 
     async fn try_get<T: DeserializeOwned>(&self, url: &Url, origin: &str) -> Result<T, Failure> {
-        let response = self
+        /// Enough of an error body for its SCIM `detail` or an excerpt; the rest is left
+        /// unread.
+        const ERROR_BODY_BYTES: u64 = 64 * 1024;
+
+        let mut response = self
             .client
             .get(url.clone())
             .send()
@@ -492,12 +522,30 @@ impl ScimSource {
         let status = response.status();
         let headers = response.headers().clone();
         self.note_rate_limit(&headers);
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport_failure(e, origin))?;
 
         if status.is_success() {
+            let limit = self.max_response_bytes;
+            // An oversized answer is not retried: it would only come back as large.
+            let too_large = |what: String| {
+                Failure::Fatal(SourceError::InvalidResponse {
+                    origin: origin.to_owned(),
+                    detail: format!(
+                        "{what} the limit of {limit} bytes (idp.max_response_bytes); the \
+                         answer was abandoned"
+                    ),
+                })
+            };
+            if let Some(length) = response.content_length().filter(|&n| n > limit) {
+                return Err(too_large(format!(
+                    "the {status} answer announces {length} bytes (Content-Length), more than"
+                )));
+            }
+            let (body, cut) = read_body(&mut response, limit)
+                .await
+                .map_err(|e| self.transport_failure(e, origin))?;
+            if cut {
+                return Err(too_large(format!("the {status} answer exceeded")));
+            }
             return serde_json::from_slice(&body).map_err(|e| {
                 Failure::Fatal(SourceError::InvalidResponse {
                     origin: origin.to_owned(),
@@ -507,6 +555,12 @@ impl ScimSource {
                 })
             });
         }
+        // An error body is only excerpted, so one that never ends is cut off rather than
+        // failing the request in its own way: the status decides what happens next.
+        let limit = ERROR_BODY_BYTES.min(self.max_response_bytes);
+        let (body, _cut) = read_body(&mut response, limit)
+            .await
+            .map_err(|e| self.transport_failure(e, origin))?;
         let error = SourceError::Remote {
             origin: origin.to_owned(),
             status: Some(status.as_u16()),
@@ -813,6 +867,32 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// Reads `response`'s body chunk by chunk, stopping as soon as it passes `limit` bytes:
+/// the bytes read up to `limit`, and whether the body went on beyond them.
+async fn read_body(
+    response: &mut reqwest::Response,
+    limit: u64,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    /// An announced length is the server's word: no more is reserved on it up front.
+    const RESERVE_AT_MOST: usize = 1024 * 1024;
+
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let announced = response
+        .content_length()
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(0);
+    let mut body = Vec::with_capacity(announced.min(limit).min(RESERVE_AT_MOST));
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body, true));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, false))
+}
+
 /// "HTTP 403 Forbidden: <SCIM detail>", or a short excerpt of a body that is not a SCIM
 /// `Error`.
 fn error_detail(status: StatusCode, body: &[u8]) -> String {
@@ -1055,6 +1135,9 @@ mod tests {
         headers: Vec<(String, String)>,
         body: String,
         delay: Duration,
+        /// After `body`, send users without end and without a Content-Length, until the
+        /// client hangs up.
+        endless: bool,
     }
 
     impl Reply {
@@ -1064,6 +1147,18 @@ mod tests {
                 headers: vec![("Content-Type".into(), SCIM_JSON.into())],
                 body: body.to_string(),
                 delay: Duration::ZERO,
+                endless: false,
+            }
+        }
+
+        /// A 200 answer that starts like a ListResponse and never ends.
+        fn endless() -> Self {
+            Self {
+                status: 200,
+                headers: vec![("Content-Type".into(), SCIM_JSON.into())],
+                body: r#"{"totalResults": 1, "Resources": [{"id": "u", "userName": "u"},"#.into(),
+                delay: Duration::ZERO,
+                endless: true,
             }
         }
 
@@ -1096,6 +1191,9 @@ mod tests {
         seen: Arc<Mutex<Vec<Seen>>>,
         /// The most requests the stand-in was answering at once.
         max_in_flight: Arc<AtomicUsize>,
+        /// The body bytes the stand-in got out before the client hung up or the body
+        /// ended.
+        sent: Arc<AtomicUsize>,
     }
 
     impl Stub {
@@ -1110,6 +1208,8 @@ mod tests {
             let (in_flight_server, max_server) =
                 (Arc::clone(&in_flight), Arc::clone(&max_in_flight));
             let seen_by_server = Arc::clone(&seen);
+            let sent: Arc<AtomicUsize> = Arc::default();
+            let sent_by_server = Arc::clone(&sent);
             tokio::spawn(async move {
                 while let Ok((stream, _)) = listener.accept().await {
                     let handler = Arc::clone(&handler);
@@ -1117,6 +1217,7 @@ mod tests {
                     let seen = Arc::clone(&seen_by_server);
                     let in_flight = Arc::clone(&in_flight_server);
                     let max_in_flight = Arc::clone(&max_server);
+                    let sent = Arc::clone(&sent_by_server);
                     tokio::spawn(async move {
                         let (read, mut write) = stream.into_split();
                         let mut lines = BufReader::new(read).lines();
@@ -1147,17 +1248,26 @@ mod tests {
                         max_in_flight.fetch_max(now, Ordering::SeqCst);
                         tokio::time::sleep(reply.delay).await;
                         in_flight.fetch_sub(1, Ordering::SeqCst);
-                        let mut head = format!(
-                            "HTTP/1.1 {} Stub\r\nContent-Length: {}\r\nConnection: close\r\n",
-                            reply.status,
-                            reply.body.len()
-                        );
+                        let mut head = format!("HTTP/1.1 {} Stub\r\n", reply.status);
+                        // Without a length, the body ends when the connection closes.
+                        if !reply.endless {
+                            head.push_str(&format!("Content-Length: {}\r\n", reply.body.len()));
+                        }
+                        head.push_str("Connection: close\r\n");
                         for (name, value) in &reply.headers {
                             head.push_str(&format!("{name}: {value}\r\n"));
                         }
                         head.push_str("\r\n");
                         let _ = write.write_all(head.as_bytes()).await;
-                        let _ = write.write_all(reply.body.as_bytes()).await;
+                        let more = r#"{"id": "u", "userName": "u"},"#.repeat(2048);
+                        let mut chunk = reply.body.as_str();
+                        while write.write_all(chunk.as_bytes()).await.is_ok() {
+                            sent.fetch_add(chunk.len(), Ordering::SeqCst);
+                            if !reply.endless {
+                                break;
+                            }
+                            chunk = &more;
+                        }
                         let _ = write.shutdown().await;
                     });
                 }
@@ -1166,6 +1276,7 @@ mod tests {
                 url,
                 seen,
                 max_in_flight,
+                sent,
             }
         }
 
@@ -1698,6 +1809,7 @@ mod tests {
             headers: vec![("Content-Type".into(), "text/html".into())],
             body: format!("<html>\n  <h1>Not   Found</h1>{}</html>", "x".repeat(500)),
             delay: Duration::ZERO,
+            endless: false,
         })
         .await;
         let err = fetch(&stub.source(stub.options()))
@@ -2057,6 +2169,7 @@ mod tests {
                     headers: vec![],
                     body: "<html>login</html>".into(),
                     delay: Duration::ZERO,
+                    endless: false,
                 },
             ),
             (
@@ -2093,5 +2206,67 @@ mod tests {
             );
             assert_eq!(stub.seen().len(), 1, "{expected}: not retried");
         }
+    }
+
+    // ----- hostile servers ----------------------------------------------------------------
+
+    #[tokio::test]
+    async fn an_endless_body_fails_as_soon_as_it_passes_the_limit() {
+        // Regression: a body that never ended grew the process until it was OOM-killed.
+        let stub = Stub::start(|_, _| Reply::endless()).await;
+        let err = fetch(&stub.source(ScimOptions {
+            max_response_bytes: 1024 * 1024,
+            ..stub.options()
+        }))
+        .await
+        .expect_err("too large");
+        assert!(
+            matches!(&err, SourceError::InvalidResponse { detail, .. }
+                if detail.contains("exceeded the limit of 1048576 bytes (idp.max_response_bytes)")),
+            "{err}"
+        );
+        assert_eq!(stub.seen().len(), 1, "an oversized answer is not retried");
+        // Reading stopped at the limit: what else got out sits in socket buffers.
+        let sent = stub.sent.load(Ordering::SeqCst);
+        assert!(sent < 32 * 1024 * 1024, "{sent} bytes sent");
+    }
+
+    #[tokio::test]
+    async fn a_content_length_beyond_the_limit_fails_before_the_body_is_read() {
+        let users = directory(50);
+        let stub = Stub::start(move |_, _| list(50, &users)).await;
+        let err = fetch(&stub.source(ScimOptions {
+            max_response_bytes: 1000,
+            ..stub.options()
+        }))
+        .await
+        .expect_err("too large");
+        assert!(
+            matches!(&err, SourceError::InvalidResponse { detail, .. }
+                if detail.contains("(Content-Length), more than the limit of 1000 bytes")),
+            "{err}"
+        );
+        assert_eq!(stub.seen().len(), 1, "not retried");
+    }
+
+    #[tokio::test]
+    async fn an_endless_error_body_is_cut_off_and_the_status_decides() {
+        let stub = Stub::start(|_, _| Reply {
+            status: 503,
+            ..Reply::endless()
+        })
+        .await;
+        let err = fetch(&stub.source(ScimOptions {
+            max_attempts: 2,
+            ..stub.options()
+        }))
+        .await
+        .expect_err("unavailable");
+        assert!(
+            matches!(&err, SourceError::Remote { status: Some(503), detail, .. }
+                if detail.contains("gave up after 2 attempts") && detail.len() < 400),
+            "{err}"
+        );
+        assert_eq!(stub.seen().len(), 2, "retried as a 503");
     }
 }
