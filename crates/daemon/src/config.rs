@@ -157,6 +157,10 @@ struct IdpSection {
     /// scim: the largest response body read, in bytes (default 64 MiB); a larger answer
     /// fails the fetch as soon as it passes this, without a retry.
     max_response_bytes: Option<u64>,
+    /// scim: the most users the listing may hold (default 1,000,000): a larger
+    /// `totalResults` fails the fetch at once, and paging stops with an error once more
+    /// users, or more pages than they can need, arrive.
+    max_users: Option<u64>,
     /// file: a SCIM ListResponse, an array of them, or an array of User resources.
     path: Option<PathBuf>,
 }
@@ -432,6 +436,12 @@ fn scim_options(
             problems.push("idp.max_response_bytes must be at least 1".into());
         }
         options.max_response_bytes = bytes;
+    }
+    if let Some(users) = section.max_users {
+        if users == 0 {
+            problems.push("idp.max_users must be at least 1".into());
+        }
+        options.max_users = users;
     }
     Some(options)
 }
@@ -1049,6 +1059,20 @@ path = "ic.json"
         let message = err.unwrap_err().to_string();
         assert!(
             message.contains("idp.max_response_bytes must be at least 1"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_scim_user_limit_defaults_to_a_million_and_must_be_positive() {
+        let (_dir, settings) = load_scim("");
+        assert_eq!(scim(&settings.unwrap()).max_users, 1_000_000);
+        let (_dir, settings) = load_scim("max_users = 300000");
+        assert_eq!(scim(&settings.unwrap()).max_users, 300_000);
+        let (_dir, err) = load_scim("max_users = 0");
+        let message = err.unwrap_err().to_string();
+        assert!(
+            message.contains("idp.max_users must be at least 1"),
             "{message}"
         );
     }

@@ -16,6 +16,11 @@
 //!   so the next run succeeds. (Index paging cannot see a removal and an addition that
 //!   leave the total unchanged between two pages, and may then skip a user; a server's
 //!   cursor paging keys on the last user seen and does not.)
+//! - Paging ends even when the server would page on: a `totalResults` beyond
+//!   [`max_users`](ScimOptions::max_users) fails at once; so do more distinct users than
+//!   `totalResults` (or than `max_users` without one), more pages than that many users
+//!   can need, an index page holding only users seen before, a repeated cursor, and three
+//!   cursor pages in a row without a new user.
 //! - 429 and 5xx answers, timeouts and connection errors are retried a bounded number of
 //!   times, honouring `Retry-After` (seconds, fractional seconds, or an HTTP date) and
 //!   Okta's `X-Rate-Limit-Remaining`/`X-Rate-Limit-Reset`; otherwise with exponential
@@ -326,7 +331,8 @@ impl ScimSource {
                      the listing is complete"
                     .to_owned(),
             })?;
-        let mut run = Run::new(self, Some(total));
+        let mut run = Run::new(self);
+        run.expect_total(Some(total))?;
         let stride = first.advance();
         run.add(1, "the page at startIndex 1", first)?;
         if stride == 0 && total > 0 {
@@ -365,16 +371,22 @@ impl ScimSource {
             };
             let page = page?;
             let got = page.advance();
-            run.add(
-                slot.start,
-                &format!("the page at startIndex {}", slot.start),
-                page,
-            )?;
+            let label = format!("the page at startIndex {}", slot.start);
+            let fresh = run.add(slot.start, &label, page)?;
             // A page that makes no progress while the total says more would otherwise
             // be asked for again forever.
             if got == 0 {
                 return Err(run.no_users_at(slot.start));
             }
+            // Slots do not overlap, so a page of users seen before is a server that
+            // ignores startIndex, which would repeat them up to totalResults.
+            if fresh == 0 {
+                return Err(run.invalid(format!(
+                    "{label} holds only users earlier pages held; the server seems to \
+                     ignore startIndex"
+                )));
+            }
+            run.check_pages(stride)?;
             if got < slot.want {
                 gaps.push_back(Slot {
                     start: slot.start + got,
@@ -388,43 +400,41 @@ impl ScimSource {
     /// RFC 9865 cursor paging: each page names the next until one does not.
     async fn fetch_by_cursor(&self, page_size: u32) -> Result<Vec<IdpUser>, SourceError> {
         // Servers may return an empty page with a next cursor (a page of filtered-out
-        // resources); many in a row means the listing is not moving.
-        const MAX_EMPTY_PAGES_IN_A_ROW: u32 = 3;
+        // resources); many in a row, or pages of users already seen, mean the listing is
+        // not moving.
+        const MAX_STALLED_PAGES_IN_A_ROW: u32 = 3;
 
-        let mut run = Run::new(self, None);
+        let mut run = Run::new(self);
         let mut cursor = String::new();
         let mut seen = HashSet::new();
-        let mut empty_in_a_row = 0;
+        let mut stalled = 0;
+        // The largest page the server returned: it may cap the page size silently.
+        let mut largest = 0;
         for page_number in 1u64.. {
             let page = self.cursor_page(&cursor, page_number, page_size).await?;
             if page_number == 1 {
-                run.total = page.total_results;
+                run.expect_total(page.total_results)?;
             }
             let next = page.next_cursor.clone().filter(|next| !next.is_empty());
-            let got = page.advance();
-            run.add(page_number, &format!("cursor page {page_number}"), page)?;
+            largest = largest.max(page.held());
+            let fresh = run.add(page_number, &format!("cursor page {page_number}"), page)?;
             let Some(next) = next else {
                 break;
             };
             if !seen.insert(next.clone()) {
-                return Err(SourceError::InvalidResponse {
-                    origin: self.users_origin.clone(),
-                    detail: format!(
-                        "cursor page {page_number} names a nextCursor an earlier page \
-                         named; paging would never end"
-                    ),
-                });
+                return Err(run.invalid(format!(
+                    "cursor page {page_number} names a nextCursor an earlier page named; \
+                     paging would never end"
+                )));
             }
-            empty_in_a_row = if got == 0 { empty_in_a_row + 1 } else { 0 };
-            if empty_in_a_row >= MAX_EMPTY_PAGES_IN_A_ROW {
-                return Err(SourceError::Incomplete {
-                    origin: self.users_origin.clone(),
-                    detail: format!(
-                        "{empty_in_a_row} cursor pages in a row up to page {page_number} \
-                         held no users but named a next cursor"
-                    ),
-                });
+            stalled = if fresh == 0 { stalled + 1 } else { 0 };
+            if stalled >= MAX_STALLED_PAGES_IN_A_ROW {
+                return Err(run.incomplete(format!(
+                    "{stalled} cursor pages in a row up to page {page_number} brought no new \
+                     users but named a next cursor"
+                )));
             }
+            run.check_pages(u64::from(page_size).min(largest))?;
             cursor = next;
         }
         run.finish()
@@ -703,7 +713,7 @@ struct Slot {
 }
 
 /// The pages of one fetch, kept in listing order, with the checks that make a snapshot
-/// complete.
+/// complete and keep a server from paging without end.
 struct Run<'a> {
     source: &'a ScimSource,
     /// The first page's `totalResults`.
@@ -711,22 +721,40 @@ struct Run<'a> {
     /// Pages by position (startIndex or cursor page number), so the snapshot's order
     /// does not depend on which concurrent request finished first.
     pages: BTreeMap<u64, Vec<IdpUser>>,
+    /// The id of every user delivered so far.
+    ids: HashSet<String>,
     pages_fetched: u64,
     received: u64,
 }
 
 impl<'a> Run<'a> {
-    fn new(source: &'a ScimSource, total: Option<u64>) -> Self {
+    fn new(source: &'a ScimSource) -> Self {
         Self {
             source,
-            total,
+            total: None,
             pages: BTreeMap::new(),
+            ids: HashSet::new(),
             pages_fetched: 0,
             received: 0,
         }
     }
 
-    fn add(&mut self, position: u64, label: &str, page: ListResponse) -> Result<(), SourceError> {
+    /// Takes the first page's `totalResults` as what the listing holds; one beyond
+    /// `max_users` fails before a second request.
+    fn expect_total(&mut self, total: Option<u64>) -> Result<(), SourceError> {
+        let max_users = self.source.max_users;
+        if let Some(total) = total.filter(|&total| total > max_users) {
+            return Err(self.invalid(format!(
+                "totalResults {total} exceeds idp.max_users {max_users}; raise \
+                 idp.max_users if the directory really holds that many users"
+            )));
+        }
+        self.total = total;
+        Ok(())
+    }
+
+    /// Adds a page and returns how many of its users no earlier page held.
+    fn add(&mut self, position: u64, label: &str, page: ListResponse) -> Result<u64, SourceError> {
         if let (Some(first), Some(now)) = (self.total, page.total_results) {
             if first != now {
                 return Err(self.incomplete(format!(
@@ -749,13 +777,58 @@ impl<'a> Run<'a> {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let fresh = users
+            .iter()
+            .filter(|user| self.ids.insert(user.id.clone()))
+            .count() as u64;
         self.pages_fetched += 1;
         self.received += users.len() as u64;
         self.pages.entry(position).or_default().extend(users);
         self.source
             .progress
             .update(NAME, self.pages_fetched, self.received, self.total);
-        Ok(())
+
+        let distinct = self.ids.len() as u64;
+        match self.total {
+            Some(total) if distinct > total => Err(self.incomplete(format!(
+                "{distinct} distinct users had arrived by {label}, more than totalResults \
+                 {total}; users may have been added during the fetch, so a rerun may succeed"
+            ))),
+            None if distinct > self.source.max_users => Err(self.invalid(format!(
+                "more than idp.max_users {} distinct users had arrived by {label}; raise \
+                 idp.max_users if the directory really holds that many users",
+                self.source.max_users
+            ))),
+            _ => Ok(fresh),
+        }
+    }
+
+    /// Fails once more pages arrived than the listing can need at `page_size` users a
+    /// page: twice the full pages (each may come back short and leave a gap) and a few
+    /// more, for `totalResults` users, or for `max_users` without a total.
+    fn check_pages(&self, page_size: u64) -> Result<(), SourceError> {
+        const SLACK: u64 = 10;
+
+        let (capacity, of) = match self.total {
+            Some(total) => (total, format!("totalResults {total}")),
+            None => (
+                self.source.max_users,
+                format!("idp.max_users {}", self.source.max_users),
+            ),
+        };
+        let page_size = page_size.max(1);
+        let max_pages = capacity
+            .div_ceil(page_size)
+            .saturating_mul(2)
+            .saturating_add(SLACK);
+        if self.pages_fetched <= max_pages {
+            return Ok(());
+        }
+        Err(self.invalid(format!(
+            "{} pages arrived, more than the {max_pages} pages the {of} users can need at \
+             {page_size} a page; paging stopped",
+            self.pages_fetched
+        )))
     }
 
     fn no_users_at(&self, start: u64) -> SourceError {
@@ -772,27 +845,31 @@ impl<'a> Run<'a> {
         }
     }
 
+    fn invalid(&self, detail: String) -> SourceError {
+        SourceError::InvalidResponse {
+            origin: self.source.users_origin.clone(),
+            detail,
+        }
+    }
+
     /// Every user once, in listing order, if they add up to `totalResults`.
-    fn finish(self) -> Result<Vec<IdpUser>, SourceError> {
-        let mut seen = HashSet::new();
-        let mut users = Vec::with_capacity(usize::try_from(self.received).unwrap_or(0));
-        for user in self.pages.into_values().flatten() {
-            // Index paging over a set that changes underneath shows a user twice.
-            if seen.insert(user.id.clone()) {
+    fn finish(mut self) -> Result<Vec<IdpUser>, SourceError> {
+        let mut users = Vec::with_capacity(self.ids.len());
+        for user in std::mem::take(&mut self.pages).into_values().flatten() {
+            // Index paging over a set that changes underneath shows a user twice; the
+            // first time counts.
+            if self.ids.remove(&user.id) {
                 users.push(user);
             }
         }
         let unique = users.len() as u64;
         match self.total {
-            Some(total) if total != unique => Err(SourceError::Incomplete {
-                origin: self.source.users_origin.clone(),
-                detail: format!(
-                    "totalResults is {total} but {unique} distinct users arrived ({} \
-                     entries in {} pages); users may have been added or removed during \
-                     the fetch, so a rerun may succeed",
-                    self.received, self.pages_fetched
-                ),
-            }),
+            Some(total) if total != unique => Err(self.incomplete(format!(
+                "totalResults is {total} but {unique} distinct users arrived ({} entries in \
+                 {} pages); users may have been added or removed during the fetch, so a \
+                 rerun may succeed",
+                self.received, self.pages_fetched
+            ))),
             _ => Ok(users),
         }
     }
@@ -1038,10 +1115,15 @@ struct ListResponse {
 }
 
 impl ListResponse {
+    /// How many users the page holds.
+    fn held(&self) -> u64 {
+        self.resources.as_ref().map_or(0, Vec::len) as u64
+    }
+
     /// How far this page moves the listing: `itemsPerPage`, but never more than the
     /// users it holds, so a server that overstates it cannot make us skip users.
     fn advance(&self) -> u64 {
-        let held = self.resources.as_ref().map_or(0, Vec::len) as u64;
+        let held = self.held();
         self.items_per_page
             .filter(|&n| n > 0)
             .map_or(held, |n| n.min(held))
@@ -1515,17 +1597,97 @@ mod tests {
 
     #[tokio::test]
     async fn fewer_distinct_users_than_total_results_is_incomplete() {
-        // Every page repeats the first ten users: 20 entries, 10 distinct.
-        let users = directory(10);
-        let stub = Stub::start(move |_, _| list(20, &users)).await;
+        // The second page repeats half the first: 20 entries, 15 distinct.
+        let users = directory(20);
+        let stub = Stub::start(move |req, _| {
+            let start = if req.start() == 1 { 0 } else { 5 };
+            let page = &users[start..start + 10];
+            list(20, page)
+        })
+        .await;
         let err = fetch(&stub.source(stub.options()))
             .await
             .expect_err("incomplete");
         assert!(
             matches!(&err, SourceError::Incomplete { detail, .. }
-                if detail.contains("totalResults is 20 but 10 distinct users arrived")),
+                if detail.contains("totalResults is 20 but 15 distinct users arrived")),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn index_pages_repeating_the_same_users_fail_at_once() {
+        // Regression: a server ignoring startIndex with a large totalResults was asked
+        // for page after page of the same users, for hours.
+        let users = directory(10);
+        let stub = Stub::start(move |_, _| list(1_000_000, &users)).await;
+        let err = fetch(&stub.source(stub.options()))
+            .await
+            .expect_err("repeats");
+        assert!(
+            matches!(&err, SourceError::InvalidResponse { detail, .. }
+                if detail.contains("the page at startIndex")
+                    && detail.contains("holds only users earlier pages held")),
+            "{err}"
+        );
+        // The first page, and at most the pages already in flight.
+        let requests = stub.user_requests().len();
+        assert!(
+            requests <= 1 + ScimOptions::DEFAULT_CONCURRENCY,
+            "{requests} requests"
+        );
+    }
+
+    #[tokio::test]
+    async fn index_pages_of_one_user_each_stop_at_the_page_bound() {
+        // 10 users on the first page, then one a page: 91 pages for 100 users, more
+        // than the 2 × 10 + 10 pages a listing of 100 can need at 10 a page.
+        let users = directory(100);
+        let stub = Stub::start(move |req, _| {
+            let cap = if req.start() == 1 { 1000 } else { 1 };
+            index_page(&users, req, cap)
+        })
+        .await;
+        let err = fetch(&stub.source(ScimOptions {
+            concurrency: 1,
+            ..stub.options()
+        }))
+        .await
+        .expect_err("too many pages");
+        assert!(
+            matches!(&err, SourceError::InvalidResponse { detail, .. }
+                if detail.contains("31 pages arrived, more than the 30 pages the totalResults 100 users can need at 10 a page")),
+            "{err}"
+        );
+        assert_eq!(stub.user_requests().len(), 31);
+    }
+
+    #[tokio::test]
+    async fn a_total_beyond_max_users_fails_at_once() {
+        // Regression: totalResults 1000000000 and the same users on every page paged
+        // for hours.
+        for paging in [Paging::Index, Paging::Cursor] {
+            let users = directory(10);
+            let stub = Stub::start(move |_, n| {
+                Reply::json(
+                    200,
+                    &json!({
+                        "totalResults": 1_000_000_000u64,
+                        "itemsPerPage": 10,
+                        "Resources": users,
+                        "nextCursor": format!("c{n}"),
+                    }),
+                )
+            })
+            .await;
+            let err = stub.fetch_paging(paging).await.expect_err("too many");
+            assert!(
+                matches!(&err, SourceError::InvalidResponse { detail, .. }
+                    if detail.contains("totalResults 1000000000 exceeds idp.max_users 1000000")),
+                "{paging:?}: {err}"
+            );
+            assert_eq!(stub.user_requests().len(), 1, "{paging:?}");
+        }
     }
 
     #[tokio::test]
@@ -1624,6 +1786,91 @@ mod tests {
         let err = stub.fetch_paging(Paging::Cursor).await.expect_err("stuck");
         assert!(matches!(err, SourceError::Incomplete { .. }), "{err}");
         assert_eq!(stub.user_requests().len(), 3);
+    }
+
+    /// A cursor page: the users, the total if any, and a new cursor every time.
+    fn endless_cursor_page(n: usize, total: Option<u64>, users: &[Value]) -> Reply {
+        let mut body = json!({"Resources": users, "nextCursor": format!("c{n}")});
+        if let Some(total) = total {
+            body["totalResults"] = json!(total);
+        }
+        Reply::json(200, &body)
+    }
+
+    /// `n` users no other call returns, named after `page`.
+    fn fresh_users(page: usize, n: usize) -> Vec<Value> {
+        (0..n)
+            .map(|i| json!({"id": format!("p{page}-{i}"), "userName": format!("p{page}-{i}")}))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn endless_new_cursors_stop_at_max_users() {
+        // Regression: a new cursor on every page paged without end.
+        let stub = Stub::start(|_, n| endless_cursor_page(n, None, &fresh_users(n, 10))).await;
+        let err = fetch(&stub.source(ScimOptions {
+            paging: Paging::Cursor,
+            max_users: 50,
+            ..stub.options()
+        }))
+        .await
+        .expect_err("endless");
+        assert!(
+            matches!(&err, SourceError::InvalidResponse { detail, .. }
+                if detail.contains("more than idp.max_users 50 distinct users had arrived by cursor page 6")),
+            "{err}"
+        );
+        assert_eq!(stub.user_requests().len(), 6);
+
+        // With a total, more users than it fail at once.
+        let stub = Stub::start(|_, n| endless_cursor_page(n, Some(25), &fresh_users(n, 10))).await;
+        let err = stub
+            .fetch_paging(Paging::Cursor)
+            .await
+            .expect_err("endless");
+        assert!(
+            matches!(&err, SourceError::Incomplete { detail, .. }
+                if detail.contains("30 distinct users had arrived by cursor page 3, more than totalResults 25")),
+            "{err}"
+        );
+        assert_eq!(stub.user_requests().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn endless_new_cursors_over_the_same_users_stop_as_stalled() {
+        let users = directory(10);
+        let stub = Stub::start(move |_, n| endless_cursor_page(n, Some(100), &users)).await;
+        let err = stub
+            .fetch_paging(Paging::Cursor)
+            .await
+            .expect_err("stalled");
+        assert!(
+            matches!(&err, SourceError::Incomplete { detail, .. }
+                if detail.contains("3 cursor pages in a row up to page 4 brought no new users")),
+            "{err}"
+        );
+        assert_eq!(stub.user_requests().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn endless_new_cursors_trickling_users_stop_at_the_page_bound() {
+        // 10 users, then one new user a page: more pages than a listing of 100 can need
+        // at the 10 a page the server has shown it returns.
+        let stub = Stub::start(|_, n| {
+            let users = fresh_users(n, if n == 0 { 10 } else { 1 });
+            endless_cursor_page(n, Some(100), &users)
+        })
+        .await;
+        let err = stub
+            .fetch_paging(Paging::Cursor)
+            .await
+            .expect_err("endless");
+        assert!(
+            matches!(&err, SourceError::InvalidResponse { detail, .. }
+                if detail.contains("31 pages arrived, more than the 30 pages the totalResults 100 users can need at 10 a page")),
+            "{err}"
+        );
+        assert_eq!(stub.user_requests().len(), 31);
     }
 
     // ----- Auto: /ServiceProviderConfig ---------------------------------------------------
