@@ -13,7 +13,7 @@ use idgraph_aws::{
 };
 use idgraph_model::Mapping;
 use idgraph_sources::postgres::{Connection, SslMode};
-use idgraph_sources::scim::{Paging, ScimOptions};
+use idgraph_sources::scim::{parse_base_url, Paging, ScimOptions};
 use idgraph_sources::Secret;
 use serde::Deserialize;
 
@@ -140,7 +140,8 @@ impl Default for HttpSection {
 struct IdpSection {
     /// `scim` or `file`.
     kind: String,
-    /// scim: the base URL; users are read from `{url}/Users`.
+    /// scim: the base URL; users are read from `{url}/Users`. No user info
+    /// (`user:password@`): the token comes from `token_env` or `token_file`.
     url: Option<String>,
     /// scim: the environment variable holding the bearer token.
     token_env: Option<String>,
@@ -377,10 +378,10 @@ fn scim_options(
     problems: &mut Vec<String>,
 ) -> Option<ScimOptions> {
     let url = required("idp.url", "scim", section.url, problems)?;
-    if !(url.starts_with("https://") || url.starts_with("http://")) {
-        problems.push(format!(
-            "idp.url = \"{url}\" must start with https:// or http://"
-        ));
+    // The source's own check, so that what validates also connects. Its message leaves
+    // the URL out, and so does this one: it may hold a password as user info.
+    if let Err(e) = parse_base_url(&url) {
+        problems.push(format!("idp.url is not usable: {e}"));
     }
     let mut options = ScimOptions::new(url);
     options.token = match (section.token_env, section.token_file) {
@@ -1075,6 +1076,37 @@ path = "ic.json"
             message.contains("idp.max_users must be at least 1"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn credentials_in_the_scim_url_are_refused_without_being_shown() {
+        // Regression: user info replaced the bearer token with Basic auth, and errors
+        // showed it.
+        let (_dir, err) = load_text(&SCIM.replace(
+            "https://idp.example.com",
+            "https://admin:hunter2@idp.example.com",
+        ));
+        let message = err.unwrap_err().to_string();
+        assert!(
+            message.contains("idp.url is not usable: it holds credentials"),
+            "{message}"
+        );
+        assert!(!message.contains("hunter2"), "{message}");
+    }
+
+    #[test]
+    fn a_scim_url_is_checked_as_the_source_parses_it() {
+        // Regression: `idgraph check` said "config ok" for a URL the source then refused.
+        for url in [
+            "http://exa mple.com/scim/v2",
+            "idp.example.com/scim/v2",
+            "https://idp.example.com/scim/v2?tenant=1",
+            "ftp://idp.example.com/scim/v2",
+        ] {
+            let (_dir, err) = load_text(&SCIM.replace("https://idp.example.com/scim/v2", url));
+            let message = err.expect_err(url).to_string();
+            assert!(message.contains("idp.url is not usable: "), "{message}");
+        }
     }
 
     #[test]

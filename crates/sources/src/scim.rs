@@ -33,7 +33,8 @@
 //!
 //! The token never leaves the `Authorization` header: errors name the endpoint as
 //! `SCIM GET https://host/scim/v2/Users`, logs carry the path and the paging position,
-//! and anything a server echoes back is scrubbed of it.
+//! and anything a server echoes back is scrubbed of it. A URL with user info is refused
+//! ([`parse_base_url`]): the HTTP client would send it as Basic auth in place of the token.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fmt;
@@ -80,7 +81,8 @@ pub enum Paging {
 #[derive(Debug, Clone)]
 pub struct ScimOptions {
     /// The SCIM base URL, e.g. `https://idp.example.com/scim/v2`; users are read from
-    /// `{url}/Users`. A trailing slash is ignored.
+    /// `{url}/Users`. A trailing slash is ignored; user info, a query or a fragment is
+    /// refused.
     pub url: String,
     /// The bearer token, sent as `Authorization: Bearer …`. `None` sends no
     /// `Authorization` header.
@@ -197,12 +199,15 @@ impl ScimSource {
     ///
     /// # Errors
     ///
-    /// - [`SourceError::Unreachable`] when `url` is not an absolute `http` or `https`
-    ///   URL, or the HTTP client cannot be set up (no TLS backend).
+    /// - [`SourceError::Unreachable`] when `url` is not usable (see [`parse_base_url`]),
+    ///   or the HTTP client cannot be set up (no TLS backend).
     /// - [`SourceError::Credentials`] when the token is empty or cannot be sent in an
     ///   HTTP header (a control character, a newline).
     pub fn new(options: ScimOptions, progress: Arc<dyn Progress>) -> Result<Self, SourceError> {
-        let base = parse_base_url(&options.url)?;
+        let base = parse_base_url(&options.url).map_err(|e| SourceError::Unreachable {
+            origin: "SCIM".to_owned(),
+            detail: format!("the configured URL is not usable: {e}"),
+        })?;
         let users_url = endpoint(&base, "Users");
         let config_url = endpoint(&base, "ServiceProviderConfig");
         let users_origin = origin(&users_url);
@@ -1043,23 +1048,45 @@ fn okta_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
         .filter(|wait| !wait.is_zero())
 }
 
-/// The configured base URL, checked, without a trailing slash.
-fn parse_base_url(url: &str) -> Result<Url, SourceError> {
-    let invalid = |why: String| SourceError::Unreachable {
-        origin: "SCIM".to_owned(),
-        // The URL itself is left out: it may carry a password as user info.
-        detail: format!("the configured URL is not usable: {why}"),
-    };
-    let parsed = Url::parse(url.trim()).map_err(|e| invalid(e.to_string()))?;
+/// Why a SCIM base URL cannot be used. No message holds the URL: it may carry a
+/// password as user info.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BaseUrlError {
+    /// The text is not a URL; the parser's reason, which never quotes the input.
+    #[error("not a URL: {0}")]
+    Unparseable(String),
+    /// Not an `http` or `https` URL with a host.
+    #[error("expected an http or https URL with a host")]
+    NotHttp,
+    /// A query or fragment, which the SCIM paths cannot be appended to.
+    #[error("a query or fragment cannot be combined with the SCIM paths")]
+    QueryOrFragment,
+    /// User info (`user:password@`): the HTTP client would send it as Basic auth in
+    /// place of the bearer token.
+    #[error(
+        "it holds credentials (user info before the host), which would replace the bearer \
+         token; remove them and give the token with token_env or token_file"
+    )]
+    Credentials,
+}
+
+/// Checks a configured SCIM base URL: absolute `http` or `https` with a host, no query
+/// or fragment, no user info. The configuration is validated with this, so what passes
+/// there also builds a [`ScimSource`].
+///
+/// # Errors
+///
+/// A [`BaseUrlError`] saying what is wrong, without the URL.
+pub fn parse_base_url(url: &str) -> Result<Url, BaseUrlError> {
+    let parsed = Url::parse(url.trim()).map_err(|e| BaseUrlError::Unparseable(e.to_string()))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
-        return Err(invalid(
-            "expected an http or https URL with a host".to_owned(),
-        ));
+        return Err(BaseUrlError::NotHttp);
     }
     if parsed.query().is_some() || parsed.fragment().is_some() {
-        return Err(invalid(
-            "a query or fragment cannot be combined with the SCIM paths".to_owned(),
-        ));
+        return Err(BaseUrlError::QueryOrFragment);
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(BaseUrlError::Credentials);
     }
     Ok(parsed)
 }
@@ -2347,16 +2374,23 @@ mod tests {
         let err = new("https://idp.example.com/scim", Some(" ")).expect_err("empty");
         assert!(matches!(err, SourceError::Credentials { .. }), "{err}");
 
-        // User info never reaches an origin.
-        let source =
-            new("https://user:hunter2@idp.example.com/scim/v2/", Some("t")).expect("valid");
+        // Regression: user info replaced the bearer token with Basic auth.
+        for url in [
+            "https://user:hunter2@idp.example.com/scim/v2/",
+            "https://hunter2@idp.example.com/scim/v2/",
+        ] {
+            let err = new(url, Some("t")).expect_err(url);
+            assert!(
+                matches!(&err, SourceError::Unreachable { detail, .. } if detail.contains("credentials")),
+                "{err}"
+            );
+            assert!(!format!("{err} {err:?}").contains("hunter2"), "{err}");
+        }
+        // Nor would an origin show it.
+        let base = Url::parse("https://user:hunter2@idp.example.com/scim/v2/").expect("URL");
         assert_eq!(
-            source.users_origin,
+            origin(&endpoint(&base, "Users")),
             "SCIM GET https://idp.example.com/scim/v2/Users"
-        );
-        assert_eq!(
-            source.config_origin,
-            "SCIM GET https://idp.example.com/scim/v2/ServiceProviderConfig"
         );
     }
 
