@@ -613,8 +613,9 @@ fn redshift_target(
     }
 }
 
-/// Reads the environment variable that `key` names; a missing variable is a problem that
-/// names the variable, never a value.
+/// Reads the environment variable that `key` names. A missing variable is a problem that
+/// names the variable only when `var` looks like a variable's name: anything else may be
+/// the secret itself, written where its variable's name belongs.
 fn from_env(
     key: &str,
     var: Option<&str>,
@@ -624,13 +625,31 @@ fn from_env(
     let var = var?;
     match env(var) {
         Some(value) if !value.is_empty() => Some(value),
-        _ => {
+        _ if looks_like_env_var(var) => {
             problems.push(format!(
                 "{key} names the environment variable {var}, which is not set"
             ));
             None
         }
+        _ => {
+            problems.push(format!(
+                "{key} does not name an environment variable (it should hold a variable's \
+                 name, not the secret itself)"
+            ));
+            None
+        }
     }
+}
+
+/// Whether `name` has the shape environment variables are given, `[A-Z_][A-Z0-9_]*` of
+/// at most 128 characters; tokens and passwords rarely do.
+fn looks_like_env_var(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= 128
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// A required key of a kind: `None` and a problem naming it when absent.
@@ -1107,6 +1126,37 @@ path = "ic.json"
             let message = err.expect_err(url).to_string();
             assert!(message.contains("idp.url is not usable: "), "{message}");
         }
+    }
+
+    #[test]
+    fn a_secret_where_a_variable_name_belongs_is_not_shown() {
+        // Regression: `token_env = "<the token>"` echoed the token in the error.
+        let (_dir, err) = load_scim("token_env = \"eyJhbGciOiJIUzI1NiJ9.s3cr3t-t0ken\"");
+        let message = err.unwrap_err().to_string();
+        assert!(
+            message.contains(
+                "idp.token_env does not name an environment variable (it should hold a \
+                 variable's name, not the secret itself)"
+            ),
+            "{message}"
+        );
+        assert!(!message.contains("s3cr3t-t0ken"), "{message}");
+
+        let text = format!(
+            "{MINIMAL}\n[[targets]]\nname = \"db\"\nkind = \"postgres\"\nhost = \"h\"\n\
+             database = \"d\"\nuser_env = \"DB_USER\"\npassword_env = \"hunter2!\"\n"
+        );
+        let (_dir, err) = load_text(&text);
+        let message = err.unwrap_err().to_string();
+        assert!(
+            message.contains("targets[1].user_env names the environment variable DB_USER"),
+            "{message}"
+        );
+        assert!(
+            message.contains("targets[1].password_env does not name an environment variable"),
+            "{message}"
+        );
+        assert!(!message.contains("hunter2"), "{message}");
     }
 
     #[test]
