@@ -153,7 +153,7 @@ struct IdpSection {
     paging: Option<String>,
     /// scim: pages in flight at once once the total is known (default 4).
     concurrency: Option<usize>,
-    /// scim: seconds one request may take (default 30).
+    /// scim: seconds one request may take, at least 1 (default 30).
     timeout_seconds: Option<u64>,
     /// scim: the largest response body read, in bytes (default 64 MiB); a larger answer
     /// fails the fetch as soon as it passes this, without a retry.
@@ -221,7 +221,7 @@ struct TargetSection {
     /// file, postgres: the master/admin user, which is never a finding (the APIs report it
     /// for provisioned and serverless targets).
     master_user: Option<String>,
-    /// How long connecting and each query may take, in seconds (default 60).
+    /// How long connecting and each query may take, in seconds, at least 1 (default 60).
     timeout_seconds: Option<u64>,
 }
 
@@ -430,7 +430,7 @@ fn scim_options(
         options.concurrency = concurrency;
     }
     if let Some(seconds) = section.timeout_seconds {
-        options.timeout = Duration::from_secs(seconds);
+        options.timeout = timeout_seconds("idp", Some(seconds), problems);
     }
     if let Some(bytes) = section.max_response_bytes {
         if bytes == 0 {
@@ -499,6 +499,7 @@ fn postgres_target(
         target.sslmode.as_deref(),
         problems,
     );
+    let timeout = timeout_seconds(key, target.timeout_seconds, problems);
     let (user, password) = login?;
     Some(TargetSource::Postgres {
         connection: Connection {
@@ -510,7 +511,7 @@ fn postgres_target(
             sslmode,
         },
         master_user: target.master_user,
-        timeout: Duration::from_secs(target.timeout_seconds.unwrap_or(60)),
+        timeout,
     })
 }
 
@@ -533,7 +534,7 @@ fn redshift_target(
         target.sslmode.as_deref(),
         problems,
     );
-    let timeout = Duration::from_secs(target.timeout_seconds.unwrap_or(60));
+    let timeout = timeout_seconds(key, target.timeout_seconds, problems);
     let options = database.map(|database| TargetOptions {
         name: target.name.clone(),
         database,
@@ -650,6 +651,16 @@ fn looks_like_env_var(name: &str) -> bool {
             .next()
             .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
         && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// `{table}.timeout_seconds`, 60 when absent. 0 is a problem: every request would time
+/// out at once.
+fn timeout_seconds(table: &str, seconds: Option<u64>, problems: &mut Vec<String>) -> Duration {
+    let seconds = seconds.unwrap_or(60);
+    if seconds == 0 {
+        problems.push(format!("{table}.timeout_seconds must be at least 1"));
+    }
+    Duration::from_secs(seconds)
 }
 
 /// A required key of a kind: `None` and a problem naming it when absent.
@@ -1157,6 +1168,33 @@ path = "ic.json"
             "{message}"
         );
         assert!(!message.contains("hunter2"), "{message}");
+    }
+
+    #[test]
+    fn a_timeout_of_zero_is_refused() {
+        // Regression: timeout_seconds = 0 was accepted, and then every request timed out.
+        let text = format!(
+            "{MINIMAL}\n[[targets]]\nname = \"db\"\nkind = \"postgres\"\nhost = \"h\"\n\
+             database = \"d\"\nuser_env = \"DB_USER\"\ntimeout_seconds = 0\n\n\
+             [[targets]]\nname = \"rs\"\nkind = \"provisioned\"\ncluster_identifier = \"c\"\n\
+             database = \"d\"\ndb_user = \"u\"\ntimeout_seconds = 0\n"
+        );
+        let (_dir, err) = load_text(&text);
+        let message = err.unwrap_err().to_string();
+        for key in ["targets[1]", "targets[2]"] {
+            assert!(
+                message.contains(&format!("{key}.timeout_seconds must be at least 1")),
+                "{message}"
+            );
+        }
+        let (_dir, err) = load_scim("timeout_seconds = 0");
+        let message = err.unwrap_err().to_string();
+        assert!(
+            message.contains("idp.timeout_seconds must be at least 1"),
+            "{message}"
+        );
+        let (_dir, settings) = load_scim("timeout_seconds = 1");
+        assert_eq!(scim(&settings.unwrap()).timeout, Duration::from_secs(1));
     }
 
     #[test]
