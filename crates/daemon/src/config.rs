@@ -13,7 +13,7 @@ use idgraph_aws::{
 };
 use idgraph_model::{Mapping, ShrinkGuard};
 use idgraph_sources::postgres::{Connection, SslMode};
-use idgraph_sources::scim::{Paging, ScimOptions};
+use idgraph_sources::scim::{parse_base_url, Paging, ScimOptions};
 use idgraph_sources::Secret;
 use serde::Deserialize;
 
@@ -154,7 +154,8 @@ impl Default for HttpSection {
 struct IdpSection {
     /// `scim` or `file`.
     kind: String,
-    /// scim: the base URL; users are read from `{url}/Users`.
+    /// scim: the base URL; users are read from `{url}/Users`. No user info
+    /// (`user:password@`): the token comes from `token_env` or `token_file`.
     url: Option<String>,
     /// scim: the environment variable holding the bearer token.
     token_env: Option<String>,
@@ -166,8 +167,15 @@ struct IdpSection {
     paging: Option<String>,
     /// scim: pages in flight at once once the total is known (default 4).
     concurrency: Option<usize>,
-    /// scim: seconds one request may take (default 30).
+    /// scim: seconds one request may take, at least 1 (default 30).
     timeout_seconds: Option<u64>,
+    /// scim: the largest response body read, in bytes (default 64 MiB); a larger answer
+    /// fails the fetch as soon as it passes this, without a retry.
+    max_response_bytes: Option<u64>,
+    /// scim: the most users the listing may hold (default 1,000,000): a larger
+    /// `totalResults` fails the fetch at once, and paging stops with an error once more
+    /// users, or more pages than they can need, arrive.
+    max_users: Option<u64>,
     /// file: a SCIM ListResponse, an array of them, or an array of User resources.
     path: Option<PathBuf>,
     /// How long the whole fetch may take, in seconds (default 1800).
@@ -231,7 +239,7 @@ struct TargetSection {
     /// file, postgres: the master/admin user, which is never a finding (the APIs report it
     /// for provisioned and serverless targets).
     master_user: Option<String>,
-    /// How long connecting and each query may take, in seconds (default 60).
+    /// How long connecting and each query may take, in seconds, at least 1 (default 60).
     timeout_seconds: Option<u64>,
     /// How long the whole fetch may take, in seconds (default 1800).
     deadline_seconds: Option<u64>,
@@ -432,10 +440,10 @@ fn scim_options(
     problems: &mut Vec<String>,
 ) -> Option<ScimOptions> {
     let url = required("idp.url", "scim", section.url, problems)?;
-    if !(url.starts_with("https://") || url.starts_with("http://")) {
-        problems.push(format!(
-            "idp.url = \"{url}\" must start with https:// or http://"
-        ));
+    // The source's own check, so that what validates also connects. Its message leaves
+    // the URL out, and so does this one: it may hold a password as user info.
+    if let Err(e) = parse_base_url(&url) {
+        problems.push(format!("idp.url is not usable: {e}"));
     }
     let mut options = ScimOptions::new(url);
     options.token = match (section.token_env, section.token_file) {
@@ -484,7 +492,19 @@ fn scim_options(
         options.concurrency = concurrency;
     }
     if let Some(seconds) = section.timeout_seconds {
-        options.timeout = Duration::from_secs(seconds);
+        options.timeout = timeout_seconds("idp", Some(seconds), problems);
+    }
+    if let Some(bytes) = section.max_response_bytes {
+        if bytes == 0 {
+            problems.push("idp.max_response_bytes must be at least 1".into());
+        }
+        options.max_response_bytes = bytes;
+    }
+    if let Some(users) = section.max_users {
+        if users == 0 {
+            problems.push("idp.max_users must be at least 1".into());
+        }
+        options.max_users = users;
     }
     Some(options)
 }
@@ -541,6 +561,7 @@ fn postgres_target(
         target.sslmode.as_deref(),
         problems,
     );
+    let timeout = timeout_seconds(key, target.timeout_seconds, problems);
     let (user, password) = login?;
     Some(TargetSource::Postgres {
         connection: Connection {
@@ -552,7 +573,7 @@ fn postgres_target(
             sslmode,
         },
         master_user: target.master_user,
-        timeout: Duration::from_secs(target.timeout_seconds.unwrap_or(60)),
+        timeout,
     })
 }
 
@@ -575,7 +596,7 @@ fn redshift_target(
         target.sslmode.as_deref(),
         problems,
     );
-    let timeout = Duration::from_secs(target.timeout_seconds.unwrap_or(60));
+    let timeout = timeout_seconds(key, target.timeout_seconds, problems);
     let options = database.map(|database| TargetOptions {
         name: target.name.clone(),
         database,
@@ -655,8 +676,9 @@ fn redshift_target(
     }
 }
 
-/// Reads the environment variable that `key` names; a missing variable is a problem that
-/// names the variable, never a value.
+/// Reads the environment variable that `key` names. A missing variable is a problem that
+/// names the variable only when `var` looks like a variable's name: anything else may be
+/// the secret itself, written where its variable's name belongs.
 fn from_env(
     key: &str,
     var: Option<&str>,
@@ -666,13 +688,41 @@ fn from_env(
     let var = var?;
     match env(var) {
         Some(value) if !value.is_empty() => Some(value),
-        _ => {
+        _ if looks_like_env_var(var) => {
             problems.push(format!(
                 "{key} names the environment variable {var}, which is not set"
             ));
             None
         }
+        _ => {
+            problems.push(format!(
+                "{key} does not name an environment variable (it should hold a variable's \
+                 name, not the secret itself)"
+            ));
+            None
+        }
     }
+}
+
+/// Whether `name` has the shape environment variables are given, `[A-Z_][A-Z0-9_]*` of
+/// at most 128 characters; tokens and passwords rarely do.
+fn looks_like_env_var(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= 128
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// `{table}.timeout_seconds`, 60 when absent. 0 is a problem: every request would time
+/// out at once.
+fn timeout_seconds(table: &str, seconds: Option<u64>, problems: &mut Vec<String>) -> Duration {
+    let seconds = seconds.unwrap_or(60);
+    if seconds == 0 {
+        problems.push(format!("{table}.timeout_seconds must be at least 1"));
+    }
+    Duration::from_secs(seconds)
 }
 
 /// A required key of a kind: `None` and a problem naming it when absent.
@@ -1105,6 +1155,151 @@ password_env = "FIN_PASSWORD"
             !shown.contains("tok-123") && !shown.contains("pw-456"),
             "{shown}"
         );
+    }
+
+    const SCIM: &str = r#"
+[idp]
+kind = "scim"
+url = "https://idp.example.com/scim/v2"
+
+[identity_center]
+kind = "file"
+path = "ic.json"
+"#;
+
+    /// [`SCIM`] with `lines` added to its `[idp]` table.
+    fn load_scim(lines: &str) -> (tempfile::TempDir, Result<Settings, ConfigError>) {
+        load_text(&SCIM.replace(
+            "[identity_center]",
+            &format!("{lines}\n\n[identity_center]"),
+        ))
+    }
+
+    fn scim(settings: &Settings) -> &ScimOptions {
+        match &settings.idp {
+            IdpSettings::Scim(options) => options,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_scim_response_limit_defaults_to_64_mib_and_must_be_positive() {
+        let (_dir, settings) = load_scim("");
+        assert_eq!(
+            scim(&settings.unwrap()).max_response_bytes,
+            64 * 1024 * 1024
+        );
+        let (_dir, settings) = load_scim("max_response_bytes = 1000");
+        assert_eq!(scim(&settings.unwrap()).max_response_bytes, 1000);
+        let (_dir, err) = load_scim("max_response_bytes = 0");
+        let message = err.unwrap_err().to_string();
+        assert!(
+            message.contains("idp.max_response_bytes must be at least 1"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_scim_user_limit_defaults_to_a_million_and_must_be_positive() {
+        let (_dir, settings) = load_scim("");
+        assert_eq!(scim(&settings.unwrap()).max_users, 1_000_000);
+        let (_dir, settings) = load_scim("max_users = 300000");
+        assert_eq!(scim(&settings.unwrap()).max_users, 300_000);
+        let (_dir, err) = load_scim("max_users = 0");
+        let message = err.unwrap_err().to_string();
+        assert!(
+            message.contains("idp.max_users must be at least 1"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn credentials_in_the_scim_url_are_refused_without_being_shown() {
+        // Regression: user info replaced the bearer token with Basic auth, and errors
+        // showed it.
+        let (_dir, err) = load_text(&SCIM.replace(
+            "https://idp.example.com",
+            "https://admin:hunter2@idp.example.com",
+        ));
+        let message = err.unwrap_err().to_string();
+        assert!(
+            message.contains("idp.url is not usable: it holds credentials"),
+            "{message}"
+        );
+        assert!(!message.contains("hunter2"), "{message}");
+    }
+
+    #[test]
+    fn a_scim_url_is_checked_as_the_source_parses_it() {
+        // Regression: `idgraph check` said "config ok" for a URL the source then refused.
+        for url in [
+            "http://exa mple.com/scim/v2",
+            "idp.example.com/scim/v2",
+            "https://idp.example.com/scim/v2?tenant=1",
+            "ftp://idp.example.com/scim/v2",
+        ] {
+            let (_dir, err) = load_text(&SCIM.replace("https://idp.example.com/scim/v2", url));
+            let message = err.expect_err(url).to_string();
+            assert!(message.contains("idp.url is not usable: "), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_secret_where_a_variable_name_belongs_is_not_shown() {
+        // Regression: `token_env = "<the token>"` echoed the token in the error.
+        let (_dir, err) = load_scim("token_env = \"eyJhbGciOiJIUzI1NiJ9.s3cr3t-t0ken\"");
+        let message = err.unwrap_err().to_string();
+        assert!(
+            message.contains(
+                "idp.token_env does not name an environment variable (it should hold a \
+                 variable's name, not the secret itself)"
+            ),
+            "{message}"
+        );
+        assert!(!message.contains("s3cr3t-t0ken"), "{message}");
+
+        let text = format!(
+            "{MINIMAL}\n[[targets]]\nname = \"db\"\nkind = \"postgres\"\nhost = \"h\"\n\
+             database = \"d\"\nuser_env = \"DB_USER\"\npassword_env = \"hunter2!\"\n"
+        );
+        let (_dir, err) = load_text(&text);
+        let message = err.unwrap_err().to_string();
+        assert!(
+            message.contains("targets[1].user_env names the environment variable DB_USER"),
+            "{message}"
+        );
+        assert!(
+            message.contains("targets[1].password_env does not name an environment variable"),
+            "{message}"
+        );
+        assert!(!message.contains("hunter2"), "{message}");
+    }
+
+    #[test]
+    fn a_timeout_of_zero_is_refused() {
+        // Regression: timeout_seconds = 0 was accepted, and then every request timed out.
+        let text = format!(
+            "{MINIMAL}\n[[targets]]\nname = \"db\"\nkind = \"postgres\"\nhost = \"h\"\n\
+             database = \"d\"\nuser_env = \"DB_USER\"\ntimeout_seconds = 0\n\n\
+             [[targets]]\nname = \"rs\"\nkind = \"provisioned\"\ncluster_identifier = \"c\"\n\
+             database = \"d\"\ndb_user = \"u\"\ntimeout_seconds = 0\n"
+        );
+        let (_dir, err) = load_text(&text);
+        let message = err.unwrap_err().to_string();
+        for key in ["targets[1]", "targets[2]"] {
+            assert!(
+                message.contains(&format!("{key}.timeout_seconds must be at least 1")),
+                "{message}"
+            );
+        }
+        let (_dir, err) = load_scim("timeout_seconds = 0");
+        let message = err.unwrap_err().to_string();
+        assert!(
+            message.contains("idp.timeout_seconds must be at least 1"),
+            "{message}"
+        );
+        let (_dir, settings) = load_scim("timeout_seconds = 1");
+        assert_eq!(scim(&settings.unwrap()).timeout, Duration::from_secs(1));
     }
 
     #[test]

@@ -16,14 +16,25 @@
 //!   so the next run succeeds. (Index paging cannot see a removal and an addition that
 //!   leave the total unchanged between two pages, and may then skip a user; a server's
 //!   cursor paging keys on the last user seen and does not.)
+//! - Paging ends even when the server would page on: a `totalResults` beyond
+//!   [`max_users`](ScimOptions::max_users) fails at once; so do more distinct users than
+//!   `totalResults` (or than `max_users` without one), more pages than that many users
+//!   can need, an index page holding only users seen before, a repeated cursor, and three
+//!   cursor pages in a row without a new user.
 //! - 429 and 5xx answers, timeouts and connection errors are retried a bounded number of
 //!   times, honouring `Retry-After` (seconds, fractional seconds, or an HTTP date) and
 //!   Okta's `X-Rate-Limit-Remaining`/`X-Rate-Limit-Reset`; otherwise with exponential
 //!   backoff and jitter. Other 4xx answers fail at once.
+//! - A response body is read chunk by chunk up to
+//!   [`max_response_bytes`](ScimOptions::max_response_bytes): a larger answer fails the
+//!   fetch as soon as it passes the limit (at once when its `Content-Length` says so),
+//!   without a retry, so a server streaming without end cannot exhaust memory. An error
+//!   body is read only as far as its excerpt needs.
 //!
 //! The token never leaves the `Authorization` header: errors name the endpoint as
 //! `SCIM GET https://host/scim/v2/Users`, logs carry the path and the paging position,
-//! and anything a server echoes back is scrubbed of it.
+//! and anything a server echoes back is scrubbed of it. A URL with user info is refused
+//! ([`parse_base_url`]): the HTTP client would send it as Basic auth in place of the token.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fmt;
@@ -70,7 +81,8 @@ pub enum Paging {
 #[derive(Debug, Clone)]
 pub struct ScimOptions {
     /// The SCIM base URL, e.g. `https://idp.example.com/scim/v2`; users are read from
-    /// `{url}/Users`. A trailing slash is ignored.
+    /// `{url}/Users`. A trailing slash is ignored; user info, a query or a fragment is
+    /// refused.
     pub url: String,
     /// The bearer token, sent as `Authorization: Bearer …`. `None` sends no
     /// `Authorization` header.
@@ -86,6 +98,14 @@ pub struct ScimOptions {
     pub timeout: Duration,
     /// How many times one request is tried before the fetch fails. 0 counts as 1.
     pub max_attempts: u32,
+    /// The largest response body read; a larger one fails the fetch as soon as it
+    /// passes this, so a server streaming an endless answer cannot exhaust memory.
+    /// 0 counts as 1.
+    pub max_response_bytes: u64,
+    /// The most users a listing may hold: a larger `totalResults` fails at once, and
+    /// paging stops with an error once more distinct users arrive (cursor paging without
+    /// a total) or more pages than this many users can fill. 0 counts as 1.
+    pub max_users: u64,
 }
 
 impl ScimOptions {
@@ -97,10 +117,15 @@ impl ScimOptions {
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
     /// The default number of attempts per request.
     pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+    /// The default limit on a response body: 64 MiB, some sixty times a page of 1,000
+    /// users.
+    pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+    /// The default limit on the users of a listing.
+    pub const DEFAULT_MAX_USERS: u64 = 1_000_000;
 
     /// Options for the service provider at `url`, without a token, with the defaults:
     /// [`Paging::Auto`], 100 users a page, 4 pages in flight, 30 s per request, 5
-    /// attempts.
+    /// attempts, 64 MiB per response, 1,000,000 users.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -110,6 +135,8 @@ impl ScimOptions {
             concurrency: Self::DEFAULT_CONCURRENCY,
             timeout: Self::DEFAULT_TIMEOUT,
             max_attempts: Self::DEFAULT_MAX_ATTEMPTS,
+            max_response_bytes: Self::DEFAULT_MAX_RESPONSE_BYTES,
+            max_users: Self::DEFAULT_MAX_USERS,
         }
     }
 }
@@ -142,6 +169,8 @@ pub struct ScimSource {
     paging: Paging,
     concurrency: usize,
     retry: RetryPolicy,
+    max_response_bytes: u64,
+    max_users: u64,
     progress: Arc<dyn Progress>,
     /// No request leaves before this instant: set when Okta says the rate limit window
     /// is used up, shared by every request in flight.
@@ -157,6 +186,8 @@ impl fmt::Debug for ScimSource {
             .field("paging", &self.paging)
             .field("concurrency", &self.concurrency)
             .field("retry", &self.retry)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .field("max_users", &self.max_users)
             .finish_non_exhaustive()
     }
 }
@@ -168,12 +199,15 @@ impl ScimSource {
     ///
     /// # Errors
     ///
-    /// - [`SourceError::Unreachable`] when `url` is not an absolute `http` or `https`
-    ///   URL, or the HTTP client cannot be set up (no TLS backend).
+    /// - [`SourceError::Unreachable`] when `url` is not usable (see [`parse_base_url`]),
+    ///   or the HTTP client cannot be set up (no TLS backend).
     /// - [`SourceError::Credentials`] when the token is empty or cannot be sent in an
     ///   HTTP header (a control character, a newline).
     pub fn new(options: ScimOptions, progress: Arc<dyn Progress>) -> Result<Self, SourceError> {
-        let base = parse_base_url(&options.url)?;
+        let base = parse_base_url(&options.url).map_err(|e| SourceError::Unreachable {
+            origin: "SCIM".to_owned(),
+            detail: format!("the configured URL is not usable: {e}"),
+        })?;
         let users_url = endpoint(&base, "Users");
         let config_url = endpoint(&base, "ServiceProviderConfig");
         let users_origin = origin(&users_url);
@@ -211,6 +245,8 @@ impl ScimSource {
                 cap: Duration::from_secs(10),
                 max_wait: Duration::from_secs(60),
             },
+            max_response_bytes: options.max_response_bytes.max(1),
+            max_users: options.max_users.max(1),
             progress,
             not_before: Mutex::new(None),
         })
@@ -300,7 +336,8 @@ impl ScimSource {
                      the listing is complete"
                     .to_owned(),
             })?;
-        let mut run = Run::new(self, Some(total));
+        let mut run = Run::new(self);
+        run.expect_total(Some(total))?;
         let stride = first.advance();
         run.add(1, "the page at startIndex 1", first)?;
         if stride == 0 && total > 0 {
@@ -339,16 +376,22 @@ impl ScimSource {
             };
             let page = page?;
             let got = page.advance();
-            run.add(
-                slot.start,
-                &format!("the page at startIndex {}", slot.start),
-                page,
-            )?;
+            let label = format!("the page at startIndex {}", slot.start);
+            let fresh = run.add(slot.start, &label, page)?;
             // A page that makes no progress while the total says more would otherwise
             // be asked for again forever.
             if got == 0 {
                 return Err(run.no_users_at(slot.start));
             }
+            // Slots do not overlap, so a page of users seen before is a server that
+            // ignores startIndex, which would repeat them up to totalResults.
+            if fresh == 0 {
+                return Err(run.invalid(format!(
+                    "{label} holds only users earlier pages held; the server seems to \
+                     ignore startIndex"
+                )));
+            }
+            run.check_pages(stride)?;
             if got < slot.want {
                 gaps.push_back(Slot {
                     start: slot.start + got,
@@ -362,43 +405,41 @@ impl ScimSource {
     /// RFC 9865 cursor paging: each page names the next until one does not.
     async fn fetch_by_cursor(&self, page_size: u32) -> Result<Vec<IdpUser>, SourceError> {
         // Servers may return an empty page with a next cursor (a page of filtered-out
-        // resources); many in a row means the listing is not moving.
-        const MAX_EMPTY_PAGES_IN_A_ROW: u32 = 3;
+        // resources); many in a row, or pages of users already seen, mean the listing is
+        // not moving.
+        const MAX_STALLED_PAGES_IN_A_ROW: u32 = 3;
 
-        let mut run = Run::new(self, None);
+        let mut run = Run::new(self);
         let mut cursor = String::new();
         let mut seen = HashSet::new();
-        let mut empty_in_a_row = 0;
+        let mut stalled = 0;
+        // The largest page the server returned: it may cap the page size silently.
+        let mut largest = 0;
         for page_number in 1u64.. {
             let page = self.cursor_page(&cursor, page_number, page_size).await?;
             if page_number == 1 {
-                run.total = page.total_results;
+                run.expect_total(page.total_results)?;
             }
             let next = page.next_cursor.clone().filter(|next| !next.is_empty());
-            let got = page.advance();
-            run.add(page_number, &format!("cursor page {page_number}"), page)?;
+            largest = largest.max(page.held());
+            let fresh = run.add(page_number, &format!("cursor page {page_number}"), page)?;
             let Some(next) = next else {
                 break;
             };
             if !seen.insert(next.clone()) {
-                return Err(SourceError::InvalidResponse {
-                    origin: self.users_origin.clone(),
-                    detail: format!(
-                        "cursor page {page_number} names a nextCursor an earlier page \
-                         named; paging would never end"
-                    ),
-                });
+                return Err(run.invalid(format!(
+                    "cursor page {page_number} names a nextCursor an earlier page named; \
+                     paging would never end"
+                )));
             }
-            empty_in_a_row = if got == 0 { empty_in_a_row + 1 } else { 0 };
-            if empty_in_a_row >= MAX_EMPTY_PAGES_IN_A_ROW {
-                return Err(SourceError::Incomplete {
-                    origin: self.users_origin.clone(),
-                    detail: format!(
-                        "{empty_in_a_row} cursor pages in a row up to page {page_number} \
-                         held no users but named a next cursor"
-                    ),
-                });
+            stalled = if fresh == 0 { stalled + 1 } else { 0 };
+            if stalled >= MAX_STALLED_PAGES_IN_A_ROW {
+                return Err(run.incomplete(format!(
+                    "{stalled} cursor pages in a row up to page {page_number} brought no new \
+                     users but named a next cursor"
+                )));
             }
+            run.check_pages(u64::from(page_size).min(largest))?;
             cursor = next;
         }
         run.finish()
@@ -483,7 +524,11 @@ impl ScimSource {
     }
 
     async fn try_get<T: DeserializeOwned>(&self, url: &Url, origin: &str) -> Result<T, Failure> {
-        let response = self
+        /// Enough of an error body for its SCIM `detail` or an excerpt; the rest is left
+        /// unread.
+        const ERROR_BODY_BYTES: u64 = 64 * 1024;
+
+        let mut response = self
             .client
             .get(url.clone())
             .send()
@@ -492,12 +537,30 @@ impl ScimSource {
         let status = response.status();
         let headers = response.headers().clone();
         self.note_rate_limit(&headers);
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport_failure(e, origin))?;
 
         if status.is_success() {
+            let limit = self.max_response_bytes;
+            // An oversized answer is not retried: it would only come back as large.
+            let too_large = |what: String| {
+                Failure::Fatal(SourceError::InvalidResponse {
+                    origin: origin.to_owned(),
+                    detail: format!(
+                        "{what} the limit of {limit} bytes (idp.max_response_bytes); the \
+                         answer was abandoned"
+                    ),
+                })
+            };
+            if let Some(length) = response.content_length().filter(|&n| n > limit) {
+                return Err(too_large(format!(
+                    "the {status} answer announces {length} bytes (Content-Length), more than"
+                )));
+            }
+            let (body, cut) = read_body(&mut response, limit)
+                .await
+                .map_err(|e| self.transport_failure(e, origin))?;
+            if cut {
+                return Err(too_large(format!("the {status} answer exceeded")));
+            }
             return serde_json::from_slice(&body).map_err(|e| {
                 Failure::Fatal(SourceError::InvalidResponse {
                     origin: origin.to_owned(),
@@ -507,6 +570,12 @@ impl ScimSource {
                 })
             });
         }
+        // An error body is only excerpted, so one that never ends is cut off rather than
+        // failing the request in its own way: the status decides what happens next.
+        let limit = ERROR_BODY_BYTES.min(self.max_response_bytes);
+        let (body, _cut) = read_body(&mut response, limit)
+            .await
+            .map_err(|e| self.transport_failure(e, origin))?;
         let error = SourceError::Remote {
             origin: origin.to_owned(),
             status: Some(status.as_u16()),
@@ -649,7 +718,7 @@ struct Slot {
 }
 
 /// The pages of one fetch, kept in listing order, with the checks that make a snapshot
-/// complete.
+/// complete and keep a server from paging without end.
 struct Run<'a> {
     source: &'a ScimSource,
     /// The first page's `totalResults`.
@@ -657,22 +726,40 @@ struct Run<'a> {
     /// Pages by position (startIndex or cursor page number), so the snapshot's order
     /// does not depend on which concurrent request finished first.
     pages: BTreeMap<u64, Vec<IdpUser>>,
+    /// The id of every user delivered so far.
+    ids: HashSet<String>,
     pages_fetched: u64,
     received: u64,
 }
 
 impl<'a> Run<'a> {
-    fn new(source: &'a ScimSource, total: Option<u64>) -> Self {
+    fn new(source: &'a ScimSource) -> Self {
         Self {
             source,
-            total,
+            total: None,
             pages: BTreeMap::new(),
+            ids: HashSet::new(),
             pages_fetched: 0,
             received: 0,
         }
     }
 
-    fn add(&mut self, position: u64, label: &str, page: ListResponse) -> Result<(), SourceError> {
+    /// Takes the first page's `totalResults` as what the listing holds; one beyond
+    /// `max_users` fails before a second request.
+    fn expect_total(&mut self, total: Option<u64>) -> Result<(), SourceError> {
+        let max_users = self.source.max_users;
+        if let Some(total) = total.filter(|&total| total > max_users) {
+            return Err(self.invalid(format!(
+                "totalResults {total} exceeds idp.max_users {max_users}; raise \
+                 idp.max_users if the directory really holds that many users"
+            )));
+        }
+        self.total = total;
+        Ok(())
+    }
+
+    /// Adds a page and returns how many of its users no earlier page held.
+    fn add(&mut self, position: u64, label: &str, page: ListResponse) -> Result<u64, SourceError> {
         if let (Some(first), Some(now)) = (self.total, page.total_results) {
             if first != now {
                 return Err(self.incomplete(format!(
@@ -695,13 +782,58 @@ impl<'a> Run<'a> {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let fresh = users
+            .iter()
+            .filter(|user| self.ids.insert(user.id.clone()))
+            .count() as u64;
         self.pages_fetched += 1;
         self.received += users.len() as u64;
         self.pages.entry(position).or_default().extend(users);
         self.source
             .progress
             .update(NAME, self.pages_fetched, self.received, self.total);
-        Ok(())
+
+        let distinct = self.ids.len() as u64;
+        match self.total {
+            Some(total) if distinct > total => Err(self.incomplete(format!(
+                "{distinct} distinct users had arrived by {label}, more than totalResults \
+                 {total}; users may have been added during the fetch, so a rerun may succeed"
+            ))),
+            None if distinct > self.source.max_users => Err(self.invalid(format!(
+                "more than idp.max_users {} distinct users had arrived by {label}; raise \
+                 idp.max_users if the directory really holds that many users",
+                self.source.max_users
+            ))),
+            _ => Ok(fresh),
+        }
+    }
+
+    /// Fails once more pages arrived than the listing can need at `page_size` users a
+    /// page: twice the full pages (each may come back short and leave a gap) and a few
+    /// more, for `totalResults` users, or for `max_users` without a total.
+    fn check_pages(&self, page_size: u64) -> Result<(), SourceError> {
+        const SLACK: u64 = 10;
+
+        let (capacity, of) = match self.total {
+            Some(total) => (total, format!("totalResults {total}")),
+            None => (
+                self.source.max_users,
+                format!("idp.max_users {}", self.source.max_users),
+            ),
+        };
+        let page_size = page_size.max(1);
+        let max_pages = capacity
+            .div_ceil(page_size)
+            .saturating_mul(2)
+            .saturating_add(SLACK);
+        if self.pages_fetched <= max_pages {
+            return Ok(());
+        }
+        Err(self.invalid(format!(
+            "{} pages arrived, more than the {max_pages} pages the {of} users can need at \
+             {page_size} a page; paging stopped",
+            self.pages_fetched
+        )))
     }
 
     fn no_users_at(&self, start: u64) -> SourceError {
@@ -718,27 +850,31 @@ impl<'a> Run<'a> {
         }
     }
 
+    fn invalid(&self, detail: String) -> SourceError {
+        SourceError::InvalidResponse {
+            origin: self.source.users_origin.clone(),
+            detail,
+        }
+    }
+
     /// Every user once, in listing order, if they add up to `totalResults`.
-    fn finish(self) -> Result<Vec<IdpUser>, SourceError> {
-        let mut seen = HashSet::new();
-        let mut users = Vec::with_capacity(usize::try_from(self.received).unwrap_or(0));
-        for user in self.pages.into_values().flatten() {
-            // Index paging over a set that changes underneath shows a user twice.
-            if seen.insert(user.id.clone()) {
+    fn finish(mut self) -> Result<Vec<IdpUser>, SourceError> {
+        let mut users = Vec::with_capacity(self.ids.len());
+        for user in std::mem::take(&mut self.pages).into_values().flatten() {
+            // Index paging over a set that changes underneath shows a user twice; the
+            // first time counts.
+            if self.ids.remove(&user.id) {
                 users.push(user);
             }
         }
         let unique = users.len() as u64;
         match self.total {
-            Some(total) if total != unique => Err(SourceError::Incomplete {
-                origin: self.source.users_origin.clone(),
-                detail: format!(
-                    "totalResults is {total} but {unique} distinct users arrived ({} \
-                     entries in {} pages); users may have been added or removed during \
-                     the fetch, so a rerun may succeed",
-                    self.received, self.pages_fetched
-                ),
-            }),
+            Some(total) if total != unique => Err(self.incomplete(format!(
+                "totalResults is {total} but {unique} distinct users arrived ({} entries in \
+                 {} pages); users may have been added or removed during the fetch, so a \
+                 rerun may succeed",
+                self.received, self.pages_fetched
+            ))),
             _ => Ok(users),
         }
     }
@@ -811,6 +947,32 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Reads `response`'s body chunk by chunk, stopping as soon as it passes `limit` bytes:
+/// the bytes read up to `limit`, and whether the body went on beyond them.
+async fn read_body(
+    response: &mut reqwest::Response,
+    limit: u64,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    /// An announced length is the server's word: no more is reserved on it up front.
+    const RESERVE_AT_MOST: usize = 1024 * 1024;
+
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let announced = response
+        .content_length()
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(0);
+    let mut body = Vec::with_capacity(announced.min(limit).min(RESERVE_AT_MOST));
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body, true));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, false))
 }
 
 /// "HTTP 403 Forbidden: <SCIM detail>", or a short excerpt of a body that is not a SCIM
@@ -886,23 +1048,45 @@ fn okta_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
         .filter(|wait| !wait.is_zero())
 }
 
-/// The configured base URL, checked, without a trailing slash.
-fn parse_base_url(url: &str) -> Result<Url, SourceError> {
-    let invalid = |why: String| SourceError::Unreachable {
-        origin: "SCIM".to_owned(),
-        // The URL itself is left out: it may carry a password as user info.
-        detail: format!("the configured URL is not usable: {why}"),
-    };
-    let parsed = Url::parse(url.trim()).map_err(|e| invalid(e.to_string()))?;
+/// Why a SCIM base URL cannot be used. No message holds the URL: it may carry a
+/// password as user info.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BaseUrlError {
+    /// The text is not a URL; the parser's reason, which never quotes the input.
+    #[error("not a URL: {0}")]
+    Unparseable(String),
+    /// Not an `http` or `https` URL with a host.
+    #[error("expected an http or https URL with a host")]
+    NotHttp,
+    /// A query or fragment, which the SCIM paths cannot be appended to.
+    #[error("a query or fragment cannot be combined with the SCIM paths")]
+    QueryOrFragment,
+    /// User info (`user:password@`): the HTTP client would send it as Basic auth in
+    /// place of the bearer token.
+    #[error(
+        "it holds credentials (user info before the host), which would replace the bearer \
+         token; remove them and give the token with token_env or token_file"
+    )]
+    Credentials,
+}
+
+/// Checks a configured SCIM base URL: absolute `http` or `https` with a host, no query
+/// or fragment, no user info. The configuration is validated with this, so what passes
+/// there also builds a [`ScimSource`].
+///
+/// # Errors
+///
+/// A [`BaseUrlError`] saying what is wrong, without the URL.
+pub fn parse_base_url(url: &str) -> Result<Url, BaseUrlError> {
+    let parsed = Url::parse(url.trim()).map_err(|e| BaseUrlError::Unparseable(e.to_string()))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
-        return Err(invalid(
-            "expected an http or https URL with a host".to_owned(),
-        ));
+        return Err(BaseUrlError::NotHttp);
     }
     if parsed.query().is_some() || parsed.fragment().is_some() {
-        return Err(invalid(
-            "a query or fragment cannot be combined with the SCIM paths".to_owned(),
-        ));
+        return Err(BaseUrlError::QueryOrFragment);
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(BaseUrlError::Credentials);
     }
     Ok(parsed)
 }
@@ -958,10 +1142,15 @@ struct ListResponse {
 }
 
 impl ListResponse {
+    /// How many users the page holds.
+    fn held(&self) -> u64 {
+        self.resources.as_ref().map_or(0, Vec::len) as u64
+    }
+
     /// How far this page moves the listing: `itemsPerPage`, but never more than the
     /// users it holds, so a server that overstates it cannot make us skip users.
     fn advance(&self) -> u64 {
-        let held = self.resources.as_ref().map_or(0, Vec::len) as u64;
+        let held = self.held();
         self.items_per_page
             .filter(|&n| n > 0)
             .map_or(held, |n| n.min(held))
@@ -1055,6 +1244,9 @@ mod tests {
         headers: Vec<(String, String)>,
         body: String,
         delay: Duration,
+        /// After `body`, send users without end and without a Content-Length, until the
+        /// client hangs up.
+        endless: bool,
     }
 
     impl Reply {
@@ -1064,6 +1256,18 @@ mod tests {
                 headers: vec![("Content-Type".into(), SCIM_JSON.into())],
                 body: body.to_string(),
                 delay: Duration::ZERO,
+                endless: false,
+            }
+        }
+
+        /// A 200 answer that starts like a ListResponse and never ends.
+        fn endless() -> Self {
+            Self {
+                status: 200,
+                headers: vec![("Content-Type".into(), SCIM_JSON.into())],
+                body: r#"{"totalResults": 1, "Resources": [{"id": "u", "userName": "u"},"#.into(),
+                delay: Duration::ZERO,
+                endless: true,
             }
         }
 
@@ -1096,6 +1300,9 @@ mod tests {
         seen: Arc<Mutex<Vec<Seen>>>,
         /// The most requests the stand-in was answering at once.
         max_in_flight: Arc<AtomicUsize>,
+        /// The body bytes the stand-in got out before the client hung up or the body
+        /// ended.
+        sent: Arc<AtomicUsize>,
     }
 
     impl Stub {
@@ -1110,6 +1317,8 @@ mod tests {
             let (in_flight_server, max_server) =
                 (Arc::clone(&in_flight), Arc::clone(&max_in_flight));
             let seen_by_server = Arc::clone(&seen);
+            let sent: Arc<AtomicUsize> = Arc::default();
+            let sent_by_server = Arc::clone(&sent);
             tokio::spawn(async move {
                 while let Ok((stream, _)) = listener.accept().await {
                     let handler = Arc::clone(&handler);
@@ -1117,6 +1326,7 @@ mod tests {
                     let seen = Arc::clone(&seen_by_server);
                     let in_flight = Arc::clone(&in_flight_server);
                     let max_in_flight = Arc::clone(&max_server);
+                    let sent = Arc::clone(&sent_by_server);
                     tokio::spawn(async move {
                         let (read, mut write) = stream.into_split();
                         let mut lines = BufReader::new(read).lines();
@@ -1147,17 +1357,26 @@ mod tests {
                         max_in_flight.fetch_max(now, Ordering::SeqCst);
                         tokio::time::sleep(reply.delay).await;
                         in_flight.fetch_sub(1, Ordering::SeqCst);
-                        let mut head = format!(
-                            "HTTP/1.1 {} Stub\r\nContent-Length: {}\r\nConnection: close\r\n",
-                            reply.status,
-                            reply.body.len()
-                        );
+                        let mut head = format!("HTTP/1.1 {} Stub\r\n", reply.status);
+                        // Without a length, the body ends when the connection closes.
+                        if !reply.endless {
+                            head.push_str(&format!("Content-Length: {}\r\n", reply.body.len()));
+                        }
+                        head.push_str("Connection: close\r\n");
                         for (name, value) in &reply.headers {
                             head.push_str(&format!("{name}: {value}\r\n"));
                         }
                         head.push_str("\r\n");
                         let _ = write.write_all(head.as_bytes()).await;
-                        let _ = write.write_all(reply.body.as_bytes()).await;
+                        let more = r#"{"id": "u", "userName": "u"},"#.repeat(2048);
+                        let mut chunk = reply.body.as_str();
+                        while write.write_all(chunk.as_bytes()).await.is_ok() {
+                            sent.fetch_add(chunk.len(), Ordering::SeqCst);
+                            if !reply.endless {
+                                break;
+                            }
+                            chunk = &more;
+                        }
                         let _ = write.shutdown().await;
                     });
                 }
@@ -1166,6 +1385,7 @@ mod tests {
                 url,
                 seen,
                 max_in_flight,
+                sent,
             }
         }
 
@@ -1404,17 +1624,97 @@ mod tests {
 
     #[tokio::test]
     async fn fewer_distinct_users_than_total_results_is_incomplete() {
-        // Every page repeats the first ten users: 20 entries, 10 distinct.
-        let users = directory(10);
-        let stub = Stub::start(move |_, _| list(20, &users)).await;
+        // The second page repeats half the first: 20 entries, 15 distinct.
+        let users = directory(20);
+        let stub = Stub::start(move |req, _| {
+            let start = if req.start() == 1 { 0 } else { 5 };
+            let page = &users[start..start + 10];
+            list(20, page)
+        })
+        .await;
         let err = fetch(&stub.source(stub.options()))
             .await
             .expect_err("incomplete");
         assert!(
             matches!(&err, SourceError::Incomplete { detail, .. }
-                if detail.contains("totalResults is 20 but 10 distinct users arrived")),
+                if detail.contains("totalResults is 20 but 15 distinct users arrived")),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn index_pages_repeating_the_same_users_fail_at_once() {
+        // Regression: a server ignoring startIndex with a large totalResults was asked
+        // for page after page of the same users, for hours.
+        let users = directory(10);
+        let stub = Stub::start(move |_, _| list(1_000_000, &users)).await;
+        let err = fetch(&stub.source(stub.options()))
+            .await
+            .expect_err("repeats");
+        assert!(
+            matches!(&err, SourceError::InvalidResponse { detail, .. }
+                if detail.contains("the page at startIndex")
+                    && detail.contains("holds only users earlier pages held")),
+            "{err}"
+        );
+        // The first page, and at most the pages already in flight.
+        let requests = stub.user_requests().len();
+        assert!(
+            requests <= 1 + ScimOptions::DEFAULT_CONCURRENCY,
+            "{requests} requests"
+        );
+    }
+
+    #[tokio::test]
+    async fn index_pages_of_one_user_each_stop_at_the_page_bound() {
+        // 10 users on the first page, then one a page: 91 pages for 100 users, more
+        // than the 2 × 10 + 10 pages a listing of 100 can need at 10 a page.
+        let users = directory(100);
+        let stub = Stub::start(move |req, _| {
+            let cap = if req.start() == 1 { 1000 } else { 1 };
+            index_page(&users, req, cap)
+        })
+        .await;
+        let err = fetch(&stub.source(ScimOptions {
+            concurrency: 1,
+            ..stub.options()
+        }))
+        .await
+        .expect_err("too many pages");
+        assert!(
+            matches!(&err, SourceError::InvalidResponse { detail, .. }
+                if detail.contains("31 pages arrived, more than the 30 pages the totalResults 100 users can need at 10 a page")),
+            "{err}"
+        );
+        assert_eq!(stub.user_requests().len(), 31);
+    }
+
+    #[tokio::test]
+    async fn a_total_beyond_max_users_fails_at_once() {
+        // Regression: totalResults 1000000000 and the same users on every page paged
+        // for hours.
+        for paging in [Paging::Index, Paging::Cursor] {
+            let users = directory(10);
+            let stub = Stub::start(move |_, n| {
+                Reply::json(
+                    200,
+                    &json!({
+                        "totalResults": 1_000_000_000u64,
+                        "itemsPerPage": 10,
+                        "Resources": users,
+                        "nextCursor": format!("c{n}"),
+                    }),
+                )
+            })
+            .await;
+            let err = stub.fetch_paging(paging).await.expect_err("too many");
+            assert!(
+                matches!(&err, SourceError::InvalidResponse { detail, .. }
+                    if detail.contains("totalResults 1000000000 exceeds idp.max_users 1000000")),
+                "{paging:?}: {err}"
+            );
+            assert_eq!(stub.user_requests().len(), 1, "{paging:?}");
+        }
     }
 
     #[tokio::test]
@@ -1513,6 +1813,91 @@ mod tests {
         let err = stub.fetch_paging(Paging::Cursor).await.expect_err("stuck");
         assert!(matches!(err, SourceError::Incomplete { .. }), "{err}");
         assert_eq!(stub.user_requests().len(), 3);
+    }
+
+    /// A cursor page: the users, the total if any, and a new cursor every time.
+    fn endless_cursor_page(n: usize, total: Option<u64>, users: &[Value]) -> Reply {
+        let mut body = json!({"Resources": users, "nextCursor": format!("c{n}")});
+        if let Some(total) = total {
+            body["totalResults"] = json!(total);
+        }
+        Reply::json(200, &body)
+    }
+
+    /// `n` users no other call returns, named after `page`.
+    fn fresh_users(page: usize, n: usize) -> Vec<Value> {
+        (0..n)
+            .map(|i| json!({"id": format!("p{page}-{i}"), "userName": format!("p{page}-{i}")}))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn endless_new_cursors_stop_at_max_users() {
+        // Regression: a new cursor on every page paged without end.
+        let stub = Stub::start(|_, n| endless_cursor_page(n, None, &fresh_users(n, 10))).await;
+        let err = fetch(&stub.source(ScimOptions {
+            paging: Paging::Cursor,
+            max_users: 50,
+            ..stub.options()
+        }))
+        .await
+        .expect_err("endless");
+        assert!(
+            matches!(&err, SourceError::InvalidResponse { detail, .. }
+                if detail.contains("more than idp.max_users 50 distinct users had arrived by cursor page 6")),
+            "{err}"
+        );
+        assert_eq!(stub.user_requests().len(), 6);
+
+        // With a total, more users than it fail at once.
+        let stub = Stub::start(|_, n| endless_cursor_page(n, Some(25), &fresh_users(n, 10))).await;
+        let err = stub
+            .fetch_paging(Paging::Cursor)
+            .await
+            .expect_err("endless");
+        assert!(
+            matches!(&err, SourceError::Incomplete { detail, .. }
+                if detail.contains("30 distinct users had arrived by cursor page 3, more than totalResults 25")),
+            "{err}"
+        );
+        assert_eq!(stub.user_requests().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn endless_new_cursors_over_the_same_users_stop_as_stalled() {
+        let users = directory(10);
+        let stub = Stub::start(move |_, n| endless_cursor_page(n, Some(100), &users)).await;
+        let err = stub
+            .fetch_paging(Paging::Cursor)
+            .await
+            .expect_err("stalled");
+        assert!(
+            matches!(&err, SourceError::Incomplete { detail, .. }
+                if detail.contains("3 cursor pages in a row up to page 4 brought no new users")),
+            "{err}"
+        );
+        assert_eq!(stub.user_requests().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn endless_new_cursors_trickling_users_stop_at_the_page_bound() {
+        // 10 users, then one new user a page: more pages than a listing of 100 can need
+        // at the 10 a page the server has shown it returns.
+        let stub = Stub::start(|_, n| {
+            let users = fresh_users(n, if n == 0 { 10 } else { 1 });
+            endless_cursor_page(n, Some(100), &users)
+        })
+        .await;
+        let err = stub
+            .fetch_paging(Paging::Cursor)
+            .await
+            .expect_err("endless");
+        assert!(
+            matches!(&err, SourceError::InvalidResponse { detail, .. }
+                if detail.contains("31 pages arrived, more than the 30 pages the totalResults 100 users can need at 10 a page")),
+            "{err}"
+        );
+        assert_eq!(stub.user_requests().len(), 31);
     }
 
     // ----- Auto: /ServiceProviderConfig ---------------------------------------------------
@@ -1698,6 +2083,7 @@ mod tests {
             headers: vec![("Content-Type".into(), "text/html".into())],
             body: format!("<html>\n  <h1>Not   Found</h1>{}</html>", "x".repeat(500)),
             delay: Duration::ZERO,
+            endless: false,
         })
         .await;
         let err = fetch(&stub.source(stub.options()))
@@ -1988,16 +2374,23 @@ mod tests {
         let err = new("https://idp.example.com/scim", Some(" ")).expect_err("empty");
         assert!(matches!(err, SourceError::Credentials { .. }), "{err}");
 
-        // User info never reaches an origin.
-        let source =
-            new("https://user:hunter2@idp.example.com/scim/v2/", Some("t")).expect("valid");
+        // Regression: user info replaced the bearer token with Basic auth.
+        for url in [
+            "https://user:hunter2@idp.example.com/scim/v2/",
+            "https://hunter2@idp.example.com/scim/v2/",
+        ] {
+            let err = new(url, Some("t")).expect_err(url);
+            assert!(
+                matches!(&err, SourceError::Unreachable { detail, .. } if detail.contains("credentials")),
+                "{err}"
+            );
+            assert!(!format!("{err} {err:?}").contains("hunter2"), "{err}");
+        }
+        // Nor would an origin show it.
+        let base = Url::parse("https://user:hunter2@idp.example.com/scim/v2/").expect("URL");
         assert_eq!(
-            source.users_origin,
+            origin(&endpoint(&base, "Users")),
             "SCIM GET https://idp.example.com/scim/v2/Users"
-        );
-        assert_eq!(
-            source.config_origin,
-            "SCIM GET https://idp.example.com/scim/v2/ServiceProviderConfig"
         );
     }
 
@@ -2057,6 +2450,7 @@ mod tests {
                     headers: vec![],
                     body: "<html>login</html>".into(),
                     delay: Duration::ZERO,
+                    endless: false,
                 },
             ),
             (
@@ -2093,5 +2487,67 @@ mod tests {
             );
             assert_eq!(stub.seen().len(), 1, "{expected}: not retried");
         }
+    }
+
+    // ----- hostile servers ----------------------------------------------------------------
+
+    #[tokio::test]
+    async fn an_endless_body_fails_as_soon_as_it_passes_the_limit() {
+        // Regression: a body that never ended grew the process until it was OOM-killed.
+        let stub = Stub::start(|_, _| Reply::endless()).await;
+        let err = fetch(&stub.source(ScimOptions {
+            max_response_bytes: 1024 * 1024,
+            ..stub.options()
+        }))
+        .await
+        .expect_err("too large");
+        assert!(
+            matches!(&err, SourceError::InvalidResponse { detail, .. }
+                if detail.contains("exceeded the limit of 1048576 bytes (idp.max_response_bytes)")),
+            "{err}"
+        );
+        assert_eq!(stub.seen().len(), 1, "an oversized answer is not retried");
+        // Reading stopped at the limit: what else got out sits in socket buffers.
+        let sent = stub.sent.load(Ordering::SeqCst);
+        assert!(sent < 32 * 1024 * 1024, "{sent} bytes sent");
+    }
+
+    #[tokio::test]
+    async fn a_content_length_beyond_the_limit_fails_before_the_body_is_read() {
+        let users = directory(50);
+        let stub = Stub::start(move |_, _| list(50, &users)).await;
+        let err = fetch(&stub.source(ScimOptions {
+            max_response_bytes: 1000,
+            ..stub.options()
+        }))
+        .await
+        .expect_err("too large");
+        assert!(
+            matches!(&err, SourceError::InvalidResponse { detail, .. }
+                if detail.contains("(Content-Length), more than the limit of 1000 bytes")),
+            "{err}"
+        );
+        assert_eq!(stub.seen().len(), 1, "not retried");
+    }
+
+    #[tokio::test]
+    async fn an_endless_error_body_is_cut_off_and_the_status_decides() {
+        let stub = Stub::start(|_, _| Reply {
+            status: 503,
+            ..Reply::endless()
+        })
+        .await;
+        let err = fetch(&stub.source(ScimOptions {
+            max_attempts: 2,
+            ..stub.options()
+        }))
+        .await
+        .expect_err("unavailable");
+        assert!(
+            matches!(&err, SourceError::Remote { status: Some(503), detail, .. }
+                if detail.contains("gave up after 2 attempts") && detail.len() < 400),
+            "{err}"
+        );
+        assert_eq!(stub.seen().len(), 2, "retried as a 503");
     }
 }
