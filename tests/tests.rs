@@ -15,4 +15,5 @@ mod plan;
 mod postgres;
 mod reconcile;
 mod scim;
+mod secrets;
 mod util;
