@@ -1,5 +1,6 @@
 //! The command line (SPEC §5) and what each command does.
 
+use std::io::{self, Write as _};
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -173,13 +174,10 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             let report = reconcile_once(&ctx).await;
             ctx.store.close().await;
             let report = report?;
-            println!(
-                "{}",
-                match format {
-                    Format::Json => output::report_json(&report),
-                    Format::Text => output::report_text(&report),
-                }
-            );
+            emit_line(&match format {
+                Format::Json => output::report_json(&report),
+                Format::Text => output::report_text(&report),
+            })?;
             Ok(match report.status {
                 RunStatus::Complete => 0,
                 RunStatus::Partial => EXIT_PARTIAL,
@@ -187,12 +185,12 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Check { common } => {
             let settings = config::load(&common.config)?;
-            println!("config  ok  {}", common.config.display());
+            emit_line(&format!("config  ok  {}", common.config.display()))?;
             let records = Sources::new(&settings, progress::for_stderr())
                 .await?
                 .check()
                 .await;
-            print!("{}", output::check_text(&records));
+            emit(&output::check_text(&records))?;
             Ok(if records.iter().all(|r| r.status == SourceStatus::Ok) {
                 0
             } else {
@@ -213,7 +211,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             let written = export::export(&settings, &store, period, &out).await;
             store.close().await;
             for path in written? {
-                println!("{}", path.display());
+                emit_line(&path.display().to_string())?;
             }
             Ok(0)
         }
@@ -224,7 +222,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             })?;
             let sql = plan::plan(&settings, &store, target.as_deref()).await;
             store.close().await;
-            print!("{}", sql?);
+            emit(&sql?)?;
             Ok(0)
         }
         Command::Verify { common } => {
@@ -234,18 +232,18 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             let report = report?;
             match report.first_mismatch {
                 None => {
-                    println!(
+                    emit_line(&format!(
                         "Run chain intact: {} runs, head {}",
                         report.runs,
                         report.head.as_deref().unwrap_or("(no runs yet)")
-                    );
+                    ))?;
                     Ok(0)
                 }
                 Some(run) => {
-                    println!(
+                    emit_line(&format!(
                         "Run {run} does not match the run chain: the history was changed at or after run {run} ({} runs checked).",
                         report.runs
-                    );
+                    ))?;
                     Ok(EXIT_TAMPERED)
                 }
             }
@@ -255,13 +253,10 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             let open = store.open_episodes().await;
             store.close().await;
             let open = open?;
-            println!(
-                "{}",
-                match format {
-                    Format::Json => output::findings_json(&open),
-                    Format::Text => output::open_text(&open),
-                }
-            );
+            emit_line(&match format {
+                Format::Json => output::findings_json(&open),
+                Format::Text => output::open_text(&open),
+            })?;
             Ok(0)
         }
         Command::History {
@@ -278,16 +273,35 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             .await;
             store.close().await;
             let (episodes, runs) = history?;
-            println!(
-                "{}",
-                match format {
-                    Format::Json => output::history_json(&episodes, &runs),
-                    Format::Text => output::history_text(&episodes, &runs),
-                }
-            );
+            emit_line(&match format {
+                Format::Json => output::history_json(&episodes, &runs),
+                Format::Text => output::history_text(&episodes, &runs),
+            })?;
             Ok(0)
         }
     }
+}
+
+/// Writes a command's output to stdout. A reader that went away (`idgraph findings | head`)
+/// has all it wanted: the output stops there, quietly, and the command ends as it would have.
+///
+/// # Errors
+///
+/// When stdout cannot be written for another reason (a full disk).
+fn emit(text: &str) -> io::Result<()> {
+    let mut stdout = io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        written => written,
+    }
+}
+
+/// [`emit`] with a line break after `text`.
+fn emit_line(text: &str) -> io::Result<()> {
+    emit(&format!("{text}\n"))
 }
 
 async fn open_store(common: &Common) -> anyhow::Result<Store> {
