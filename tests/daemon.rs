@@ -1,9 +1,11 @@
 //! `idgraph run` as a process: metrics, health, failure isolation, SIGTERM.
 
+use std::net::TcpStream;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::peers::{free_port, wait_for_port};
+use crate::peers::free_port;
 use crate::util::{Org, Workspace};
 
 fn org() -> Org {
@@ -17,36 +19,119 @@ fn org() -> Org {
         .db("finance", "report_bot", false)
 }
 
+/// Every second, so that a test sees the next run soon.
+const EVERY_SECOND: &str = "* * * * * *";
+
+/// How a test starts the daemon: what goes before the workspace's config.
+struct Setup<'a> {
+    cron: &'a str,
+    /// The host of `http.listen`.
+    host: &'a str,
+    /// More `[http]` keys.
+    http: &'a str,
+    env: &'a [(&'a str, &'a str)],
+}
+
+impl Default for Setup<'_> {
+    fn default() -> Self {
+        Self {
+            cron: EVERY_SECOND,
+            host: "127.0.0.1",
+            http: "",
+            env: &[],
+        }
+    }
+}
+
 struct Daemon {
     child: Child,
+    host: String,
     port: u16,
+    log: PathBuf,
 }
 
 impl Daemon {
     fn start(ws: &Workspace) -> Self {
-        Self::start_with_env(ws, &[])
+        Self::start_with(ws, Setup::default())
     }
 
     fn start_with_env(ws: &Workspace, env: &[(&str, &str)]) -> Self {
+        Self::start_with(
+            ws,
+            Setup {
+                env,
+                ..Setup::default()
+            },
+        )
+    }
+
+    fn start_with(ws: &Workspace, setup: Setup) -> Self {
         let port = free_port();
-        let config = std::fs::read_to_string(ws.config()).unwrap();
+        let base_config = std::fs::read_to_string(ws.config()).unwrap();
+        let log = ws.path("daemon.log");
+        let listen = format!("{}:{port}", setup.host);
         ws.write(
             "idgraph.toml",
-            &format!(
-                "[schedule]\ncron = \"* * * * * *\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\n{config}"
-            ),
+            &config_text(&listen, setup.cron, setup.http, &base_config),
         );
         let child = Command::new(env!("CARGO_BIN_EXE_idgraph"))
             .args(["run", "--config"])
             .arg(ws.config())
             .env_remove("RUST_LOG")
-            .envs(env.iter().copied())
+            .envs(setup.env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("idgraph run starts");
-        wait_for_port(port, Duration::from_secs(30), "idgraph run");
-        Self { child, port }
+        let daemon = Self {
+            child,
+            host: setup.host.to_owned(),
+            port,
+            log,
+        };
+        let start = Instant::now();
+        while TcpStream::connect((daemon.host.as_str(), port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "idgraph run did not listen on {}:{port}\n{}",
+                daemon.host,
+                daemon.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        daemon
+    }
+
+    /// What the daemon logged so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+
+    /// Sends SIGTERM and returns the exit status, or panics when the process is still
+    /// there after `limit`.
+    fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let stopped = Instant::now();
+        self.signal("TERM");
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                stopped.elapsed() < limit,
+                "still running {limit:?} after SIGTERM\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn get(&self, path: &str) -> (u16, String) {
@@ -55,7 +140,9 @@ impl Daemon {
                 "-s",
                 "-w",
                 "\n%{http_code}",
-                &format!("http://127.0.0.1:{}{path}", self.port),
+                "-m",
+                "30",
+                &format!("http://{}:{}{path}", self.host, self.port),
             ])
             .output()
             .expect("curl runs");
@@ -159,23 +246,7 @@ fn the_daemon_serves_metrics_isolates_a_failed_source_and_stops_on_sigterm() {
     assert_eq!(daemon.sample(&orphans("analytics")), Some(2.0));
 
     // SIGTERM: exit 0, promptly.
-    let pid = daemon.child.id().to_string();
-    let stopped = Instant::now();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let status = loop {
-        if let Some(status) = daemon.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            stopped.elapsed() < Duration::from_secs(10),
-            "still running 10 s after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = daemon.terminate(Duration::from_secs(10));
     assert_eq!(status.code(), Some(0));
 }
 
@@ -235,4 +306,39 @@ fn a_tick_during_a_run_is_skipped_and_counted() {
     );
     drop(daemon);
     drop(held); // the thread ends with the test binary
+}
+
+/// A daemon's config: its schedule, its `[http]` section (`listen` and the keys `http`
+/// holds), then `base`.
+fn config_text(listen: &str, cron: &str, http: &str, base: &str) -> String {
+    format!("[schedule]\ncron = \"{cron}\"\n\n[http]\nlisten = \"{listen}\"\n{http}\n\n{base}")
+}
+
+// Regression: a blocking read that never returned kept the process from exiting.
+#[test]
+fn sigterm_stops_the_daemon_while_a_run_blocks_on_a_fifo() {
+    let ws = Workspace::new(&org());
+    // A FIFO nobody writes to: reading the IdP export blocks a thread for good.
+    ws.remove("exports/scim.json");
+    assert!(Command::new("mkfifo")
+        .arg(ws.path("exports/scim.json"))
+        .status()
+        .unwrap()
+        .success());
+    let mut daemon = Daemon::start(&ws);
+    let start = Instant::now();
+    while daemon
+        .sample("idgraph_reconcile_ticks_skipped_total")
+        .unwrap_or(0.0)
+        < 1.0
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no run got stuck"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The stuck run has its grace (8 s), then the process exits all the same.
+    let status = daemon.terminate(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0));
 }

@@ -2,6 +2,7 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use idgraph::cli::{execute, Cli, LogFormat};
@@ -12,8 +13,11 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// How long the runtime waits at exit for tasks and blocking threads: a blocking read that
+/// never returns (a FIFO, a stalled mount) must not keep the process from exiting.
+const EXIT_GRACE: Duration = Duration::from_secs(1);
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
     // Logs go to stderr so that `--format json` output on stdout stays parseable.
     let filter = EnvFilter::try_from_default_env()
@@ -26,7 +30,16 @@ async fn main() -> ExitCode {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
     }
-    match execute(cli).await {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(execute(cli));
+    runtime.shutdown_timeout(EXIT_GRACE);
+    match result {
         Ok(status) => ExitCode::from(status),
         Err(error) => {
             eprintln!("error: {error:#}");
