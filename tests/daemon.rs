@@ -342,3 +342,17 @@ fn sigterm_stops_the_daemon_while_a_run_blocks_on_a_fifo() {
     let status = daemon.terminate(Duration::from_secs(20));
     assert_eq!(status.code(), Some(0));
 }
+
+// Regression: `listen = "localhost:PORT"` was rejected as not an address.
+#[test]
+fn the_daemon_listens_on_a_host_name() {
+    let ws = Workspace::new(&org());
+    let daemon = Daemon::start_with(
+        &ws,
+        Setup {
+            host: "localhost",
+            ..Setup::default()
+        },
+    );
+    assert_eq!(daemon.get("/healthz").0, 200);
+}

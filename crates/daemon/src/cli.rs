@@ -162,9 +162,9 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Run { common } => {
             let settings = config::load(&common.config)?;
-            let listener = TcpListener::bind(settings.listen)
+            let listener = TcpListener::bind(&settings.http.addresses[..])
                 .await
-                .with_context(|| format!("cannot listen on {}", settings.listen))?;
+                .with_context(|| format!("cannot listen on {}", settings.http.listen))?;
             daemon::run(settings, listener, daemon::signal()).await?;
             Ok(0)
         }

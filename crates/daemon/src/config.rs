@@ -2,7 +2,7 @@
 //! into [`Settings`] before any socket or file of a source is opened.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 use std::time::Duration;
@@ -122,7 +122,7 @@ impl Default for ScheduleSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct HttpSection {
-    /// Address and port to listen on.
+    /// Address (or host name) and port to listen on.
     listen: String,
 }
 
@@ -235,7 +235,7 @@ pub struct Settings {
     /// The 6-field cron schedule of the daemon.
     pub cron: String,
     /// Where the daemon serves HTTP.
-    pub listen: SocketAddr,
+    pub http: HttpSettings,
     /// The identity provider.
     pub idp: IdpSettings,
     /// IAM Identity Center.
@@ -248,6 +248,16 @@ pub struct Settings {
     pub new_owner: Option<String>,
     /// How many targets a run fetches at once.
     pub target_concurrency: usize,
+}
+
+/// Where the daemon serves /metrics, /healthz and /readyz.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// `http.listen` as written, for messages.
+    pub listen: String,
+    /// What `listen` resolved to when the configuration was validated; never empty. The
+    /// daemon binds the first of them it can.
+    pub addresses: Vec<SocketAddr>,
 }
 
 /// Where the IdP's users come from.
@@ -634,9 +644,36 @@ fn sslmode(key: &str, value: Option<&str>, problems: &mut Vec<String>) -> SslMod
     }
 }
 
-/// Checks everything that can be checked without network I/O, reads the secrets the
-/// config names from the environment (`env`), and resolves relative paths against
-/// `base`, the directory of the config file.
+/// `[http]`: `listen` is an address and port, or a host name and port that resolves
+/// (`localhost:9187`).
+fn http_settings(section: HttpSection, problems: &mut Vec<String>) -> Option<HttpSettings> {
+    let listen = section.listen;
+    // An address needs no lookup; `ToSocketAddrs` also takes `host:port`.
+    let addresses =
+        match listen.parse::<SocketAddr>() {
+            Ok(address) => Ok(vec![address]),
+            Err(_) => listen
+                .to_socket_addrs()
+                .map(Vec::from_iter)
+                .and_then(|addresses| match addresses.is_empty() {
+                    true => Err(std::io::Error::other("the name has no addresses")),
+                    false => Ok(addresses),
+                }),
+        };
+    match addresses {
+        Ok(addresses) => Some(HttpSettings { listen, addresses }),
+        Err(e) => {
+            problems.push(format!(
+                "http.listen = \"{listen}\" is neither an address and port nor a host name and port that resolves: {e}"
+            ));
+            None
+        }
+    }
+}
+
+/// Checks everything that can be checked without network I/O (but for looking up a host
+/// name in `http.listen`), reads the secrets the config names from the environment
+/// (`env`), and resolves relative paths against `base`, the directory of the config file.
 fn validate(
     raw: RawConfig,
     base: &Path,
@@ -746,13 +783,7 @@ fn validate(
         problems.push("mapping.prefixes must not contain an empty prefix".into());
     }
 
-    let listen = raw.http.listen.parse::<SocketAddr>().map_err(|e| {
-        format!(
-            "http.listen = \"{}\" is not an address and port: {e}",
-            raw.http.listen
-        )
-    });
-    let listen = listen.map_err(|p| problems.push(p)).ok();
+    let http = http_settings(raw.http, &mut problems);
 
     if raw.reconcile.target_concurrency == 0 {
         problems.push("reconcile.target_concurrency must be at least 1".into());
@@ -771,15 +802,15 @@ fn validate(
         ));
     }
 
-    match (idp, identity_center, listen) {
-        (Some(idp), Some(identity_center), Some(listen)) if problems.is_empty() => Ok(Settings {
+    match (idp, identity_center, http) {
+        (Some(idp), Some(identity_center), Some(http)) if problems.is_empty() => Ok(Settings {
             store_path: resolve(&raw.store.path),
             retention: raw
                 .store
                 .retention_days
                 .map(|days| chrono::Duration::days(i64::from(days))),
             cron: raw.schedule.cron,
-            listen,
+            http,
             idp,
             identity_center,
             targets,
@@ -1018,7 +1049,36 @@ password_env = "FIN_PASSWORD"
         ]);
         let settings = load_with_env(&path, Some(env)).unwrap();
         assert_eq!(settings.store_path, PathBuf::from("/var/lib/idgraph/x.db"));
-        assert_eq!(settings.listen.port(), 9999);
+        assert_eq!(settings.http.addresses[0].port(), 9999);
+    }
+
+    // Regression: `listen = "localhost:9187"` was rejected as not an address.
+    #[test]
+    fn listen_takes_a_host_name() {
+        let (_dir, settings) =
+            load_text(&format!("[http]\nlisten = \"localhost:9187\"\n{MINIMAL}"));
+        let http = settings.unwrap().http;
+        assert_eq!(http.listen, "localhost:9187");
+        assert!(!http.addresses.is_empty());
+        assert!(
+            http.addresses
+                .iter()
+                .all(|a| a.ip().is_loopback() && a.port() == 9187),
+            "{:?}",
+            http.addresses
+        );
+    }
+
+    #[test]
+    fn a_listen_that_is_no_address_is_named() {
+        for listen in ["nonsense", "localhost", "localhost:http", "127.0.0.1:99999"] {
+            let (_dir, err) = load_text(&format!("[http]\nlisten = \"{listen}\"\n{MINIMAL}"));
+            let message = err.unwrap_err().to_string();
+            assert!(
+                message.contains(&format!("http.listen = \"{listen}\" is neither an address")),
+                "{message}"
+            );
+        }
     }
 
     #[test]
