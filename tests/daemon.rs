@@ -1,5 +1,7 @@
-//! `idgraph run` as a process: metrics, health, failure isolation, SIGTERM.
+//! `idgraph run` as a process: metrics, health, failure isolation, slow HTTP clients,
+//! SIGTERM.
 
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -132,6 +134,38 @@ impl Daemon {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// A connection that sends the start of a request and never the rest.
+    fn stalled_client(&self) -> TcpStream {
+        let mut stream = TcpStream::connect((self.host.as_str(), self.port)).unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: idgraph\r\nX-Slow: ")
+            .unwrap();
+        stream
+    }
+
+    /// A keep-alive connection that made one request, had its answer, and stays open.
+    fn idle_client(&self) -> TcpStream {
+        let mut stream = TcpStream::connect((self.host.as_str(), self.port)).unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: idgraph\r\n\r\n")
+            .unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut response = Vec::new();
+        let mut buffer = [0; 1024];
+        while !response.ends_with(b"ok\n") {
+            let n = stream.read(&mut buffer).expect("a response");
+            assert!(n > 0, "closed before the response ended");
+            response.extend_from_slice(&buffer[..n]);
+        }
+        stream
     }
 
     fn get(&self, path: &str) -> (u16, String) {
@@ -312,6 +346,121 @@ fn a_tick_during_a_run_is_skipped_and_counted() {
 /// holds), then `base`.
 fn config_text(listen: &str, cron: &str, http: &str, base: &str) -> String {
     format!("[schedule]\ncron = \"{cron}\"\n\n[http]\nlisten = \"{listen}\"\n{http}\n\n{base}")
+}
+
+/// Whether the server closes `stream` within `limit` (a response before the close, such
+/// as a 408, is read and ignored).
+fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
+    let start = Instant::now();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buffer = [0; 1024];
+    while start.elapsed() < limit {
+        match stream.read(&mut buffer) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return true, // reset
+        }
+    }
+    false
+}
+
+// Regression: connections that never finished their headers were never timed out.
+#[test]
+fn stalled_and_idle_clients_are_cut_off_after_the_header_timeout() {
+    let ws = Workspace::new(&org());
+    let daemon = Daemon::start_with(
+        &ws,
+        Setup {
+            http: "header_timeout_seconds = 1\nmax_connections = 32",
+            ..Setup::default()
+        },
+    );
+    assert_eq!(daemon.get("/healthz").0, 200);
+    let mut stalled: Vec<TcpStream> = (0..10).map(|_| daemon.stalled_client()).collect();
+    let mut idle = daemon.idle_client();
+    assert_eq!(
+        daemon.get("/healthz").0,
+        200,
+        "served beside stalled clients"
+    );
+    let limit = Duration::from_secs(15);
+    for (i, stream) in stalled.iter_mut().enumerate() {
+        assert!(
+            closed_within(stream, limit),
+            "stalled client {i} still open"
+        );
+    }
+    assert!(closed_within(&mut idle, limit), "idle client still open");
+    assert_eq!(daemon.get("/healthz").0, 200);
+}
+
+// Regression: SIGTERM waited for every open connection to close.
+#[test]
+fn sigterm_does_not_wait_for_slow_or_idle_clients() {
+    let ws = Workspace::new(&org());
+    let mut daemon = Daemon::start_with(
+        &ws,
+        Setup {
+            // Far longer than the test: only the shutdown can close them.
+            http: "header_timeout_seconds = 600",
+            ..Setup::default()
+        },
+    );
+    daemon.wait_for(
+        "idgraph_reconcile_runs_total{status=\"complete\"}",
+        1.0,
+        Duration::from_secs(20),
+    );
+    let _stalled: Vec<TcpStream> = (0..5).map(|_| daemon.stalled_client()).collect();
+    let _idle = daemon.idle_client();
+    let status = daemon.terminate(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn connections_over_the_limit_wait_until_others_close() {
+    let ws = Workspace::new(&org());
+    let mut daemon = Daemon::start_with(
+        &ws,
+        Setup {
+            http: "header_timeout_seconds = 600\nmax_connections = 4",
+            ..Setup::default()
+        },
+    );
+    assert_eq!(daemon.get("/healthz").0, 200);
+    let stalled: Vec<TcpStream> = (0..4).map(|_| daemon.stalled_client()).collect();
+    let mut waiting = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-m",
+            "60",
+            &format!("http://127.0.0.1:{}/healthz", daemon.port),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Four connections hold every slot: the fifth waits, however long it is given.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        waiting.try_wait().unwrap().is_none(),
+        "a fifth connection was served"
+    );
+    drop(stalled);
+    let output = waiting.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "200");
+    assert_eq!(daemon.get("/healthz").0, 200);
+    assert!(daemon.is_running());
 }
 
 // Regression: a blocking read that never returned kept the process from exiting.

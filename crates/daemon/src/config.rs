@@ -124,12 +124,20 @@ impl Default for ScheduleSection {
 struct HttpSection {
     /// Address (or host name) and port to listen on.
     listen: String,
+    /// Seconds a client has to send a whole request head, counted from when the
+    /// connection opens or its previous response ends; so also how long an idle
+    /// keep-alive connection stays open.
+    header_timeout_seconds: u64,
+    /// Connections served at once; more wait in the listen backlog.
+    max_connections: usize,
 }
 
 impl Default for HttpSection {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:9187".to_owned(),
+            header_timeout_seconds: 10,
+            max_connections: 128,
         }
     }
 }
@@ -234,7 +242,7 @@ pub struct Settings {
     pub retention: Option<chrono::Duration>,
     /// The 6-field cron schedule of the daemon.
     pub cron: String,
-    /// Where the daemon serves HTTP.
+    /// Where and how the daemon serves HTTP.
     pub http: HttpSettings,
     /// The identity provider.
     pub idp: IdpSettings,
@@ -250,7 +258,7 @@ pub struct Settings {
     pub target_concurrency: usize,
 }
 
-/// Where the daemon serves /metrics, /healthz and /readyz.
+/// How the daemon serves /metrics, /healthz and /readyz.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpSettings {
     /// `http.listen` as written, for messages.
@@ -258,6 +266,10 @@ pub struct HttpSettings {
     /// What `listen` resolved to when the configuration was validated; never empty. The
     /// daemon binds the first of them it can.
     pub addresses: Vec<SocketAddr>,
+    /// How long a client may take to send a request head, or stay idle between requests.
+    pub header_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
 }
 
 /// Where the IdP's users come from.
@@ -645,8 +657,14 @@ fn sslmode(key: &str, value: Option<&str>, problems: &mut Vec<String>) -> SslMod
 }
 
 /// `[http]`: `listen` is an address and port, or a host name and port that resolves
-/// (`localhost:9187`).
+/// (`localhost:9187`); the limits are positive.
 fn http_settings(section: HttpSection, problems: &mut Vec<String>) -> Option<HttpSettings> {
+    if section.header_timeout_seconds == 0 {
+        problems.push("http.header_timeout_seconds must be at least 1".into());
+    }
+    if section.max_connections == 0 {
+        problems.push("http.max_connections must be at least 1".into());
+    }
     let listen = section.listen;
     // An address needs no lookup; `ToSocketAddrs` also takes `host:port`.
     let addresses =
@@ -661,7 +679,12 @@ fn http_settings(section: HttpSection, problems: &mut Vec<String>) -> Option<Htt
                 }),
         };
     match addresses {
-        Ok(addresses) => Some(HttpSettings { listen, addresses }),
+        Ok(addresses) => Some(HttpSettings {
+            listen,
+            addresses,
+            header_timeout: Duration::from_secs(section.header_timeout_seconds),
+            max_connections: section.max_connections,
+        }),
         Err(e) => {
             problems.push(format!(
                 "http.listen = \"{listen}\" is neither an address and port nor a host name and port that resolves: {e}"
@@ -1052,11 +1075,21 @@ password_env = "FIN_PASSWORD"
         assert_eq!(settings.http.addresses[0].port(), 9999);
     }
 
+    #[test]
+    fn http_defaults_bound_slow_clients() {
+        let (_dir, settings) = load_text(MINIMAL);
+        let http = settings.unwrap().http;
+        assert_eq!(http.addresses, vec!["127.0.0.1:9187".parse().unwrap()]);
+        assert_eq!(http.header_timeout, Duration::from_secs(10));
+        assert_eq!(http.max_connections, 128);
+    }
+
     // Regression: `listen = "localhost:9187"` was rejected as not an address.
     #[test]
     fn listen_takes_a_host_name() {
-        let (_dir, settings) =
-            load_text(&format!("[http]\nlisten = \"localhost:9187\"\n{MINIMAL}"));
+        let (_dir, settings) = load_text(&format!(
+            "[http]\nlisten = \"localhost:9187\"\nheader_timeout_seconds = 2\nmax_connections = 8\n{MINIMAL}"
+        ));
         let http = settings.unwrap().http;
         assert_eq!(http.listen, "localhost:9187");
         assert!(!http.addresses.is_empty());
@@ -1067,10 +1100,12 @@ password_env = "FIN_PASSWORD"
             "{:?}",
             http.addresses
         );
+        assert_eq!(http.header_timeout, Duration::from_secs(2));
+        assert_eq!(http.max_connections, 8);
     }
 
     #[test]
-    fn a_listen_that_is_no_address_is_named() {
+    fn a_listen_that_is_no_address_and_zero_limits_are_named() {
         for listen in ["nonsense", "localhost", "localhost:http", "127.0.0.1:99999"] {
             let (_dir, err) = load_text(&format!("[http]\nlisten = \"{listen}\"\n{MINIMAL}"));
             let message = err.unwrap_err().to_string();
@@ -1079,6 +1114,15 @@ password_env = "FIN_PASSWORD"
                 "{message}"
             );
         }
+        let (_dir, err) = load_text(&format!(
+            "[http]\nheader_timeout_seconds = 0\nmax_connections = 0\n{MINIMAL}"
+        ));
+        let message = err.unwrap_err().to_string();
+        assert!(
+            message.contains("http.header_timeout_seconds must be at least 1")
+                && message.contains("http.max_connections must be at least 1"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `idgraph run`: reconcile at start and on the cron schedule, never two runs at once;
 //! serve `/metrics`, `/healthz` and `/readyz`; stop cleanly on a shutdown signal.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +21,7 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 use tracing::{error, info, warn};
 
 use crate::config::Settings;
+use crate::http;
 use crate::metrics::Metrics;
 use crate::reconcile::{reconcile_once, Context};
 
@@ -125,20 +126,12 @@ pub async fn run(
     let ready = Arc::new(AtomicBool::new(false));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let address = listener.local_addr()?;
-    let server = tokio::spawn(
-        axum::serve(
-            listener,
-            router(Shared {
-                metrics: metrics.clone(),
-                ready: ready.clone(),
-            }),
-        )
-        .with_graceful_shutdown(async move {
-            let mut stopped = stopped;
-            let _ = stopped.wait_for(|s| *s).await;
-        })
-        .into_future(),
-    );
+    let app = router(Shared {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    });
+    let limits = settings.http.clone();
+    let server = tokio::spawn(async move { http::serve(listener, app, &limits, stopped).await });
     info!(%address, "Serving /metrics, /healthz and /readyz.");
 
     let cron = settings.cron.clone();
