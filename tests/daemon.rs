@@ -1,5 +1,5 @@
 //! `idgraph run` as a process: metrics, health, failure isolation, slow HTTP clients,
-//! SIGTERM.
+//! SIGHUP, SIGTERM.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -49,6 +49,8 @@ struct Daemon {
     child: Child,
     host: String,
     port: u16,
+    /// The workspace's config as it was before the daemon's settings were put first.
+    base_config: String,
     log: PathBuf,
 }
 
@@ -89,6 +91,7 @@ impl Daemon {
             child,
             host: setup.host.to_owned(),
             port,
+            base_config,
             log,
         };
         let start = Instant::now();
@@ -102,6 +105,13 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(50));
         }
         daemon
+    }
+
+    /// Rewrites the config the daemon reads, with `more` at the end.
+    fn write_config(&self, ws: &Workspace, cron: &str, http: &str, more: &str) {
+        let listen = format!("{}:{}", self.host, self.port);
+        let base = format!("{}\n{more}", self.base_config);
+        ws.write("idgraph.toml", &config_text(&listen, cron, http, &base));
     }
 
     /// What the daemon logged so far.
@@ -461,6 +471,66 @@ fn connections_over_the_limit_wait_until_others_close() {
     assert_eq!(String::from_utf8_lossy(&output.stdout), "200");
     assert_eq!(daemon.get("/healthz").0, 200);
     assert!(daemon.is_running());
+}
+
+// Regression: SIGHUP killed the daemon.
+#[test]
+fn sighup_reloads_the_configuration_and_keeps_it_when_the_new_one_is_invalid() {
+    let ws = Workspace::new(&org());
+    // Once a year: only the first run happens unless a reload reschedules.
+    let yearly = "0 0 0 1 1 *";
+    let mut daemon = Daemon::start_with(
+        &ws,
+        Setup {
+            cron: yearly,
+            ..Setup::default()
+        },
+    );
+    let limit = Duration::from_secs(20);
+    let complete = "idgraph_reconcile_runs_total{status=\"complete\"}";
+    daemon.wait_for(complete, 1.0, limit);
+
+    daemon.signal("HUP");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(daemon.is_running(), "SIGHUP ended the daemon");
+    assert_eq!(daemon.get("/healthz").0, 200);
+
+    // A new target and a new schedule: the next runs fetch the target.
+    let extra = "idgraph_source_up{source=\"extra\"}";
+    assert_eq!(daemon.sample(extra), None);
+    let target =
+        "[[targets]]\nname = \"extra\"\nkind = \"file\"\npath = \"exports/analytics.csv\"\n";
+    daemon.write_config(&ws, EVERY_SECOND, "", target);
+    daemon.signal("HUP");
+    daemon.wait_for(extra, 1.0, limit);
+    assert_eq!(
+        daemon.sample("idgraph_orphaned_db_users{target=\"extra\"}"),
+        Some(2.0)
+    );
+
+    // An invalid config: logged, and the daemon goes on with the one it has.
+    daemon.write_config(
+        &ws,
+        EVERY_SECOND,
+        "",
+        &format!("{target}\n[bogus]\nkey = 1\n"),
+    );
+    daemon.signal("HUP");
+    let start = Instant::now();
+    while !daemon.log().contains("not reloaded") {
+        assert!(start.elapsed() < limit, "no error logged\n{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = daemon.log();
+    let line = log.lines().find(|l| l.contains("not reloaded")).unwrap();
+    assert!(line.contains("ERROR") && line.contains("bogus"), "{line}");
+    assert!(daemon.is_running());
+    let runs = daemon.sample(complete).unwrap();
+    daemon.wait_for(complete, runs + 2.0, limit);
+    assert_eq!(daemon.sample(extra), Some(1.0));
+
+    let status = daemon.terminate(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0));
 }
 
 // Regression: a blocking read that never returned kept the process from exiting.

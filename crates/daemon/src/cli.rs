@@ -2,6 +2,7 @@
 
 use std::io::{self, Write as _};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -52,7 +53,8 @@ impl Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: migrate the store, reconcile at start and on the schedule, serve
-    /// /metrics, /healthz and /readyz; stop on SIGTERM or SIGINT.
+    /// /metrics, /healthz and /readyz; reload the config on SIGHUP; stop on SIGTERM or
+    /// SIGINT.
     Run {
         #[command(flatten)]
         common: Common,
@@ -162,10 +164,17 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Run { common } => {
             let settings = config::load(&common.config)?;
+            // Before the port opens, so that whoever sees it open may send SIGHUP.
+            let requests = daemon::hangups().context("cannot listen for SIGHUP")?;
             let listener = TcpListener::bind(&settings.http.addresses[..])
                 .await
                 .with_context(|| format!("cannot listen on {}", settings.http.listen))?;
-            daemon::run(settings, listener, daemon::signal()).await?;
+            let path = common.config;
+            let reload = daemon::Reload {
+                load: Arc::new(move || config::load(&path)),
+                requests,
+            };
+            daemon::run(settings, reload, listener, daemon::signal()).await?;
             Ok(0)
         }
         Command::Reconcile { common, format } => {
