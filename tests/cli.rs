@@ -149,3 +149,47 @@ fn check_tries_every_source_once_and_writes_nothing() {
         "{analytics}"
     );
 }
+
+// Regression: `idgraph findings --format json | head -c 10` panicked and exited 101.
+#[test]
+fn a_reader_that_closes_early_ends_the_output_quietly() {
+    let ws = Workspace::new(&org());
+    ws.reconcile();
+    for args in [
+        &["findings", "--format", "json"][..],
+        &["findings"],
+        &["history", "--format", "json"],
+        &["reconcile", "--format", "json"],
+        &["verify"],
+    ] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_idgraph"))
+            .args(args)
+            .arg("--config")
+            .arg(ws.config())
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the idgraph binary runs");
+        // The read end closes before idgraph writes: its first write finds no reader.
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn a_usage_error_exits_64_and_help_exits_0() {
+    let ws = Workspace::new(&Org::ann_and_bob().db("a", "IAMA:ann@example.com", false));
+    let output = ws.idgraph(&["reconcile", "--no-such-flag"]);
+    assert_eq!(output.status.code(), Some(64));
+    let output = ws.idgraph(&["reconcile", "--format", "yaml"]);
+    assert_eq!(output.status.code(), Some(64));
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_idgraph"))
+        .arg("--help")
+        .output()
+        .expect("runs");
+    assert_eq!(help.status.code(), Some(0));
+}

@@ -1,9 +1,13 @@
-//! `idgraph run` as a process: metrics, health, failure isolation, SIGTERM.
+//! `idgraph run` as a process: metrics, health, failure isolation, slow HTTP clients,
+//! SIGHUP, SIGTERM.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::peers::{free_port, wait_for_port};
+use crate::peers::free_port;
 use crate::util::{Org, Workspace};
 
 fn org() -> Org {
@@ -17,36 +21,161 @@ fn org() -> Org {
         .db("finance", "report_bot", false)
 }
 
+/// Every second, so that a test sees the next run soon.
+const EVERY_SECOND: &str = "* * * * * *";
+
+/// How a test starts the daemon: what goes before the workspace's config.
+struct Setup<'a> {
+    cron: &'a str,
+    /// The host of `http.listen`.
+    host: &'a str,
+    /// More `[http]` keys.
+    http: &'a str,
+    env: &'a [(&'a str, &'a str)],
+}
+
+impl Default for Setup<'_> {
+    fn default() -> Self {
+        Self {
+            cron: EVERY_SECOND,
+            host: "127.0.0.1",
+            http: "",
+            env: &[],
+        }
+    }
+}
+
 struct Daemon {
     child: Child,
+    host: String,
     port: u16,
+    /// The workspace's config as it was before the daemon's settings were put first.
+    base_config: String,
+    log: PathBuf,
 }
 
 impl Daemon {
     fn start(ws: &Workspace) -> Self {
-        Self::start_with_env(ws, &[])
+        Self::start_with(ws, Setup::default())
     }
 
     fn start_with_env(ws: &Workspace, env: &[(&str, &str)]) -> Self {
+        Self::start_with(
+            ws,
+            Setup {
+                env,
+                ..Setup::default()
+            },
+        )
+    }
+
+    fn start_with(ws: &Workspace, setup: Setup) -> Self {
         let port = free_port();
-        let config = std::fs::read_to_string(ws.config()).unwrap();
+        let base_config = std::fs::read_to_string(ws.config()).unwrap();
+        let log = ws.path("daemon.log");
+        let listen = format!("{}:{port}", setup.host);
         ws.write(
             "idgraph.toml",
-            &format!(
-                "[schedule]\ncron = \"* * * * * *\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\n{config}"
-            ),
+            &config_text(&listen, setup.cron, setup.http, &base_config),
         );
         let child = Command::new(env!("CARGO_BIN_EXE_idgraph"))
             .args(["run", "--config"])
             .arg(ws.config())
             .env_remove("RUST_LOG")
-            .envs(env.iter().copied())
+            .envs(setup.env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("idgraph run starts");
-        wait_for_port(port, Duration::from_secs(30), "idgraph run");
-        Self { child, port }
+        let daemon = Self {
+            child,
+            host: setup.host.to_owned(),
+            port,
+            base_config,
+            log,
+        };
+        let start = Instant::now();
+        while TcpStream::connect((daemon.host.as_str(), port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "idgraph run did not listen on {}:{port}\n{}",
+                daemon.host,
+                daemon.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        daemon
+    }
+
+    /// Rewrites the config the daemon reads, with `more` at the end.
+    fn write_config(&self, ws: &Workspace, cron: &str, http: &str, more: &str) {
+        let listen = format!("{}:{}", self.host, self.port);
+        let base = format!("{}\n{more}", self.base_config);
+        ws.write("idgraph.toml", &config_text(&listen, cron, http, &base));
+    }
+
+    /// What the daemon logged so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+
+    /// Sends SIGTERM and returns the exit status, or panics when the process is still
+    /// there after `limit`.
+    fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let stopped = Instant::now();
+        self.signal("TERM");
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                stopped.elapsed() < limit,
+                "still running {limit:?} after SIGTERM\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// A connection that sends the start of a request and never the rest.
+    fn stalled_client(&self) -> TcpStream {
+        let mut stream = TcpStream::connect((self.host.as_str(), self.port)).unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: idgraph\r\nX-Slow: ")
+            .unwrap();
+        stream
+    }
+
+    /// A keep-alive connection that made one request, had its answer, and stays open.
+    fn idle_client(&self) -> TcpStream {
+        let mut stream = TcpStream::connect((self.host.as_str(), self.port)).unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: idgraph\r\n\r\n")
+            .unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut response = Vec::new();
+        let mut buffer = [0; 1024];
+        while !response.ends_with(b"ok\n") {
+            let n = stream.read(&mut buffer).expect("a response");
+            assert!(n > 0, "closed before the response ended");
+            response.extend_from_slice(&buffer[..n]);
+        }
+        stream
     }
 
     fn get(&self, path: &str) -> (u16, String) {
@@ -55,7 +184,9 @@ impl Daemon {
                 "-s",
                 "-w",
                 "\n%{http_code}",
-                &format!("http://127.0.0.1:{}{path}", self.port),
+                "-m",
+                "30",
+                &format!("http://{}:{}{path}", self.host, self.port),
             ])
             .output()
             .expect("curl runs");
@@ -159,23 +290,7 @@ fn the_daemon_serves_metrics_isolates_a_failed_source_and_stops_on_sigterm() {
     assert_eq!(daemon.sample(&orphans("analytics")), Some(2.0));
 
     // SIGTERM: exit 0, promptly.
-    let pid = daemon.child.id().to_string();
-    let stopped = Instant::now();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let status = loop {
-        if let Some(status) = daemon.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            stopped.elapsed() < Duration::from_secs(10),
-            "still running 10 s after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = daemon.terminate(Duration::from_secs(10));
     assert_eq!(status.code(), Some(0));
 }
 
@@ -235,4 +350,236 @@ fn a_tick_during_a_run_is_skipped_and_counted() {
     );
     drop(daemon);
     drop(held); // the thread ends with the test binary
+}
+
+/// A daemon's config: its schedule, its `[http]` section (`listen` and the keys `http`
+/// holds), then `base`.
+fn config_text(listen: &str, cron: &str, http: &str, base: &str) -> String {
+    format!("[schedule]\ncron = \"{cron}\"\n\n[http]\nlisten = \"{listen}\"\n{http}\n\n{base}")
+}
+
+/// Whether the server closes `stream` within `limit` (a response before the close, such
+/// as a 408, is read and ignored).
+fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
+    let start = Instant::now();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buffer = [0; 1024];
+    while start.elapsed() < limit {
+        match stream.read(&mut buffer) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return true, // reset
+        }
+    }
+    false
+}
+
+// Regression: connections that never finished their headers were never timed out.
+#[test]
+fn stalled_and_idle_clients_are_cut_off_after_the_header_timeout() {
+    let ws = Workspace::new(&org());
+    let daemon = Daemon::start_with(
+        &ws,
+        Setup {
+            http: "header_timeout_seconds = 1\nmax_connections = 32",
+            ..Setup::default()
+        },
+    );
+    assert_eq!(daemon.get("/healthz").0, 200);
+    let mut stalled: Vec<TcpStream> = (0..10).map(|_| daemon.stalled_client()).collect();
+    let mut idle = daemon.idle_client();
+    assert_eq!(
+        daemon.get("/healthz").0,
+        200,
+        "served beside stalled clients"
+    );
+    let limit = Duration::from_secs(15);
+    for (i, stream) in stalled.iter_mut().enumerate() {
+        assert!(
+            closed_within(stream, limit),
+            "stalled client {i} still open"
+        );
+    }
+    assert!(closed_within(&mut idle, limit), "idle client still open");
+    assert_eq!(daemon.get("/healthz").0, 200);
+}
+
+// Regression: SIGTERM waited for every open connection to close.
+#[test]
+fn sigterm_does_not_wait_for_slow_or_idle_clients() {
+    let ws = Workspace::new(&org());
+    let mut daemon = Daemon::start_with(
+        &ws,
+        Setup {
+            // Far longer than the test: only the shutdown can close them.
+            http: "header_timeout_seconds = 600",
+            ..Setup::default()
+        },
+    );
+    daemon.wait_for(
+        "idgraph_reconcile_runs_total{status=\"complete\"}",
+        1.0,
+        Duration::from_secs(20),
+    );
+    let _stalled: Vec<TcpStream> = (0..5).map(|_| daemon.stalled_client()).collect();
+    let _idle = daemon.idle_client();
+    let status = daemon.terminate(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn connections_over_the_limit_wait_until_others_close() {
+    let ws = Workspace::new(&org());
+    let mut daemon = Daemon::start_with(
+        &ws,
+        Setup {
+            http: "header_timeout_seconds = 600\nmax_connections = 4",
+            ..Setup::default()
+        },
+    );
+    assert_eq!(daemon.get("/healthz").0, 200);
+    let stalled: Vec<TcpStream> = (0..4).map(|_| daemon.stalled_client()).collect();
+    let mut waiting = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-m",
+            "60",
+            &format!("http://127.0.0.1:{}/healthz", daemon.port),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Four connections hold every slot: the fifth waits, however long it is given.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        waiting.try_wait().unwrap().is_none(),
+        "a fifth connection was served"
+    );
+    drop(stalled);
+    let output = waiting.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "200");
+    assert_eq!(daemon.get("/healthz").0, 200);
+    assert!(daemon.is_running());
+}
+
+// Regression: SIGHUP killed the daemon.
+#[test]
+fn sighup_reloads_the_configuration_and_keeps_it_when_the_new_one_is_invalid() {
+    let ws = Workspace::new(&org());
+    // Once a year: only the first run happens unless a reload reschedules.
+    let yearly = "0 0 0 1 1 *";
+    let mut daemon = Daemon::start_with(
+        &ws,
+        Setup {
+            cron: yearly,
+            ..Setup::default()
+        },
+    );
+    let limit = Duration::from_secs(20);
+    let complete = "idgraph_reconcile_runs_total{status=\"complete\"}";
+    daemon.wait_for(complete, 1.0, limit);
+
+    daemon.signal("HUP");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(daemon.is_running(), "SIGHUP ended the daemon");
+    assert_eq!(daemon.get("/healthz").0, 200);
+
+    // A new target and a new schedule: the next runs fetch the target.
+    let extra = "idgraph_source_up{source=\"extra\"}";
+    assert_eq!(daemon.sample(extra), None);
+    let target =
+        "[[targets]]\nname = \"extra\"\nkind = \"file\"\npath = \"exports/analytics.csv\"\n";
+    daemon.write_config(&ws, EVERY_SECOND, "", target);
+    daemon.signal("HUP");
+    daemon.wait_for(extra, 1.0, limit);
+    assert_eq!(
+        daemon.sample("idgraph_orphaned_db_users{target=\"extra\"}"),
+        Some(2.0)
+    );
+
+    // An invalid config: logged, and the daemon goes on with the one it has.
+    daemon.write_config(
+        &ws,
+        EVERY_SECOND,
+        "",
+        &format!("{target}\n[bogus]\nkey = 1\n"),
+    );
+    daemon.signal("HUP");
+    let start = Instant::now();
+    while !daemon.log().contains("not reloaded") {
+        assert!(start.elapsed() < limit, "no error logged\n{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = daemon.log();
+    let line = log.lines().find(|l| l.contains("not reloaded")).unwrap();
+    assert!(line.contains("ERROR") && line.contains("bogus"), "{line}");
+    assert!(daemon.is_running());
+    let runs = daemon.sample(complete).unwrap();
+    daemon.wait_for(complete, runs + 2.0, limit);
+    assert_eq!(daemon.sample(extra), Some(1.0));
+
+    let status = daemon.terminate(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0));
+}
+
+// Regression: a run stuck on a peer kept the process from exiting. (A FIFO export, the
+// first way found to do it, is now refused before it is opened.)
+#[test]
+fn sigterm_stops_the_daemon_while_a_run_is_stuck() {
+    // Connections complete in the kernel's backlog, and nothing ever answers them.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = format!(
+        "[[targets]]\nname = \"silent\"\nkind = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\n\
+         database = \"postgres\"\nuser_env = \"SILENT_USER\"\nsslmode = \"disable\"\n\
+         timeout_seconds = 600\ndeadline_seconds = 600\n",
+        silent.local_addr().unwrap().port()
+    );
+    let ws = Workspace::with_targets(&org(), &target);
+    let mut daemon = Daemon::start_with(
+        &ws,
+        Setup {
+            env: &[("SILENT_USER", "reader")],
+            ..Setup::default()
+        },
+    );
+    let start = Instant::now();
+    while daemon
+        .sample("idgraph_reconcile_ticks_skipped_total")
+        .unwrap_or(0.0)
+        < 1.0
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no run got stuck"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The stuck run has its grace (8 s), then the process exits all the same.
+    let status = daemon.terminate(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0));
+}
+
+// Regression: `listen = "localhost:PORT"` was rejected as not an address.
+#[test]
+fn the_daemon_listens_on_a_host_name() {
+    let ws = Workspace::new(&org());
+    let daemon = Daemon::start_with(
+        &ws,
+        Setup {
+            host: "localhost",
+            ..Setup::default()
+        },
+    );
+    assert_eq!(daemon.get("/healthz").0, 200);
 }

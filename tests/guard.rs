@@ -174,7 +174,7 @@ fn a_small_shrink_is_normal_drift() {
 fn accept_shrink_names_a_configured_source() {
     let ws = first_run(&org());
     let output = ws.idgraph(&["reconcile", "--accept-shrink", "idq"]);
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(64));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("--accept-shrink idq: no such source"),

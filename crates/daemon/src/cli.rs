@@ -1,6 +1,8 @@
 //! The command line (SPEC §5) and what each command does.
 
+use std::io::{self, Write as _};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -51,7 +53,8 @@ impl Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: migrate the store, reconcile at start and on the schedule, serve
-    /// /metrics, /healthz and /readyz; stop on SIGTERM or SIGINT.
+    /// /metrics, /healthz and /readyz; reload the config on SIGHUP; stop on SIGTERM or
+    /// SIGINT.
     Run {
         #[command(flatten)]
         common: Common,
@@ -158,6 +161,9 @@ pub enum Format {
 /// Exit status of `verify` when the run chain does not match.
 pub const EXIT_TAMPERED: u8 = 3;
 
+/// Exit status of a usage error (an unknown flag, a bad value), as sysexits' EX_USAGE.
+pub const EXIT_USAGE: u8 = 64;
+
 /// Exit status of a partial run, or of a check in which a source failed.
 pub const EXIT_PARTIAL: u8 = 2;
 
@@ -170,10 +176,17 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Run { common } => {
             let settings = config::load(&common.config)?;
-            let listener = TcpListener::bind(settings.listen)
+            // Before the port opens, so that whoever sees it open may send SIGHUP.
+            let requests = daemon::hangups().context("cannot listen for SIGHUP")?;
+            let listener = TcpListener::bind(&settings.http.addresses[..])
                 .await
-                .with_context(|| format!("cannot listen on {}", settings.listen))?;
-            daemon::run(settings, listener, daemon::signal()).await?;
+                .with_context(|| format!("cannot listen on {}", settings.http.listen))?;
+            let path = common.config;
+            let reload = daemon::Reload {
+                load: Arc::new(move || config::load(&path)),
+                requests,
+            };
+            daemon::run(settings, reload, listener, daemon::signal()).await?;
             Ok(0)
         }
         Command::Reconcile {
@@ -184,23 +197,21 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             let settings = config::load(&common.config)?;
             let known = settings.source_names();
             if let Some(unknown) = accept_shrink.iter().find(|s| !known.contains(&s.as_str())) {
-                anyhow::bail!(
-                    "--accept-shrink {unknown}: no such source; the sources are {}",
+                eprintln!(
+                    "error: --accept-shrink {unknown}: no such source; the sources are {}",
                     known.join(", ")
                 );
+                return Ok(EXIT_USAGE);
             }
             let mut ctx = Context::open(settings, progress::for_stderr()).await?;
             ctx.accept_shrink = accept_shrink.into_iter().collect();
             let report = reconcile_once(&ctx).await;
             ctx.store.close().await;
             let report = report?;
-            println!(
-                "{}",
-                match format {
-                    Format::Json => output::report_json(&report),
-                    Format::Text => output::report_text(&report),
-                }
-            );
+            emit_line(&match format {
+                Format::Json => output::report_json(&report),
+                Format::Text => output::report_text(&report),
+            })?;
             Ok(match report.status {
                 RunStatus::Complete => 0,
                 RunStatus::Partial => EXIT_PARTIAL,
@@ -208,12 +219,12 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Check { common } => {
             let settings = config::load(&common.config)?;
-            println!("config  ok  {}", common.config.display());
+            emit_line(&format!("config  ok  {}", common.config.display()))?;
             let records = Sources::new(&settings, progress::for_stderr())
                 .await?
                 .check()
                 .await;
-            print!("{}", output::check_text(&records));
+            emit(&output::check_text(&records))?;
             Ok(if records.iter().all(|r| r.status == SourceStatus::Ok) {
                 0
             } else {
@@ -232,7 +243,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             let written = export::export(&settings, &store, period, &out).await;
             store.close().await;
             for path in written? {
-                println!("{}", path.display());
+                emit_line(&path.display().to_string())?;
             }
             Ok(0)
         }
@@ -241,7 +252,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             let store = Store::open_read_only(&settings.store_path).await?;
             let sql = plan::plan(&settings, &store, target.as_deref()).await;
             store.close().await;
-            print!("{}", sql?);
+            emit(&sql?)?;
             Ok(0)
         }
         Command::Verify {
@@ -254,35 +265,38 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             let report = report?;
             let head = report.head.as_deref().unwrap_or("(no runs yet)");
             if let Some(run) = report.first_mismatch {
-                println!(
+                emit_line(&format!(
                     "Run {run} does not match the run chain: the history was changed at or after run {run} ({} runs checked).",
                     report.runs
-                );
+                ))?;
                 return Ok(EXIT_TAMPERED);
             }
             if let Some(episode) = report.changed_episode {
-                println!(
+                emit_line(&format!(
                     "Episode {episode} differs from the last version the run chain recorded for it: the history was changed."
-                );
+                ))?;
                 return Ok(EXIT_TAMPERED);
             }
             match expect_head {
                 Some(expected) if !expected.eq_ignore_ascii_case(head) => {
-                    println!(
+                    emit_line(&format!(
                         "The run chain is intact but ends at {head}, not at the expected head {expected}: runs were removed from (or added to) the end of the history ({} runs checked).",
                         report.runs
-                    );
+                    ))?;
                     Ok(EXIT_TAMPERED)
                 }
                 Some(_) => {
-                    println!(
+                    emit_line(&format!(
                         "Run chain intact and ends at the expected head: {} runs, head {head}",
                         report.runs
-                    );
+                    ))?;
                     Ok(0)
                 }
                 None => {
-                    println!("Run chain intact: {} runs, head {head}", report.runs);
+                    emit_line(&format!(
+                        "Run chain intact: {} runs, head {head}",
+                        report.runs
+                    ))?;
                     Ok(0)
                 }
             }
@@ -292,13 +306,10 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             let open = store.open_episodes().await;
             store.close().await;
             let open = open?;
-            println!(
-                "{}",
-                match format {
-                    Format::Json => output::findings_json(&open),
-                    Format::Text => output::open_text(&open),
-                }
-            );
+            emit_line(&match format {
+                Format::Json => output::findings_json(&open),
+                Format::Text => output::open_text(&open),
+            })?;
             Ok(0)
         }
         Command::History {
@@ -315,16 +326,35 @@ pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
             .await;
             store.close().await;
             let (episodes, runs) = history?;
-            println!(
-                "{}",
-                match format {
-                    Format::Json => output::history_json(&episodes, &runs),
-                    Format::Text => output::history_text(&episodes, &runs),
-                }
-            );
+            emit_line(&match format {
+                Format::Json => output::history_json(&episodes, &runs),
+                Format::Text => output::history_text(&episodes, &runs),
+            })?;
             Ok(0)
         }
     }
+}
+
+/// Writes a command's output to stdout. A reader that went away (`idgraph findings | head`)
+/// has all it wanted: the output stops there, quietly, and the command ends as it would have.
+///
+/// # Errors
+///
+/// When stdout cannot be written for another reason (a full disk).
+fn emit(text: &str) -> io::Result<()> {
+    let mut stdout = io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        written => written,
+    }
+}
+
+/// [`emit`] with a line break after `text`.
+fn emit_line(text: &str) -> io::Result<()> {
+    emit(&format!("{text}\n"))
 }
 
 /// The store, read-only, of a command that needs no source (and so no secret).

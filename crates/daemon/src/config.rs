@@ -2,7 +2,7 @@
 //! into [`Settings`] before any socket or file of a source is opened.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 use std::time::Duration;
@@ -136,14 +136,22 @@ impl Default for ScheduleSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct HttpSection {
-    /// Address and port to listen on.
+    /// Address (or host name) and port to listen on.
     listen: String,
+    /// Seconds a client has to send a whole request head, counted from when the
+    /// connection opens or its previous response ends; so also how long an idle
+    /// keep-alive connection stays open.
+    header_timeout_seconds: u64,
+    /// Connections served at once; more wait in the listen backlog.
+    max_connections: usize,
 }
 
 impl Default for HttpSection {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:9187".to_owned(),
+            header_timeout_seconds: 10,
+            max_connections: 128,
         }
     }
 }
@@ -262,8 +270,8 @@ pub struct Settings {
     pub retention: Option<chrono::Duration>,
     /// The 6-field cron schedule of the daemon.
     pub cron: String,
-    /// Where the daemon serves HTTP.
-    pub listen: SocketAddr,
+    /// Where and how the daemon serves HTTP.
+    pub http: HttpSettings,
     /// The identity provider.
     pub idp: IdpSettings,
     /// IAM Identity Center.
@@ -292,6 +300,20 @@ impl Settings {
             .chain(self.targets.iter().map(|t| t.name.as_str()))
             .collect()
     }
+}
+
+/// How the daemon serves /metrics, /healthz and /readyz.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// `http.listen` as written, for messages.
+    pub listen: String,
+    /// What `listen` resolved to when the configuration was validated; never empty. The
+    /// daemon binds the first of them it can.
+    pub addresses: Vec<SocketAddr>,
+    /// How long a client may take to send a request head, or stay idle between requests.
+    pub header_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
 }
 
 /// Where the IdP's users come from.
@@ -758,9 +780,47 @@ fn sslmode(key: &str, value: Option<&str>, problems: &mut Vec<String>) -> SslMod
     }
 }
 
-/// Checks everything that can be checked without network I/O, reads the secrets the
-/// config names from the environment (`env`), and resolves relative paths against
-/// `base`, the directory of the config file.
+/// `[http]`: `listen` is an address and port, or a host name and port that resolves
+/// (`localhost:9187`); the limits are positive.
+fn http_settings(section: HttpSection, problems: &mut Vec<String>) -> Option<HttpSettings> {
+    if section.header_timeout_seconds == 0 {
+        problems.push("http.header_timeout_seconds must be at least 1".into());
+    }
+    if section.max_connections == 0 {
+        problems.push("http.max_connections must be at least 1".into());
+    }
+    let listen = section.listen;
+    // An address needs no lookup; `ToSocketAddrs` also takes `host:port`.
+    let addresses =
+        match listen.parse::<SocketAddr>() {
+            Ok(address) => Ok(vec![address]),
+            Err(_) => listen
+                .to_socket_addrs()
+                .map(Vec::from_iter)
+                .and_then(|addresses| match addresses.is_empty() {
+                    true => Err(std::io::Error::other("the name has no addresses")),
+                    false => Ok(addresses),
+                }),
+        };
+    match addresses {
+        Ok(addresses) => Some(HttpSettings {
+            listen,
+            addresses,
+            header_timeout: Duration::from_secs(section.header_timeout_seconds),
+            max_connections: section.max_connections,
+        }),
+        Err(e) => {
+            problems.push(format!(
+                "http.listen = \"{listen}\" is neither an address and port nor a host name and port that resolves: {e}"
+            ));
+            None
+        }
+    }
+}
+
+/// Checks everything that can be checked without network I/O (but for looking up a host
+/// name in `http.listen`), reads the secrets the config names from the environment
+/// (`env`), and resolves relative paths against `base`, the directory of the config file.
 fn validate(
     raw: RawConfig,
     base: &Path,
@@ -889,13 +949,7 @@ fn validate(
         problems.push("mapping.prefixes must not contain an empty prefix".into());
     }
 
-    let listen = raw.http.listen.parse::<SocketAddr>().map_err(|e| {
-        format!(
-            "http.listen = \"{}\" is not an address and port: {e}",
-            raw.http.listen
-        )
-    });
-    let listen = listen.map_err(|p| problems.push(p)).ok();
+    let http = http_settings(raw.http, &mut problems);
 
     if raw.reconcile.target_concurrency == 0 {
         problems.push("reconcile.target_concurrency must be at least 1".into());
@@ -920,15 +974,15 @@ fn validate(
         ));
     }
 
-    match (idp, identity_center, listen) {
-        (Some(idp), Some(identity_center), Some(listen)) if problems.is_empty() => Ok(Settings {
+    match (idp, identity_center, http) {
+        (Some(idp), Some(identity_center), Some(http)) if problems.is_empty() => Ok(Settings {
             store_path: resolve(&raw.store.path),
             retention: raw
                 .store
                 .retention_days
                 .map(|days| chrono::Duration::days(i64::from(days))),
             cron: raw.schedule.cron,
-            listen,
+            http,
             idp,
             identity_center,
             targets,
@@ -1318,7 +1372,57 @@ path = "ic.json"
         ]);
         let settings = load_with_env(&path, Some(env)).unwrap();
         assert_eq!(settings.store_path, PathBuf::from("/var/lib/idgraph/x.db"));
-        assert_eq!(settings.listen.port(), 9999);
+        assert_eq!(settings.http.addresses[0].port(), 9999);
+    }
+
+    #[test]
+    fn http_defaults_bound_slow_clients() {
+        let (_dir, settings) = load_text(MINIMAL);
+        let http = settings.unwrap().http;
+        assert_eq!(http.addresses, vec!["127.0.0.1:9187".parse().unwrap()]);
+        assert_eq!(http.header_timeout, Duration::from_secs(10));
+        assert_eq!(http.max_connections, 128);
+    }
+
+    // Regression: `listen = "localhost:9187"` was rejected as not an address.
+    #[test]
+    fn listen_takes_a_host_name() {
+        let (_dir, settings) = load_text(&format!(
+            "[http]\nlisten = \"localhost:9187\"\nheader_timeout_seconds = 2\nmax_connections = 8\n{MINIMAL}"
+        ));
+        let http = settings.unwrap().http;
+        assert_eq!(http.listen, "localhost:9187");
+        assert!(!http.addresses.is_empty());
+        assert!(
+            http.addresses
+                .iter()
+                .all(|a| a.ip().is_loopback() && a.port() == 9187),
+            "{:?}",
+            http.addresses
+        );
+        assert_eq!(http.header_timeout, Duration::from_secs(2));
+        assert_eq!(http.max_connections, 8);
+    }
+
+    #[test]
+    fn a_listen_that_is_no_address_and_zero_limits_are_named() {
+        for listen in ["nonsense", "localhost", "localhost:http", "127.0.0.1:99999"] {
+            let (_dir, err) = load_text(&format!("[http]\nlisten = \"{listen}\"\n{MINIMAL}"));
+            let message = err.unwrap_err().to_string();
+            assert!(
+                message.contains(&format!("http.listen = \"{listen}\" is neither an address")),
+                "{message}"
+            );
+        }
+        let (_dir, err) = load_text(&format!(
+            "[http]\nheader_timeout_seconds = 0\nmax_connections = 0\n{MINIMAL}"
+        ));
+        let message = err.unwrap_err().to_string();
+        assert!(
+            message.contains("http.header_timeout_seconds must be at least 1")
+                && message.contains("http.max_connections must be at least 1"),
+            "{message}"
+        );
     }
 
     #[test]

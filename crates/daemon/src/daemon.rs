@@ -1,7 +1,10 @@
 //! `idgraph run`: reconcile at start and on the cron schedule, never two runs at once;
-//! serve `/metrics`, `/healthz` and `/readyz`; stop cleanly on a shutdown signal.
+//! serve `/metrics`, `/healthz` and `/readyz`; reload the configuration on SIGHUP; stop
+//! cleanly on a shutdown signal.
 
-use std::future::{Future, IntoFuture};
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,13 +19,14 @@ use chrono::Utc;
 use idgraph_model::FindingKind;
 use idgraph_sources::NoProgress;
 use tokio::net::TcpListener;
-use tokio::sync::Mutex;
-use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio::sync::{mpsc, watch, Mutex};
+use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 use tracing::{error, info, warn};
 
-use crate::config::Settings;
+use crate::config::{ConfigError, Settings};
+use crate::http;
 use crate::metrics::Metrics;
-use crate::reconcile::{reconcile_once, Context};
+use crate::reconcile::{reconcile_once, Context, Sources};
 
 /// How long a run in progress may take to finish after a shutdown signal; after that the
 /// process exits and SQLite rolls the unfinished run back.
@@ -62,13 +66,18 @@ async fn readyz(State(shared): State<Shared>) -> impl IntoResponse {
     }
 }
 
-/// One scheduled (or the first) run, unless one is still going.
-async fn tick(ctx: Arc<Context>, metrics: Arc<Metrics>, running: Arc<Mutex<()>>) {
+/// One scheduled (or the first) run with the current context, unless one is still going.
+async fn tick(
+    contexts: watch::Receiver<Arc<Context>>,
+    metrics: Arc<Metrics>,
+    running: Arc<Mutex<()>>,
+) {
     let Ok(_guard) = running.try_lock_owned() else {
         metrics.observe_skipped_tick();
         warn!("The previous run is still going; this scheduled run is skipped.");
         return;
     };
+    let ctx = contexts.borrow().clone();
     match reconcile_once(&ctx).await {
         Ok(report) => {
             metrics.observe_run(&report, Utc::now());
@@ -108,58 +117,58 @@ async fn tick(ctx: Arc<Context>, metrics: Arc<Metrics>, running: Arc<Mutex<()>>)
     }
 }
 
+/// How the daemon re-reads its configuration while it runs.
+pub struct Reload {
+    /// Reads and validates the configuration again (the file `--config` names).
+    pub load: Arc<dyn Fn() -> Result<Settings, ConfigError> + Send + Sync>,
+    /// A message per request to reload; [`hangups`] sends one per SIGHUP.
+    pub requests: mpsc::Receiver<()>,
+}
+
 /// Runs the daemon until `shutdown` completes: migrates the store, serves HTTP on
-/// `listener`, reconciles at once and then on `settings.cron`.
+/// `listener`, reconciles at once and then on `settings.cron`, and applies the
+/// configuration `reload` reads whenever it is asked to, from the next run on.
 ///
 /// # Errors
 ///
 /// When the store cannot be opened, a source cannot be set up, or the schedule cannot
-/// start; a failing source or run is not an error (it shows in the metrics).
+/// start; a failing source or run is not an error (it shows in the metrics), nor is a
+/// configuration that does not reload (it is logged and the current one kept).
 pub async fn run(
     settings: Settings,
+    mut reload: Reload,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let targets: Vec<String> = settings.targets.iter().map(|t| t.name.clone()).collect();
     let metrics = Arc::new(Metrics::new(&targets));
     let ready = Arc::new(AtomicBool::new(false));
-    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (stop, stopped) = watch::channel(false);
     let address = listener.local_addr()?;
-    let server = tokio::spawn(
-        axum::serve(
-            listener,
-            router(Shared {
-                metrics: metrics.clone(),
-                ready: ready.clone(),
-            }),
-        )
-        .with_graceful_shutdown(async move {
-            let mut stopped = stopped;
-            let _ = stopped.wait_for(|s| *s).await;
-        })
-        .into_future(),
-    );
+    let app = router(Shared {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    });
+    let limits = settings.http.clone();
+    let server = tokio::spawn(async move { http::serve(listener, app, &limits, stopped).await });
     info!(%address, "Serving /metrics, /healthz and /readyz.");
 
-    let cron = settings.cron.clone();
-    let ctx = Arc::new(Context::open(settings, Arc::new(NoProgress)).await?);
+    let mut cron = settings.cron.clone();
+    let ctx = Context::open(settings, Arc::new(NoProgress)).await?;
     metrics.observe_open(&ctx.store.open_episodes().await?, Utc::now());
     ready.store(true, Ordering::Release);
     info!(store = %ctx.settings.store_path.display(), %cron, "Store ready.");
+    // Every run takes the context current when it starts; a reload replaces it between runs.
+    let (current, contexts) = watch::channel(Arc::new(ctx));
 
     let running = Arc::new(Mutex::new(()));
-    let first = tokio::spawn(tick(ctx.clone(), metrics.clone(), running.clone()));
+    let first = tokio::spawn(tick(contexts.clone(), metrics.clone(), running.clone()));
     let mut scheduler = JobScheduler::new()
         .await
         .context("cannot start the scheduler")?;
-    let job = {
-        let (ctx, metrics, running) = (ctx.clone(), metrics.clone(), running.clone());
-        Job::new_async(cron.as_str(), move |_, _| {
-            Box::pin(tick(ctx.clone(), metrics.clone(), running.clone()))
-        })
-        .with_context(|| format!("schedule.cron = {cron:?} cannot be scheduled"))?
-    };
-    scheduler
+    let job = scheduled(&cron, &contexts, &metrics, &running)
+        .with_context(|| format!("schedule.cron = {cron:?} cannot be scheduled"))?;
+    let mut job_id = scheduler
         .add(job)
         .await
         .context("cannot schedule the runs")?;
@@ -168,7 +177,49 @@ pub async fn run(
         .await
         .context("cannot start the scheduler")?;
 
-    shutdown.await;
+    let mut shutdown = pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(()) = reload.requests.recv() => {}
+        }
+        let now = current.borrow().clone();
+        let Some(mut next) = reloaded(&reload, &now).await else {
+            continue;
+        };
+        if next.settings.cron != cron {
+            // The new job is added before the old one goes, so that a failure leaves the
+            // daemon on its old schedule rather than on none.
+            let added = match scheduled(&next.settings.cron, &contexts, &metrics, &running) {
+                Ok(job) => scheduler.add(job).await,
+                Err(e) => Err(e),
+            };
+            match added {
+                Ok(id) => {
+                    let _ = scheduler.remove(&job_id).await;
+                    job_id = id;
+                    cron = next.settings.cron.clone();
+                    info!(%cron, "Rescheduled.");
+                }
+                Err(e) => {
+                    error!(error = %e, %cron, "The new schedule cannot be set up; the daemon keeps the current one.");
+                    next.settings.cron = cron.clone();
+                }
+            }
+        }
+        let targets: Vec<String> = next
+            .settings
+            .targets
+            .iter()
+            .map(|t| t.name.clone())
+            .collect();
+        metrics.track_targets(&targets);
+        current.send_replace(Arc::new(next));
+        info!(
+            targets = targets.len(),
+            "Configuration reloaded; the next run uses it."
+        );
+    }
     info!("Stopping: no new runs; waiting for the current one.");
     let _ = scheduler.shutdown().await;
     drop(first);
@@ -181,9 +232,91 @@ pub async fn run(
     }
     let _ = stop.send(true);
     let _ = server.await;
-    ctx.store.clone().close().await;
+    let store = current.borrow().store.clone();
+    store.close().await;
     info!("Stopped.");
     Ok(())
+}
+
+/// The scheduled job that runs [`tick`] on `cron`.
+fn scheduled(
+    cron: &str,
+    contexts: &watch::Receiver<Arc<Context>>,
+    metrics: &Arc<Metrics>,
+    running: &Arc<Mutex<()>>,
+) -> Result<Job, JobSchedulerError> {
+    let (contexts, metrics, running) = (contexts.clone(), metrics.clone(), running.clone());
+    Job::new_async(cron, move |_, _| {
+        Box::pin(tick(contexts.clone(), metrics.clone(), running.clone()))
+    })
+}
+
+/// Reads the configuration again and builds the context the next runs use: the sources
+/// and mapping of the new configuration, the store already open. `None`, logged, when
+/// the configuration is invalid or a source cannot be set up; the current one stays.
+async fn reloaded(reload: &Reload, current: &Context) -> Option<Context> {
+    let load = reload.load.clone();
+    // Off the runtime's threads: loading reads a file and may look up `http.listen`.
+    let loaded = tokio::task::spawn_blocking(move || load())
+        .await
+        .map_err(anyhow::Error::from)
+        .and_then(|loaded| loaded.map_err(anyhow::Error::from));
+    let mut settings = match loaded {
+        Ok(settings) => settings,
+        Err(e) => {
+            error!(error = %e, "The configuration was not reloaded; the daemon keeps the current one.");
+            return None;
+        }
+    };
+    // What the process holds open since it started cannot change under it.
+    let old = &current.settings;
+    if settings.store_path != old.store_path {
+        warn!(
+            key = "store.path",
+            "Changing this key takes a restart; the daemon keeps the store it has open."
+        );
+        settings.store_path = old.store_path.clone();
+    }
+    if settings.http != old.http {
+        warn!(
+            key = "http",
+            "Changing this section takes a restart; the daemon keeps serving as it does."
+        );
+        settings.http = old.http.clone();
+    }
+    let sources = match Sources::new(&settings, Arc::new(NoProgress)).await {
+        Ok(sources) => sources,
+        Err(e) => {
+            error!(error = %e, "The configuration was not reloaded: a source cannot be set up; the daemon keeps the current one.");
+            return None;
+        }
+    };
+    Some(Context {
+        settings,
+        store: current.store.clone(),
+        sources,
+        // The daemon never confirms a shrink: an operator does, once, with `reconcile`.
+        accept_shrink: HashSet::new(),
+    })
+}
+
+/// A message on the returned channel per SIGHUP from now on; the signal no longer ends
+/// the process. SIGHUPs that arrive while a reload is pending make one more reload.
+///
+/// # Errors
+///
+/// When the signal handler cannot be installed.
+pub fn hangups() -> std::io::Result<mpsc::Receiver<()>> {
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let (send, requests) = mpsc::channel(1);
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            if let Err(mpsc::error::TrySendError::Closed(())) = send.try_send(()) {
+                break;
+            }
+        }
+    });
+    Ok(requests)
 }
 
 /// Completes on SIGTERM or SIGINT.

@@ -6,6 +6,7 @@
 //! - [`config`]: the TOML configuration, environment overrides, validation.
 //! - [`daemon`]: `idgraph run`: schedule, HTTP, shutdown.
 //! - [`export`]: the compliance evidence bundle.
+//! - [`http`]: the daemon's HTTP server and its limits on slow and idle clients.
 //! - [`reconcile`]: [`reconcile::reconcile_once`], fetch → graph → diff → store.
 //! - [`cli`]: the commands.
 //! - [`metrics`]: the Prometheus metrics.
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod export;
+pub mod http;
 pub mod metrics;
 pub mod output;
 pub mod plan;

@@ -137,12 +137,7 @@ impl Metrics {
         for status in ["complete", "partial", "failed"] {
             reconcile_runs.with_label_values(&[status]);
         }
-        for target in targets {
-            orphaned_db_users
-                .with_label_values(&[target.as_str()])
-                .set(0.0);
-        }
-        Self {
+        let metrics = Self {
             registry,
             findings_open,
             orphaned_db_users,
@@ -154,6 +149,17 @@ impl Metrics {
             ticks_skipped,
             reconcile_duration,
             last_success,
+        };
+        metrics.track_targets(targets);
+        metrics
+    }
+
+    /// Shows 0 orphans for each of `targets` that has no series yet, so that a target a
+    /// reload adds shows 0 rather than nothing until it has orphans.
+    pub fn track_targets(&self, targets: &[String]) {
+        // `with_label_values` creates a missing series at 0 and leaves an existing one alone.
+        for target in targets {
+            self.orphaned_db_users.with_label_values(&[target.as_str()]);
         }
     }
 

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use progress::{NoProgress, Progress};
-pub use secret::{scrub, Secret};
+pub use secret::{scrub, Scrubbing, Secret};
 
 use idgraph_model::Snapshot;
 

@@ -54,6 +54,24 @@ pub fn scrub(text: &str) -> Cow<'_, str> {
     text
 }
 
+/// A writer that scrubs every remembered secret from what passes through it: for log lines,
+/// whatever a library put into them.
+pub struct Scrubbing<W>(pub W);
+
+impl<W: std::io::Write> std::io::Write for Scrubbing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match std::str::from_utf8(buf) {
+            Ok(text) => self.0.write_all(scrub(text).as_bytes())?,
+            Err(_) => self.0.write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
 /// A secret value. `Debug` and `Display` print `[redacted]`; only [`Secret::expose`]
 /// gives the value, at the one place that sends it.
 #[derive(Clone, PartialEq, Eq)]
@@ -109,6 +127,18 @@ mod tests {
             "FATAL: password \"[redacted]\" rejected for token [redacted]"
         );
         assert!(matches!(scrub("nothing secret"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn the_scrubbing_writer_passes_everything_else_through() {
+        use std::io::Write as _;
+        let _secret = Secret::new("tok-writer-9876");
+        let mut out = Scrubbing(Vec::new());
+        write!(out, "token tok-writer-9876 sent").expect("writes");
+        assert_eq!(
+            String::from_utf8(out.0).expect("utf-8"),
+            "token [redacted] sent"
+        );
     }
 
     #[test]
