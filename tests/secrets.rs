@@ -49,6 +49,15 @@ fn echoing_postgres(secret: &'static str, logins: usize) -> u16 {
     port
 }
 
+/// A `postgres` target at the echoing server on `port`.
+fn echo_target(port: u16) -> String {
+    format!(
+        "[[targets]]\nname = \"echo\"\nkind = \"postgres\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+         database = \"postgres\"\nuser_env = \"ECHO_USER\"\npassword_env = \"ECHO_PASSWORD\"\n\
+         sslmode = \"disable\"\n"
+    )
+}
+
 fn assert_hidden(what: &str, text: &str) {
     assert!(
         !text.contains(PASSWORD),
@@ -61,12 +70,7 @@ fn assert_hidden(what: &str, text: &str) {
 #[test]
 fn a_database_that_echoes_the_password_never_gets_it_shown_or_stored() {
     let port = echoing_postgres(PASSWORD, 8);
-    let target = format!(
-        "[[targets]]\nname = \"echo\"\nkind = \"postgres\"\nhost = \"127.0.0.1\"\nport = {port}\n\
-         database = \"postgres\"\nuser_env = \"ECHO_USER\"\npassword_env = \"ECHO_PASSWORD\"\n\
-         sslmode = \"disable\"\n"
-    );
-    let ws = Workspace::with_targets(&Org::ann_and_bob(), &target);
+    let ws = Workspace::with_targets(&Org::ann_and_bob(), &echo_target(port));
     let env = [
         ("ECHO_USER", "idgraph_reader"),
         ("ECHO_PASSWORD", PASSWORD),
@@ -118,12 +122,7 @@ fn a_database_that_echoes_the_password_never_gets_it_shown_or_stored() {
 #[test]
 fn reading_the_store_needs_no_source_secret() {
     let port = echoing_postgres(PASSWORD, 1);
-    let target = format!(
-        "[[targets]]\nname = \"echo\"\nkind = \"postgres\"\nhost = \"127.0.0.1\"\nport = {port}\n\
-         database = \"postgres\"\nuser_env = \"ECHO_USER\"\npassword_env = \"ECHO_PASSWORD\"\n\
-         sslmode = \"disable\"\n"
-    );
-    let ws = Workspace::with_targets(&Org::ann_and_bob(), &target);
+    let ws = Workspace::with_targets(&Org::ann_and_bob(), &echo_target(port));
     let env = [("ECHO_USER", "u"), ("ECHO_PASSWORD", PASSWORD)];
     assert_eq!(ws.idgraph_env(&["reconcile"], &env).status.code(), Some(2));
     for args in [&["findings"][..], &["history"], &["verify"]] {

@@ -112,7 +112,9 @@ async fn tick(
         }
         Err(e) => {
             metrics.observe_failed_run();
-            error!(error = %e, "The run could not be recorded; the next one will try again.");
+            // The whole chain of causes: the store's error says what failed and where.
+            let error = format!("{:#}", anyhow::Error::from(e));
+            error!(error = %error, "The run could not be recorded; the next one will try again.");
         }
     }
 }

@@ -192,7 +192,8 @@ pub struct RunReport {
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
     /// The store rejected the run; nothing of it was kept.
-    #[error("cannot record the run: {0}")]
+    // Not "{0}": the store's error is the source, and printing both repeats it.
+    #[error("cannot record the run")]
     Store(#[from] StoreError),
     /// Building the graph panicked or was cancelled.
     #[error("the identity graph could not be built: {0}")]
@@ -496,6 +497,21 @@ mod tests {
         async fn fetch(&self) -> Result<Snapshot, SourceError> {
             Ok((self.1)())
         }
+    }
+
+    // Regression: the store's error was printed twice ("cannot record the run: store X:
+    // cannot insert the run: store X: cannot insert the run").
+    #[test]
+    fn a_store_error_is_told_once() {
+        let error = anyhow::Error::from(ReconcileError::Store(StoreError::InvalidRun {
+            path: "s.db".into(),
+            detail: "two findings share a key".into(),
+        }));
+        let text = format!("{error:#}");
+        assert_eq!(
+            text,
+            "cannot record the run: store s.db: invalid run: two findings share a key"
+        );
     }
 
     #[tokio::test]
