@@ -187,3 +187,16 @@ fn verify_without_a_store_fails_and_creates_nothing() {
     }
     assert!(!ws.path("store/idgraph.db").exists());
 }
+
+#[test]
+fn a_changed_resolution_is_found() {
+    let ws = three_runs_with_drift();
+    // Someone passes off a finding that was fixed as one whose target went away, or back.
+    tamper(
+        &ws,
+        "UPDATE episodes SET resolution = 'target_removed' WHERE resolved_run = 2;",
+    );
+    let (code, text) = verify(&ws);
+    assert_eq!(code, 3, "{text}");
+    assert!(text.contains("Run 2 does not match"), "{text}");
+}

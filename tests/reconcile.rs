@@ -342,3 +342,46 @@ fn a_target_that_never_answers_fails_at_its_deadline() {
         "{report}"
     );
 }
+
+// Regression: a target removed from the config kept its findings open forever.
+#[test]
+fn a_removed_target_resolves_its_findings_as_removed() {
+    let ws = Workspace::new(&org());
+    let (code, first) = ws.reconcile();
+    assert_eq!(code, 0, "{first}");
+    let config = std::fs::read_to_string(ws.config()).unwrap();
+    let start = config
+        .find("[[targets]]\nname = \"finance\"")
+        .expect("finance");
+    let end = start + config[start..].find("\n\n").expect("end of table") + 2;
+    std::fs::write(
+        ws.config(),
+        format!("{}{}", &config[..start], &config[end..]),
+    )
+    .unwrap();
+
+    let output = ws.idgraph(&["reconcile", "--format", "json"]);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(stderr.contains("no longer configured"), "{stderr}");
+    let (code, report) = crate::util::json_output(output);
+    assert_eq!(code, 0, "{report}");
+    let resolved = report["resolved"].as_array().expect("resolved");
+    assert_eq!(resolved.len(), 3, "{report}");
+    for finding in resolved {
+        assert_eq!(finding["target"], "finance");
+        assert_eq!(finding["resolution"], "target_removed");
+    }
+    assert!(report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .all(|f| f["target"] != "finance"));
+    // Recorded as such, and part of the chain.
+    let history = ws.idgraph(&["history"]);
+    assert!(String::from_utf8_lossy(&history.stdout).contains("(target removed from the config)"));
+    assert_eq!(ws.idgraph(&["verify"]).status.code(), Some(0));
+    // The next run has nothing left to resolve.
+    let (code, report) = ws.reconcile();
+    assert_eq!(code, 0);
+    assert_eq!(report["resolved"], serde_json::json!([]));
+}

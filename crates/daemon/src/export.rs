@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-use idgraph_model::{FindingKind, Severity};
+use idgraph_model::{FindingKind, Resolution, Severity};
 use idgraph_store::{Episode, RunRow, RunStatus, SourceStatus, Store};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -72,8 +72,12 @@ impl Period {
     }
 }
 
-/// Seconds from opening to resolution, for a resolved episode.
+/// Seconds from opening to resolution, for an episode that was resolved by remediation:
+/// one whose target was removed from the config was never shown to be fixed.
 fn time_to_remediate(e: &Episode) -> Option<i64> {
+    if e.resolution == Some(Resolution::TargetRemoved) {
+        return None;
+    }
     e.resolved_at.map(|r| (r - e.opened_at).num_seconds())
 }
 
@@ -154,8 +158,9 @@ pub async fn export(
         "chain": {
             "head": chain.head,
             "runs": chain.runs,
-            "intact": chain.first_mismatch.is_none(),
+            "intact": chain.is_intact(),
             "first_mismatch": chain.first_mismatch,
+            "changed_episode": chain.changed_episode,
         },
         // Settings print secrets as [redacted]: the digest identifies the configuration
         // without holding or revealing any secret.
@@ -225,6 +230,7 @@ fn findings_csv(episodes: &[Episode]) -> anyhow::Result<Vec<u8>> {
         "resolved_run",
         "resolved_at",
         "time_to_remediate_seconds",
+        "resolution",
     ])?;
     for e in episodes {
         let f = &e.finding;
@@ -246,6 +252,9 @@ fn findings_csv(episodes: &[Episode]) -> anyhow::Result<Vec<u8>> {
             e.resolved_at.map(timestamp).unwrap_or_default(),
             time_to_remediate(e)
                 .map(|s| s.to_string())
+                .unwrap_or_default(),
+            e.resolution
+                .map(|r| r.as_str().to_owned())
                 .unwrap_or_default(),
         ])?;
     }
@@ -297,7 +306,7 @@ fn evidence_json(
         "idgraph_version": env!("CARGO_PKG_VERSION"),
         "generated_at": timestamp(generated_at),
         "period": {"since": timestamp(period.since), "until": timestamp(period.until)},
-        "chain": {"head": chain.head, "runs": chain.runs, "intact": chain.first_mismatch.is_none()},
+        "chain": {"head": chain.head, "runs": chain.runs, "intact": chain.is_intact()},
         "runs": runs,
         "episodes": episodes,
     }))?)
@@ -410,7 +419,7 @@ fn report_html(
         episodes = episodes.len(),
         open = open.len(),
         resolved = remediation.len(),
-        chain_state = if chain.first_mismatch.is_none() { "intact" } else { "BROKEN — see idgraph verify" },
+        chain_state = if chain.is_intact() { "intact" } else { "BROKEN — see idgraph verify" },
         head = e(chain.head.as_deref().unwrap_or("none")),
     );
     h.push_str("<h2>Open orphaned database users</h2>");

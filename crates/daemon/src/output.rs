@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use idgraph_model::{Accounting, FindingKind, Severity};
+use idgraph_model::{Accounting, FindingKind, Resolution, Severity};
 use idgraph_store::{Episode, RunRow, SourceRecord, SourceStatus};
 use serde::Serialize;
 
@@ -33,6 +33,8 @@ pub struct FindingJson<'a> {
     first_seen_at: String,
     resolved_run: Option<i64>,
     resolved_at: Option<String>,
+    /// Why the episode ended: `not_seen` or `target_removed`; null while open.
+    resolution: Option<&'static str>,
 }
 
 impl<'a> From<&'a Episode> for FindingJson<'a> {
@@ -54,6 +56,7 @@ impl<'a> From<&'a Episode> for FindingJson<'a> {
             first_seen_at: timestamp(e.opened_at),
             resolved_run: e.resolved_run,
             resolved_at: e.resolved_at.map(timestamp),
+            resolution: e.resolution.map(|r| r.as_str()),
         }
     }
 }
@@ -317,6 +320,9 @@ fn episodes_table(out: &mut String, episodes: &[&Episode]) {
             let mut when = format!("run {} {}", e.opened_run, timestamp(e.opened_at));
             if let (Some(run), Some(at)) = (e.resolved_run, e.resolved_at) {
                 let _ = write!(when, " → run {run} {}", timestamp(at));
+                if e.resolution == Some(Resolution::TargetRemoved) {
+                    when.push_str(" (target removed from the config)");
+                }
             }
             [
                 f.kind.as_str().to_owned(),

@@ -365,6 +365,14 @@ pub async fn reconcile_once(ctx: &Context) -> Result<RunReport, ReconcileError> 
                     .iter()
                     .map(|t| Scope::Target(t.name.clone())),
             );
+            // A target that left the configuration is evaluated by nothing any more: its
+            // open findings end, as removed rather than fixed.
+            for target in ctx.store.open_targets().await? {
+                if !names.contains(&target.as_str()) {
+                    warn!(target = %target, "The target is no longer configured; its open findings are resolved as removed from the config.");
+                    evaluated.insert(Scope::RemovedTarget(target));
+                }
+            }
             let mapping = ctx.settings.mapping.clone();
             let (findings, accounting) = tokio::task::spawn_blocking(move || {
                 let start = Instant::now();

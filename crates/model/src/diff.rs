@@ -14,6 +14,9 @@ pub struct Changes<'a> {
     pub updated: Vec<&'a Finding>,
     /// Keys of open findings the run no longer sees: their episodes end.
     pub resolved: Vec<FindingKey>,
+    /// Keys of open findings of targets no longer configured ([`Scope::RemovedTarget`]):
+    /// their episodes end as removed, not as fixed.
+    pub retired: Vec<FindingKey>,
 }
 
 /// Compares `open` (the findings open before the run, or anything holding them, such as
@@ -42,16 +45,18 @@ pub fn diff<'a, V: Borrow<Finding>>(
         }
         seen.insert(key);
     }
-    let mut resolved: Vec<FindingKey> = open
-        .iter()
-        .filter(|(key, before)| {
-            let before: &Finding = (*before).borrow();
-            evaluated.contains(&before.scope()) && !seen.contains(*key)
-        })
-        .map(|(key, _)| key.clone())
-        .collect();
-    resolved.sort();
-    changes.resolved = resolved;
+    for (key, before) in open {
+        let before: &Finding = before.borrow();
+        if evaluated.contains(&before.scope()) && !seen.contains(key) {
+            changes.resolved.push(key.clone());
+        } else if let Some(target) = &before.target {
+            if evaluated.contains(&Scope::RemovedTarget(target.clone())) {
+                changes.retired.push(key.clone());
+            }
+        }
+    }
+    changes.resolved.sort();
+    changes.retired.sort();
     changes
 }
 
@@ -108,5 +113,14 @@ mod tests {
         let changes = diff(&before, &found, &HashSet::from([Scope::Target("a".into())]));
         assert!(changes.opened.is_empty() && changes.resolved.is_empty());
         assert_eq!(changes.updated, vec![&found[0]]);
+    }
+
+    #[test]
+    fn a_removed_target_retires_its_findings_and_nothing_else() {
+        let before = open(&[orphan("gone", "IAM:x"), orphan("kept", "IAM:y")]);
+        let scopes = HashSet::from([Scope::RemovedTarget("gone".into())]);
+        let changes = diff(&before, &[], &scopes);
+        assert_eq!(changes.retired, vec![orphan("gone", "IAM:x").key()]);
+        assert!(changes.resolved.is_empty() && changes.opened.is_empty());
     }
 }

@@ -86,11 +86,26 @@ str_enum!(Reason {
     MultipleIdentityCenterUsers => "multiple_identity_center_users",
 });
 
+str_enum!(Resolution {
+    NotSeen => "not_seen",
+    TargetRemoved => "target_removed",
+});
+
 str_enum!(Severity {
     Medium => "medium",
     High => "high",
     Critical => "critical",
 });
+
+/// Why an episode ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolution {
+    /// A run that evaluated the finding's scope no longer saw it.
+    NotSeen,
+    /// The finding's target was removed from (or renamed in) the configuration.
+    TargetRemoved,
+}
 
 /// The rule that linked two identities, recorded on every graph edge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -196,6 +211,9 @@ pub enum Scope {
     IdentityCenter,
     /// Findings about the database users of one target.
     Target(String),
+    /// A target that is no longer configured: its open findings resolve, as
+    /// [`Resolution::TargetRemoved`], since nothing will ever evaluate them again.
+    RemovedTarget(String),
 }
 
 impl Scope {
@@ -203,7 +221,7 @@ impl Scope {
     pub fn target_name(&self) -> &str {
         match self {
             Scope::IdentityCenter => "",
-            Scope::Target(name) => name,
+            Scope::Target(name) | Scope::RemovedTarget(name) => name,
         }
     }
 }

@@ -24,7 +24,9 @@ mod tests;
 
 pub use diff::{diff, Changes};
 pub use digest::digest;
-pub use finding::{Finding, FindingKey, FindingKind, MatchRule, Reason, Scope, Severity};
+pub use finding::{
+    Finding, FindingKey, FindingKind, MatchRule, Reason, Resolution, Scope, Severity,
+};
 pub use graph::{Accounting, DbClass, Graph};
 pub use guard::{check_snapshot, Excerpt, ShrinkGuard, Suspicion};
 pub use identity::{DbUser, ExternalId, IcUser, IdpUser, Snapshot, TargetSnapshot};

@@ -132,18 +132,23 @@ pub(crate) async fn canonical(
         c.text(subject);
     }
 
-    let resolved: String =
-        sqlx::query_scalar("SELECT json_group_array(id) FROM episodes WHERE resolved_run = ?")
-            .bind(run_id)
-            .fetch_one(&mut *conn)
-            .await?;
-    let mut resolved: Vec<i64> =
+    let resolved: String = sqlx::query_scalar(
+        "SELECT json_group_array(json_array(id, resolution)) FROM episodes WHERE resolved_run = ?",
+    )
+    .bind(run_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let mut resolved: Vec<(i64, Option<String>)> =
         serde_json::from_str(&resolved).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
     resolved.sort_unstable();
     c.text("resolved");
     c.int(resolved.len() as i64);
-    for id in resolved {
-        c.int(id);
+    for (id, resolution) in &resolved {
+        c.int(*id);
+        // Why an episode ended is part of the record from the runs with details on.
+        if details {
+            c.opt_text(resolution.as_deref());
+        }
     }
 
     if details {

@@ -37,7 +37,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
-use idgraph_model::{Finding, FindingKey, FindingKind, MatchRule, Reason, Scope, Severity};
+use idgraph_model::{
+    Finding, FindingKey, FindingKind, MatchRule, Reason, Resolution, Scope, Severity,
+};
 use sqlx::query_builder::Separated;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -79,7 +81,7 @@ macro_rules! select_episodes {
                     e.id, e.kind, e.target, e.db_user, e.ic_user_id, e.idp_user_id, \
                     e.user_name, e.reason, e.severity, e.superuser, e.matched_by, \
                     e.candidates, e.opened_run, o.finished_at, e.resolved_run, \
-                    r.finished_at) AS j, \
+                    r.finished_at, e.resolution) AS j, \
                     e.id AS id \
                 FROM episodes AS e \
                 JOIN runs AS o ON o.id = e.opened_run \
@@ -127,6 +129,7 @@ struct EpisodeRow(
     i64,
     String,
     Option<i64>,
+    Option<String>,
     Option<String>,
 );
 
@@ -363,6 +366,8 @@ pub struct Episode {
     pub resolved_run: Option<i64>,
     /// The `finished_at` of the resolving run.
     pub resolved_at: Option<DateTime<Utc>>,
+    /// Why the episode ended; `None` while it is open.
+    pub resolution: Option<Resolution>,
 }
 
 /// An episode stands for its finding where findings are compared ([`idgraph_model::diff`]).
@@ -719,6 +724,7 @@ impl Store {
                 opened_at: finished_at,
                 resolved_run: None,
                 resolved_at: None,
+                resolution: None,
             }));
         }
         let mut updated = Vec::with_capacity(changes.updated.len());
@@ -736,36 +742,48 @@ impl Store {
                 updated.push(episode.clone());
             }
         }
-        let mut resolved = Vec::with_capacity(changes.resolved.len());
-        for batch in changes.resolved.chunks(WRITE_BATCH) {
-            let mut ended: Vec<Episode> = batch
-                .iter()
-                .map(|key| {
-                    episodes
-                        .remove(key)
-                        .expect("diff only resolves open findings")
-                })
-                .collect();
-            let mut resolve = QueryBuilder::<Sqlite>::new("UPDATE episodes SET resolved_run = ");
-            resolve.push_bind(run_id);
-            resolve.push(" WHERE resolved_run IS NULL AND id IN (");
-            let mut list = resolve.separated(", ");
-            for episode in &ended {
-                list.push_bind(episode.id);
+        let mut resolved = Vec::with_capacity(changes.resolved.len() + changes.retired.len());
+        for (keys, resolution) in [
+            (&changes.resolved, Resolution::NotSeen),
+            (&changes.retired, Resolution::TargetRemoved),
+        ] {
+            for batch in keys.chunks(WRITE_BATCH) {
+                let mut ended: Vec<Episode> = batch
+                    .iter()
+                    .map(|key| {
+                        episodes
+                            .remove(key)
+                            .expect("diff only resolves open findings")
+                    })
+                    .collect();
+                let mut resolve =
+                    QueryBuilder::<Sqlite>::new("UPDATE episodes SET resolved_run = ");
+                resolve.push_bind(run_id);
+                resolve.push(", resolution = ");
+                // NULL is how every store has recorded "no longer seen".
+                resolve.push_bind(
+                    (resolution == Resolution::TargetRemoved).then_some(resolution.as_str()),
+                );
+                resolve.push(" WHERE resolved_run IS NULL AND id IN (");
+                let mut list = resolve.separated(", ");
+                for episode in &ended {
+                    list.push_bind(episode.id);
+                }
+                resolve.push(")");
+                let done = resolve
+                    .build()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(self.query("resolve episodes"))?;
+                let ids: Vec<i64> = ended.iter().map(|episode| episode.id).collect();
+                self.expect_rows(done.rows_affected(), &ids)?;
+                for episode in &mut ended {
+                    episode.resolved_run = Some(run_id);
+                    episode.resolved_at = Some(finished_at);
+                    episode.resolution = Some(resolution);
+                }
+                resolved.append(&mut ended);
             }
-            resolve.push(")");
-            let done = resolve
-                .build()
-                .execute(&mut *tx)
-                .await
-                .map_err(self.query("resolve episodes"))?;
-            let ids: Vec<i64> = ended.iter().map(|episode| episode.id).collect();
-            self.expect_rows(done.rows_affected(), &ids)?;
-            for episode in &mut ended {
-                episode.resolved_run = Some(run_id);
-                episode.resolved_at = Some(finished_at);
-            }
-            resolved.append(&mut ended);
         }
         self.insert_versions(&mut tx, run_id, &updated).await?;
         let chain_head = chain::seal(&mut tx, run_id)
@@ -797,6 +815,20 @@ impl Store {
             resolved,
             open,
         })
+    }
+
+    /// The targets that open episodes name, sorted.
+    ///
+    /// # Errors
+    /// [`StoreError::Query`] if reading fails.
+    pub async fn open_targets(&self) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT DISTINCT target FROM episodes \
+             WHERE resolved_run IS NULL AND target IS NOT NULL ORDER BY target",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.query("read the targets of open episodes"))
     }
 
     /// The object count of each source's last complete snapshot: the newest run in which
@@ -1272,6 +1304,7 @@ impl Store {
             opened_at,
             resolved_run,
             resolved_at,
+            resolution,
         ) = row;
         let which = || format!("episodes row {id}");
         let finding = Finding {
@@ -1310,6 +1343,13 @@ impl Store {
                 return Err(self.corrupt(which(), format!("its resolving run {run} is missing")))
             }
         };
+        let resolution = match (resolved_run, resolution) {
+            (None, _) => None,
+            (Some(_), None) => Some(Resolution::NotSeen),
+            (Some(_), Some(name)) => {
+                Some(self.vocabulary(&name, Resolution::parse, "resolution", which)?)
+            }
+        };
         Ok(Episode {
             id,
             finding,
@@ -1317,6 +1357,7 @@ impl Store {
             opened_at: self.parse_time(&opened_at, "opened_at", which)?,
             resolved_run,
             resolved_at,
+            resolution,
         })
     }
 
