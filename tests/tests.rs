@@ -7,6 +7,7 @@ mod chain;
 mod cli;
 mod daemon;
 mod demo;
+mod disk;
 mod export;
 mod guard;
 mod live;

@@ -200,6 +200,18 @@ pub enum StoreError {
         #[source]
         source: sqlx::migrate::MigrateError,
     },
+    /// A write failed because the disk holding the store is full (or failing: SQLite
+    /// reports a full disk as an I/O error where the WAL's shared memory cannot grow).
+    /// Nothing of the statement's transaction was kept.
+    #[error("store {}: cannot {action}: {what}; free space on the disk that holds it", path.display())]
+    Disk {
+        /// The store file.
+        path: PathBuf,
+        /// What the store was doing.
+        action: &'static str,
+        /// "the disk is full", or "the disk is full or failing (disk I/O error)".
+        what: &'static str,
+    },
     /// A statement failed.
     #[error("store {}: cannot {action}", path.display())]
     Query {
@@ -468,11 +480,10 @@ impl Store {
                     version: newer.unwrap_or_default(),
                     known: known_version(),
                 },
-                sqlx::migrate::MigrateError::Execute(source) if is_not_a_database(&source) => {
-                    StoreError::NotSqlite {
-                        path: path.to_owned(),
-                        source,
-                    }
+                sqlx::migrate::MigrateError::Execute(source)
+                    if is_not_a_database(&source) || disk_trouble(&source).is_some() =>
+                {
+                    open_error(path, source)
                 }
                 source => StoreError::Migrate {
                     path: path.to_owned(),
@@ -1426,12 +1437,20 @@ impl Store {
         }
     }
 
-    /// Maps a failed statement to a [`StoreError::Query`] doing `action`.
+    /// Maps a failed statement to a [`StoreError::Query`] doing `action`, or to a
+    /// [`StoreError::Disk`] when the disk is full.
     fn query(&self, action: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
-        move |source| StoreError::Query {
-            path: self.path.clone(),
-            action,
-            source,
+        move |source| match disk_trouble(&source) {
+            Some(what) => StoreError::Disk {
+                path: self.path.clone(),
+                action,
+                what,
+            },
+            None => StoreError::Query {
+                path: self.path.clone(),
+                action,
+                source,
+            },
         }
     }
 
@@ -1465,7 +1484,13 @@ struct SourceRow<'r> {
 
 /// Maps an error opening the file, recognising a file that is not a database.
 fn open_error(path: &Path, source: sqlx::Error) -> StoreError {
-    if is_not_a_database(&source) {
+    if let Some(what) = disk_trouble(&source) {
+        StoreError::Disk {
+            path: path.to_owned(),
+            action: "open it",
+            what,
+        }
+    } else if is_not_a_database(&source) {
         StoreError::NotSqlite {
             path: path.to_owned(),
             source,
@@ -1475,6 +1500,25 @@ fn open_error(path: &Path, source: sqlx::Error) -> StoreError {
             path: path.to_owned(),
             source,
         }
+    }
+}
+
+/// SQLite's primary result codes for a full disk (`SQLITE_FULL`) and an I/O error
+/// (`SQLITE_IOERR`, which a full disk also causes, e.g. `SQLITE_IOERR_SHMSIZE`, 4874).
+const SQLITE_FULL: i64 = 13;
+const SQLITE_IOERR: i64 = 10;
+
+/// What a failed statement says about the disk, if it is about the disk.
+fn disk_trouble(error: &sqlx::Error) -> Option<&'static str> {
+    let sqlx::Error::Database(error) = error else {
+        return None;
+    };
+    // sqlx reports SQLite's extended result code; the primary code is its low byte.
+    let code: i64 = error.code()?.parse().ok()?;
+    match code & 0xff {
+        SQLITE_FULL => Some("the disk is full"),
+        SQLITE_IOERR => Some("the disk is full or failing (disk I/O error)"),
+        _ => None,
     }
 }
 
