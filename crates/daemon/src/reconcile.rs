@@ -319,7 +319,20 @@ fn wrong_kind(fetched: &mut Fetched) {
 ///
 /// Only when the run cannot be recorded; source failures are part of the report.
 pub async fn reconcile_once(ctx: &Context) -> Result<RunReport, ReconcileError> {
-    let started_at = Utc::now();
+    reconcile_with_clock(ctx, &Utc::now).await
+}
+
+/// [`reconcile_once`] with the time taken from `now`: when the run starts and when it is
+/// recorded, which is when its episodes open and resolve.
+///
+/// # Errors
+///
+/// As [`reconcile_once`].
+pub async fn reconcile_with_clock(
+    ctx: &Context,
+    now: &(dyn Fn() -> DateTime<Utc> + Sync),
+) -> Result<RunReport, ReconcileError> {
+    let started_at = now();
     let names: Vec<&str> = [ctx.sources.idp.name(), ctx.sources.identity_center.name()]
         .into_iter()
         .chain(ctx.sources.targets.iter().map(|t| t.name()))
@@ -405,7 +418,7 @@ pub async fn reconcile_once(ctx: &Context) -> Result<RunReport, ReconcileError> 
     };
     let run = NewRun {
         started_at,
-        finished_at: Utc::now(),
+        finished_at: now(),
         status,
         sources,
     };
@@ -546,5 +559,242 @@ mod tests {
             assert!(records.iter().all(|r| r.status == SourceStatus::Ok));
             assert_eq!(gauge.most.load(Ordering::SeqCst), concurrency);
         }
+    }
+
+    /// A source that answers with a fixed snapshot, or fails as unreachable.
+    struct Fixed {
+        name: String,
+        answer: Option<Snapshot>,
+    }
+
+    #[async_trait::async_trait]
+    impl Source for Fixed {
+        fn name(&self) -> &str {
+            &self.name
+        }
+
+        fn kind(&self) -> &str {
+            "test"
+        }
+
+        async fn fetch(&self) -> Result<Snapshot, SourceError> {
+            self.answer.clone().ok_or_else(|| SourceError::Unreachable {
+                origin: self.name.clone(),
+                detail: "down".into(),
+            })
+        }
+    }
+
+    fn up(name: &str, snapshot: Snapshot) -> Fixed {
+        Fixed {
+            name: name.into(),
+            answer: Some(snapshot),
+        }
+    }
+
+    fn down(name: &str) -> Fixed {
+        Fixed {
+            name: name.into(),
+            answer: None,
+        }
+    }
+
+    /// Ann (active) and Bob (left) in the IdP.
+    fn idp() -> Snapshot {
+        let user = |name: &str, active| IdpUser {
+            id: format!("idp-{name}"),
+            external_id: None,
+            user_name: format!("{name}@example.com"),
+            email: None,
+            active,
+        };
+        Snapshot::Idp(vec![user("ann", true), user("bob", false)])
+    }
+
+    /// Ann and Bob in Identity Center.
+    fn ic() -> Snapshot {
+        let user = |name: &str| IcUser {
+            user_id: format!("ic-{name}"),
+            user_name: format!("{name}@example.com"),
+            email: None,
+            external_ids: Vec::new(),
+        };
+        Snapshot::IdentityCenter(vec![user("ann"), user("bob")])
+    }
+
+    /// Target `name` holding these logins.
+    fn target(name: &str, logins: &[&str]) -> Snapshot {
+        let users = logins
+            .iter()
+            .map(|login| idgraph_model::DbUser {
+                name: (*login).to_owned(),
+                sysid: None,
+                superuser: false,
+            })
+            .collect();
+        Snapshot::Target(TargetSnapshot::new(name, users))
+    }
+
+    /// A context over the fake sources and a store of its own in `dir`.
+    async fn context(
+        dir: &tempfile::TempDir,
+        idp: Fixed,
+        ic: Fixed,
+        targets: Vec<Fixed>,
+    ) -> Context {
+        let config = dir.path().join("idgraph.toml");
+        std::fs::write(
+            &config,
+            "[store]\npath = \"s.db\"\n[idp]\nkind = \"file\"\npath = \"idp.json\"\n\
+             [identity_center]\nkind = \"file\"\npath = \"ic.json\"\n",
+        )
+        .expect("write the config");
+        let settings = crate::config::load_with_env(&config, Some(config::Map::new()))
+            .expect("the config loads");
+        let store = Store::open(&settings.store_path)
+            .await
+            .expect("the store opens");
+        Context {
+            settings,
+            store,
+            sources: Sources {
+                idp: Box::new(idp),
+                identity_center: Box::new(ic),
+                targets: targets
+                    .into_iter()
+                    .map(|t| -> Box<dyn Source> { Box::new(t) })
+                    .collect(),
+                target_concurrency: 4,
+            },
+            accept_shrink: HashSet::new(),
+        }
+    }
+
+    fn at(hour: u32) -> DateTime<Utc> {
+        use chrono::TimeZone;
+        Utc.with_ymd_and_hms(2026, 12, 1, hour, 0, 0).unwrap()
+    }
+
+    /// `(kind, target or "", subject)` of each episode, sorted.
+    fn keys(episodes: &[Episode]) -> Vec<(String, String, String)> {
+        let mut keys: Vec<_> = episodes
+            .iter()
+            .map(|e| {
+                let key = e.finding.key();
+                (key.kind.to_string(), key.target, key.subject)
+            })
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    #[tokio::test]
+    async fn a_first_complete_run_opens_what_it_finds_at_the_clock_s_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = context(
+            &dir,
+            up("idp", idp()),
+            up("identity_center", ic()),
+            vec![up(
+                "t",
+                target("t", &["IAMA:ann@example.com", "IAMA:bob@example.com"]),
+            )],
+        )
+        .await;
+        let report = reconcile_with_clock(&ctx, &|| at(10)).await.unwrap();
+        assert_eq!(report.status, RunStatus::Complete);
+        assert_eq!(report.run_id, 1);
+        assert_eq!(
+            keys(&report.opened),
+            [
+                (
+                    "orphaned_db_user".into(),
+                    "t".into(),
+                    "IAMA:bob@example.com".into()
+                ),
+                (
+                    "stale_identity_center_user".into(),
+                    String::new(),
+                    "ic-bob".into()
+                ),
+            ]
+        );
+        assert!(report.opened.iter().all(|e| e.opened_at == at(10)));
+        assert_eq!(report.started_at, at(10));
+    }
+
+    #[tokio::test]
+    async fn a_failed_idp_or_identity_center_changes_nothing() {
+        for failing in ["idp", "identity_center"] {
+            let dir = tempfile::tempdir().unwrap();
+            let first = context(
+                &dir,
+                up("idp", idp()),
+                up("identity_center", ic()),
+                vec![up("t", target("t", &["IAMA:bob@example.com"]))],
+            )
+            .await;
+            reconcile_with_clock(&first, &|| at(10)).await.unwrap();
+            first.store.close().await;
+
+            // Bob's login is gone, but with a failed role nothing may resolve.
+            let (idp_source, ic_source) = match failing {
+                "idp" => (down("idp"), up("identity_center", ic())),
+                _ => (up("idp", idp()), down("identity_center")),
+            };
+            let second =
+                context(&dir, idp_source, ic_source, vec![up("t", target("t", &[]))]).await;
+            let report = reconcile_with_clock(&second, &|| at(11)).await.unwrap();
+            assert_eq!(report.status, RunStatus::Partial, "{failing}");
+            assert!(
+                report.opened.is_empty() && report.resolved.is_empty(),
+                "{failing}"
+            );
+            assert_eq!(report.open.len(), 2, "{failing}");
+            assert!(report.accounting.is_none(), "{failing}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_target_keeps_its_findings_while_another_moves_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let both = ["IAMA:ann@example.com", "IAMA:bob@example.com"];
+        let first = context(
+            &dir,
+            up("idp", idp()),
+            up("identity_center", ic()),
+            vec![up("a", target("a", &both)), up("b", target("b", &both))],
+        )
+        .await;
+        reconcile_with_clock(&first, &|| at(10)).await.unwrap();
+        first.store.close().await;
+
+        let second = context(
+            &dir,
+            up("idp", idp()),
+            up("identity_center", ic()),
+            // Bob's login dropped from `b` (not all of them: an empty catalog is suspicious).
+            vec![down("a"), up("b", target("b", &["IAMA:ann@example.com"]))],
+        )
+        .await;
+        let report = reconcile_with_clock(&second, &|| at(11)).await.unwrap();
+        assert_eq!(report.status, RunStatus::Partial);
+        assert_eq!(
+            keys(&report.resolved),
+            [(
+                "orphaned_db_user".into(),
+                "b".into(),
+                "IAMA:bob@example.com".into()
+            )]
+        );
+        assert!(report
+            .resolved
+            .iter()
+            .all(|e| e.resolved_at == Some(at(11))));
+        assert!(keys(&report.open).contains(&(
+            "orphaned_db_user".into(),
+            "a".into(),
+            "IAMA:bob@example.com".into()
+        )));
     }
 }
