@@ -2,6 +2,9 @@
 //!
 //! One binary with a module per area (ripgrep's layout).
 
+// Helpers here are test code too: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
 mod aws;
 mod chain;
 mod cli;

@@ -4,6 +4,9 @@
 //! `cargo bench -p idgraph-bench --bench model`; `IDGRAPH_BENCH_SIZES=10000,200000` picks
 //! the sizes.
 
+// criterion_group! defines public functions of its own; a bench may unwrap like a test.
+#![allow(missing_docs, clippy::unwrap_used)]
+
 use std::collections::{HashMap, HashSet};
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};

@@ -3,6 +3,9 @@
 //!
 //! `cargo bench -p idgraph-bench --bench store`.
 
+// criterion_group! defines public functions of its own; a bench may unwrap like a test.
+#![allow(missing_docs, clippy::unwrap_used)]
+
 use std::collections::HashSet;
 
 use chrono::Utc;

@@ -49,13 +49,14 @@ impl Cli {
     }
 }
 
-/// The commands built so far.
+/// The commands (SPEC §5).
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: migrate the store, reconcile at start and on the schedule, serve
     /// /metrics, /healthz and /readyz; reload the config on SIGHUP; stop on SIGTERM or
     /// SIGINT.
     Run {
+        /// The configuration file.
         #[command(flatten)]
         common: Common,
     },
@@ -64,6 +65,7 @@ pub enum Command {
     /// Exit status: 0 when every source was fetched completely (findings or not), 2 for a
     /// partial run, 1 for a bad config or store.
     Reconcile {
+        /// The configuration file.
         #[command(flatten)]
         common: Common,
         /// Output format.
@@ -78,12 +80,14 @@ pub enum Command {
     ///
     /// Exit status: 0 when every source answered, 2 when one failed, 1 for a bad config.
     Check {
+        /// The configuration file.
         #[command(flatten)]
         common: Common,
     },
     /// Write a compliance evidence bundle for a period: runs.csv, findings.csv,
     /// evidence.json, report.html and manifest.json.
     Export {
+        /// The configuration file.
         #[command(flatten)]
         common: Common,
         /// Start of the period: a date (2026-11-01, from its first second, UTC) or an
@@ -101,6 +105,7 @@ pub enum Command {
     /// one transaction handing their objects to `[remediation] new_owner`, revoking their
     /// privileges and dropping them. idgraph never executes it.
     Plan {
+        /// The configuration file.
         #[command(flatten)]
         common: Common,
         /// Only this target.
@@ -112,6 +117,7 @@ pub enum Command {
     /// Exit status: 0 when every run row matches the chain recomputed from the records, 3
     /// when one does not (the first such run is named), 1 for a bad config or store.
     Verify {
+        /// The configuration file.
         #[command(flatten)]
         common: Common,
         /// The chain head recorded elsewhere (an earlier export's manifest, the
@@ -122,6 +128,7 @@ pub enum Command {
     },
     /// Show the findings open in the store.
     Findings {
+        /// The configuration file.
         #[command(flatten)]
         common: Common,
         /// Output format.
@@ -130,6 +137,7 @@ pub enum Command {
     },
     /// Show finding episodes (opened, resolved) and runs.
     History {
+        /// The configuration file.
         #[command(flatten)]
         common: Common,
         /// Only the episodes of this database user (exact name).

@@ -48,9 +48,19 @@ impl Default for Mapping {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NameForm<'a> {
     /// A person's federated login: the prefix and the rest.
-    Prefixed { prefix: &'a str, rest: &'a str },
+    Prefixed {
+        /// The prefix as the name holds it, e.g. `IAMA:`.
+        prefix: &'a str,
+        /// What follows it: a user name or an email.
+        rest: &'a str,
+    },
     /// An IAM role's login: the prefix and the role name.
-    Role { prefix: &'a str, rest: &'a str },
+    Role {
+        /// The role prefix as the name holds it, e.g. `IAMR:`.
+        prefix: &'a str,
+        /// The role name.
+        rest: &'a str,
+    },
     /// No known prefix: a local user, or a bare `GetClusterCredentials` user.
     Bare,
 }

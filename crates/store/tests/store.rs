@@ -1,5 +1,8 @@
 //! The store's public behaviour: runs, episodes, scopes, names, growth and errors.
 
+// Helpers here are test code too: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
