@@ -74,3 +74,33 @@ fn a_full_disk_is_named_and_loses_nothing() {
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["run_id"], 2);
 }
+
+// Regression: verify, findings and history opened the store for writing, so they failed
+// on a read-only mount (and could change the file they audit).
+#[test]
+fn reading_commands_work_on_a_read_only_mount() {
+    let org = Org::ann_and_bob().db("a", "IAMA:bob@example.com", false);
+    let ws = Workspace::new(&org);
+    let tmpfs = Tmpfs::mount(&ws.path("store"), "4m");
+    assert_eq!(ws.reconcile().0, 0);
+    let status = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&tmpfs.0)
+        .status()
+        .expect("mount runs");
+    assert!(status.success());
+    for args in [&["verify"][..], &["findings"], &["history"]] {
+        let output = ws.idgraph(args);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let findings = ws.idgraph(&["findings", "--format", "json"]);
+    let (_, findings) = crate::util::json_output(findings);
+    assert_eq!(findings["findings"].as_array().expect("findings").len(), 2);
+    // Writing still needs a writable store, and says so.
+    assert_eq!(ws.idgraph(&["reconcile"]).status.code(), Some(1));
+}
