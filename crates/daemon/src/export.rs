@@ -17,7 +17,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::Settings;
-use crate::output::{timestamp, FindingJson};
+use crate::output::{timestamp, FindingJson, RunJson};
 
 /// The period an export covers: `[since, until)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -275,23 +275,18 @@ fn evidence_json(
         finding: FindingJson<'a>,
         time_to_remediate_seconds: Option<i64>,
     }
-    let runs: Vec<serde_json::Value> = runs
+    /// A run with its link in the chain.
+    #[derive(Serialize)]
+    struct RunWithHash<'a> {
+        #[serde(flatten)]
+        run: RunJson<'a>,
+        hash: Option<&'a str>,
+    }
+    let runs: Vec<RunWithHash> = runs
         .iter()
-        .map(|r| {
-            serde_json::json!({
-                "run_id": r.id,
-                "started_at": timestamp(r.started_at),
-                "finished_at": timestamp(r.finished_at),
-                "status": r.status.as_str(),
-                "opened": r.opened,
-                "resolved": r.resolved,
-                "hash": r.hash,
-                "sources": r.sources.iter().map(|s| serde_json::json!({
-                    "name": s.name, "kind": s.kind, "status": s.status.as_str(),
-                    "objects": s.objects, "digest": s.digest, "error": s.error,
-                    "duration_ms": s.duration_ms,
-                })).collect::<Vec<_>>(),
-            })
+        .map(|r| RunWithHash {
+            run: RunJson::from(r),
+            hash: r.hash.as_deref(),
         })
         .collect();
     let episodes: Vec<EpisodeJson> = episodes

@@ -101,8 +101,9 @@ struct ReportJson<'a> {
     resolved: Vec<FindingJson<'a>>,
 }
 
+/// A recorded run as `history --format json` and the evidence bundle show it.
 #[derive(Serialize)]
-struct RunJson<'a> {
+pub struct RunJson<'a> {
     run_id: i64,
     status: &'static str,
     started_at: String,
