@@ -236,6 +236,33 @@ impl Workspace {
             .expect("the idgraph binary runs")
     }
 
+    /// Runs `export` over all of history into the directory `rel` of the workspace.
+    pub fn export_everything(&self, rel: &str) -> Output {
+        let out = self.path(rel);
+        self.idgraph(&[
+            "export",
+            "--since",
+            "2000-01-01",
+            "--until",
+            "2099-12-31",
+            "--out",
+            out.to_str().expect("a UTF-8 path"),
+        ])
+    }
+
+    /// Asserts that each of `commands` exits 0, showing its stderr when not.
+    pub fn assert_succeeds(&self, commands: &[&[&str]]) {
+        for args in commands {
+            let output = self.idgraph(args);
+            assert_eq!(
+                output.status.code(),
+                Some(0),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+
     /// Runs `reconcile --format json`; returns the exit status and the parsed report.
     pub fn reconcile(&self) -> (i32, Value) {
         json_output(self.idgraph(&["reconcile", "--format", "json"]))
