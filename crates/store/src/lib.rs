@@ -69,7 +69,7 @@ const FINDING_COLUMNS: &str = "kind, target, db_user, ic_user_id, idp_user_id, u
 const WRITE_BATCH: usize = 1_000;
 
 /// The episodes matching `$condition` (on `e`, the episodes) with ids above `?1`, at most
-/// `?2` of them, as one JSON array of [`EpisodeRow`]s (`json()` because a subquery's
+/// `?2` of them, as one JSON array of [`EpisodeRow`] objects (`json()` because a subquery's
 /// column is text to the aggregate), with their count and last id:
 /// SQLite hands over one value per page instead of a row per episode, which for tens of
 /// thousands of open findings is most of the cost of reading them.
@@ -77,11 +77,14 @@ macro_rules! select_episodes {
     ($condition:literal) => {
         concat!(
             "SELECT json_group_array(json(j)), count(*), max(id) FROM (\
-                SELECT json_array(\
-                    e.id, e.kind, e.target, e.db_user, e.ic_user_id, e.idp_user_id, \
-                    e.user_name, e.reason, e.severity, e.superuser, e.matched_by, \
-                    e.candidates, e.opened_run, o.finished_at, e.resolved_run, \
-                    r.finished_at, e.resolution) AS j, \
+                SELECT json_object(\
+                    'id', e.id, 'kind', e.kind, 'target', e.target, 'db_user', e.db_user, \
+                    'ic_user_id', e.ic_user_id, 'idp_user_id', e.idp_user_id, \
+                    'user_name', e.user_name, 'reason', e.reason, 'severity', e.severity, \
+                    'superuser', e.superuser, 'matched_by', e.matched_by, \
+                    'candidates', e.candidates, 'opened_run', e.opened_run, \
+                    'opened_at', o.finished_at, 'resolved_run', e.resolved_run, \
+                    'resolved_at', r.finished_at, 'resolution', e.resolution) AS j, \
                     e.id AS id \
                 FROM episodes AS e \
                 JOIN runs AS o ON o.id = e.opened_run \
@@ -93,9 +96,9 @@ macro_rules! select_episodes {
     };
 }
 
-/// Episodes per page of [`select_episodes!`]: a JSON value of about 15 MB, far below
-/// SQLite's limit on the length of a value however large the history grows. Unit tests
-/// use small pages so that a few thousand episodes cross several.
+/// Episodes per page of [`select_episodes!`]: a JSON value of about 25 MB, keys included,
+/// far below SQLite's limit on the length of a value however large the history grows.
+/// Unit tests use small pages so that a few thousand episodes cross several.
 #[cfg(not(test))]
 const READ_PAGE: i64 = 50_000;
 #[cfg(test)]
@@ -111,27 +114,29 @@ enum Which<'a> {
 }
 
 /// An element of [`select_episodes!`]: the columns of an episode and the finish times of
-/// its runs.
+/// its runs, read by name so that the order of the SQL does not matter.
 #[derive(serde::Deserialize)]
-struct EpisodeRow(
-    i64,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    String,
-    String,
-    i64,
-    Option<String>,
-    Option<String>,
-    i64,
-    String,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-);
+struct EpisodeRow {
+    id: i64,
+    kind: String,
+    target: Option<String>,
+    db_user: Option<String>,
+    ic_user_id: Option<String>,
+    idp_user_id: Option<String>,
+    user_name: Option<String>,
+    reason: String,
+    severity: String,
+    superuser: i64,
+    matched_by: Option<String>,
+    candidates: Option<String>,
+    opened_run: i64,
+    /// The `finished_at` of the opening run.
+    opened_at: String,
+    resolved_run: Option<i64>,
+    /// The `finished_at` of the resolving run.
+    resolved_at: Option<String>,
+    resolution: Option<String>,
+}
 
 /// Everything that can go wrong opening, reading or writing the store.
 #[derive(Debug, thiserror::Error)]
@@ -1298,7 +1303,7 @@ impl Store {
 
     /// Checks and converts one element of [`select_episodes!`].
     fn episode_from(&self, row: EpisodeRow) -> Result<Episode, StoreError> {
-        let EpisodeRow(
+        let EpisodeRow {
             id,
             kind,
             target,
@@ -1316,7 +1321,7 @@ impl Store {
             resolved_run,
             resolved_at,
             resolution,
-        ) = row;
+        } = row;
         let which = || format!("episodes row {id}");
         let finding = Finding {
             kind: self.vocabulary(&kind, FindingKind::parse, "finding kind", which)?,
