@@ -142,7 +142,7 @@ impl Store {
             });
         }
         store.backfill_chain().await?;
-        tracing::debug!(path = %path.display(), "store open");
+        tracing::debug!(path = %path.display(), "Opened the store.");
         Ok(store)
     }
 
@@ -303,14 +303,14 @@ impl Store {
                 path = %self.path.display(),
                 frames,
                 done,
-                "store checkpoint incomplete: the database is busy"
+                "The store's checkpoint is incomplete: the database is busy."
             ),
             Err(error) => {
-                tracing::warn!(path = %self.path.display(), %error, "store checkpoint failed")
+                tracing::warn!(path = %self.path.display(), %error, "The store's checkpoint failed.")
             }
         }
         self.pool.close().await;
-        tracing::debug!(path = %self.path.display(), "store closed");
+        tracing::debug!(path = %self.path.display(), "Closed the store.");
     }
 }
 

@@ -213,7 +213,7 @@ impl Store {
             updated = updated.len(),
             resolved = resolved.len(),
             open = open.len(),
-            "run recorded"
+            "Recorded the run."
         );
         Ok(RecordedRun {
             run_id,
