@@ -50,21 +50,23 @@ impl Canonical {
     }
 }
 
-/// An element of the versions JSON array: episode id, then the finding columns.
-type VersionRow = (
-    i64,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    String,
-    String,
-    i64,
-    Option<String>,
-    Option<String>,
-);
+/// An element of the versions JSON array: an episode version, read by name so that the
+/// order of the SQL does not matter. The canonical record fixes its own order.
+#[derive(serde::Deserialize)]
+struct VersionRow {
+    episode_id: i64,
+    kind: String,
+    target: Option<String>,
+    db_user: Option<String>,
+    ic_user_id: Option<String>,
+    idp_user_id: Option<String>,
+    user_name: Option<String>,
+    reason: String,
+    severity: String,
+    superuser: i64,
+    matched_by: Option<String>,
+    candidates: Option<String>,
+}
 
 /// The first run sealed with its episode versions.
 async fn details_from_run(conn: &mut SqliteConnection) -> Result<i64, sqlx::Error> {
@@ -153,9 +155,11 @@ pub(crate) async fn canonical(
 
     if details {
         let versions: String = sqlx::query_scalar(
-            "SELECT json_group_array(json_array(episode_id, kind, target, db_user, \
-                    ic_user_id, idp_user_id, user_name, reason, severity, superuser, \
-                    matched_by, candidates)) \
+            "SELECT json_group_array(json_object('episode_id', episode_id, 'kind', kind, \
+                    'target', target, 'db_user', db_user, 'ic_user_id', ic_user_id, \
+                    'idp_user_id', idp_user_id, 'user_name', user_name, 'reason', reason, \
+                    'severity', severity, 'superuser', superuser, 'matched_by', matched_by, \
+                    'candidates', candidates)) \
              FROM episode_versions WHERE run_id = ?",
         )
         .bind(run_id)
@@ -163,22 +167,22 @@ pub(crate) async fn canonical(
         .await?;
         let mut versions: Vec<VersionRow> =
             serde_json::from_str(&versions).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-        versions.sort_unstable_by_key(|v| v.0);
+        versions.sort_unstable_by_key(|v| v.episode_id);
         c.text("versions");
         c.int(versions.len() as i64);
         for v in &versions {
-            c.int(v.0);
-            c.text(&v.1);
-            c.opt_text(v.2.as_deref());
-            c.opt_text(v.3.as_deref());
-            c.opt_text(v.4.as_deref());
-            c.opt_text(v.5.as_deref());
-            c.opt_text(v.6.as_deref());
-            c.text(&v.7);
-            c.text(&v.8);
-            c.int(v.9);
-            c.opt_text(v.10.as_deref());
-            c.opt_text(v.11.as_deref());
+            c.int(v.episode_id);
+            c.text(&v.kind);
+            c.opt_text(v.target.as_deref());
+            c.opt_text(v.db_user.as_deref());
+            c.opt_text(v.ic_user_id.as_deref());
+            c.opt_text(v.idp_user_id.as_deref());
+            c.opt_text(v.user_name.as_deref());
+            c.text(&v.reason);
+            c.text(&v.severity);
+            c.int(v.superuser);
+            c.opt_text(v.matched_by.as_deref());
+            c.opt_text(v.candidates.as_deref());
         }
     }
     Ok(c.0)
