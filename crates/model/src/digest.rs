@@ -4,34 +4,67 @@ use sha2::{Digest, Sha256};
 
 use crate::identity::Snapshot;
 
-/// Feeds length-prefixed fields so that no two different records hash the same input.
-struct Canonical(Sha256);
+/// SHA-256 over length-prefixed fields, so that no two different records hash the same
+/// input: the one encoding of snapshot digests and of the store's run chain.
+pub struct Canonical(Sha256);
+
+impl Default for Canonical {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl Canonical {
-    fn new() -> Self {
+    /// An empty record.
+    pub fn new() -> Self {
         Self(Sha256::new())
     }
 
-    fn str(&mut self, s: &str) {
+    /// Bytes as they are, without a length: only for a fixed-size or leading value.
+    pub fn raw(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// A string, its length first.
+    pub fn text(&mut self, s: &str) {
         self.0.update((s.len() as u64).to_le_bytes());
         self.0.update(s.as_bytes());
     }
 
-    fn opt(&mut self, s: Option<&str>) {
+    /// An optional string: a 0 byte, or a 1 byte and the string.
+    pub fn opt_text(&mut self, s: Option<&str>) {
         match s {
             None => self.0.update([0]),
             Some(s) => {
                 self.0.update([1]);
-                self.str(s);
+                self.text(s);
             }
         }
     }
 
-    fn flag(&mut self, b: bool) {
-        self.0.update([b as u8]);
+    /// An integer, little-endian.
+    pub fn int(&mut self, n: i64) {
+        self.0.update(n.to_le_bytes());
     }
 
-    fn finish(self) -> [u8; 32] {
+    /// An optional integer: a 0 byte, or a 1 byte and the integer.
+    pub fn opt_int(&mut self, n: Option<i64>) {
+        match n {
+            None => self.0.update([0]),
+            Some(n) => {
+                self.0.update([1]);
+                self.int(n);
+            }
+        }
+    }
+
+    /// A boolean as one byte.
+    pub fn flag(&mut self, b: bool) {
+        self.0.update([u8::from(b)]);
+    }
+
+    /// The SHA-256 of everything fed.
+    pub fn finish(self) -> [u8; 32] {
         self.0.finalize().into()
     }
 }
@@ -45,57 +78,57 @@ pub fn digest(snapshot: &Snapshot) -> String {
     let mut h = Canonical::new();
     let users: Vec<[u8; 32]> = match snapshot {
         Snapshot::Idp(users) => {
-            h.str("idp");
+            h.text("idp");
             users
                 .iter()
                 .map(|u| {
                     let mut h = Canonical::new();
-                    h.str(&u.id);
-                    h.opt(u.external_id.as_deref());
-                    h.str(&u.user_name);
-                    h.opt(u.email.as_deref());
+                    h.text(&u.id);
+                    h.opt_text(u.external_id.as_deref());
+                    h.text(&u.user_name);
+                    h.opt_text(u.email.as_deref());
                     h.flag(u.active);
                     h.finish()
                 })
                 .collect()
         }
         Snapshot::IdentityCenter(users) => {
-            h.str("identity_center");
+            h.text("identity_center");
             users
                 .iter()
                 .map(|u| {
                     let mut h = Canonical::new();
-                    h.str(&u.user_id);
-                    h.str(&u.user_name);
-                    h.opt(u.email.as_deref());
+                    h.text(&u.user_id);
+                    h.text(&u.user_name);
+                    h.opt_text(u.email.as_deref());
                     let mut ids: Vec<_> = u.external_ids.iter().collect();
                     ids.sort_unstable_by(|a, b| (&a.issuer, &a.id).cmp(&(&b.issuer, &b.id)));
                     h.0.update((ids.len() as u64).to_le_bytes());
                     for id in ids {
-                        h.str(&id.issuer);
-                        h.str(&id.id);
+                        h.text(&id.issuer);
+                        h.text(&id.id);
                     }
                     h.finish()
                 })
                 .collect()
         }
         Snapshot::Target(target) => {
-            h.str("target");
-            h.str(&target.name);
-            h.opt(target.master_user.as_deref());
-            h.opt(target.login_user.as_deref());
+            h.text("target");
+            h.text(&target.name);
+            h.opt_text(target.master_user.as_deref());
+            h.opt_text(target.login_user.as_deref());
             let mut namespaces = target.namespaces.clone();
             namespaces.sort_unstable();
             h.0.update((namespaces.len() as u64).to_le_bytes());
             for ns in &namespaces {
-                h.str(ns);
+                h.text(ns);
             }
             target
                 .users
                 .iter()
                 .map(|u| {
                     let mut h = Canonical::new();
-                    h.str(&u.name);
+                    h.text(&u.name);
                     h.flag(u.superuser);
                     h.finish()
                 })

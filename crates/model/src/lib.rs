@@ -23,7 +23,7 @@ pub mod mapping;
 mod tests;
 
 pub use diff::{diff, Changes};
-pub use digest::digest;
+pub use digest::{digest, Canonical};
 pub use finding::{
     Finding, FindingKey, FindingKind, MatchRule, Reason, Resolution, Scope, Severity,
 };

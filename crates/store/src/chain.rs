@@ -12,43 +12,8 @@
 //! opens the store after migration 0005 recorded which they are; a hash removed later is
 //! never recomputed, so nulling hashes cannot make a changed history pass.
 
-use sha2::{Digest, Sha256};
+use idgraph_model::Canonical;
 use sqlx::{Row, SqliteConnection};
-
-/// Builds the canonical encoding.
-#[derive(Default)]
-struct Canonical(Vec<u8>);
-
-impl Canonical {
-    fn text(&mut self, s: &str) {
-        self.0.extend_from_slice(&(s.len() as u64).to_le_bytes());
-        self.0.extend_from_slice(s.as_bytes());
-    }
-
-    fn opt_text(&mut self, s: Option<&str>) {
-        match s {
-            None => self.0.push(0),
-            Some(s) => {
-                self.0.push(1);
-                self.text(s);
-            }
-        }
-    }
-
-    fn int(&mut self, n: i64) {
-        self.0.extend_from_slice(&n.to_le_bytes());
-    }
-
-    fn opt_int(&mut self, n: Option<i64>) {
-        match n {
-            None => self.0.push(0),
-            Some(n) => {
-                self.0.push(1);
-                self.int(n);
-            }
-        }
-    }
-}
 
 /// An element of the versions JSON array: an episode version, read by name so that the
 /// order of the SQL does not matter. The canonical record fixes its own order.
@@ -75,14 +40,14 @@ async fn details_from_run(conn: &mut SqliteConnection) -> Result<i64, sqlx::Erro
         .await
 }
 
-/// The canonical record of run `run_id`, read from the tables as they are now; with
-/// `details`, the episode versions the run wrote are part of it.
-pub(crate) async fn canonical(
+/// Feeds `c` the canonical record of run `run_id`, read from the tables as they are now;
+/// with `details`, the episode versions the run wrote are part of it.
+async fn canonical(
     conn: &mut SqliteConnection,
     run_id: i64,
     details: bool,
-) -> Result<Vec<u8>, sqlx::Error> {
-    let mut c = Canonical::default();
+    c: &mut Canonical,
+) -> Result<(), sqlx::Error> {
     let run = sqlx::query("SELECT id, started_at, finished_at, status FROM runs WHERE id = ?")
         .bind(run_id)
         .fetch_one(&mut *conn)
@@ -185,15 +150,21 @@ pub(crate) async fn canonical(
             c.opt_text(v.candidates.as_deref());
         }
     }
-    Ok(c.0)
+    Ok(())
 }
 
-/// `hex(SHA-256(previous ‖ record))`; the first run's previous hash is empty.
-pub(crate) fn link(previous: &str, record: &[u8]) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(previous.as_bytes());
-    hasher.update(record);
-    hex::encode(hasher.finalize())
+/// `hex(SHA-256(previous ‖ canonical record of run_id))`; the first run's previous hash is
+/// empty.
+async fn link(
+    conn: &mut SqliteConnection,
+    previous: &str,
+    run_id: i64,
+    details: bool,
+) -> Result<String, sqlx::Error> {
+    let mut c = Canonical::new();
+    c.raw(previous.as_bytes());
+    canonical(conn, run_id, details, &mut c).await?;
+    Ok(hex::encode(c.finish()))
 }
 
 /// Computes and stores the hash of run `run_id` from the stored hash of the run before.
@@ -205,8 +176,7 @@ pub(crate) async fn seal(conn: &mut SqliteConnection, run_id: i64) -> Result<Str
             .await?
             .flatten();
     let details = run_id >= details_from_run(conn).await?;
-    let record = canonical(conn, run_id, details).await?;
-    let hash = link(previous.as_deref().unwrap_or(""), &record);
+    let hash = link(conn, previous.as_deref().unwrap_or(""), run_id, details).await?;
     sqlx::query("UPDATE runs SET hash = ? WHERE id = ?")
         .bind(&hash)
         .bind(run_id)
@@ -274,8 +244,7 @@ pub(crate) async fn verify(conn: &mut SqliteConnection) -> Result<ChainReport, s
     let details_from = details_from_run(conn).await?;
     let mut first_mismatch = None;
     for (id, stored) in &runs {
-        let record = canonical(conn, *id, *id >= details_from).await?;
-        let hash = link(&previous, &record);
+        let hash = link(conn, &previous, *id, *id >= details_from).await?;
         if first_mismatch.is_none() && stored.as_deref() != Some(hash.as_str()) {
             first_mismatch = Some(*id);
         }
