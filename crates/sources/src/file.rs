@@ -19,10 +19,10 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use idgraph_model::{DbUser, Excerpt, ExternalId, IcUser, IdpUser, Snapshot, TargetSnapshot};
-use serde::de::{self, Deserializer, Unexpected, Visitor};
 use serde::Deserialize;
 
 use crate::json_stream::{JsonStream, StreamError};
+use crate::scim::wire::{idp_user, LenientBool, ScimEmail, ScimUser};
 use crate::{Source, SourceError};
 
 /// A SCIM 2.0 `/Users` export of the identity provider.
@@ -275,44 +275,9 @@ impl From<StreamError> for Problem {
     }
 }
 
-/// A JSON boolean, or the string `"true"` or `"false"` in any case: some IdPs send
-/// SCIM booleans as strings.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct LenientBool(pub(crate) bool);
-
-impl<'de> Deserialize<'de> for LenientBool {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct LenientBoolVisitor;
-
-        impl Visitor<'_> for LenientBoolVisitor {
-            type Value = LenientBool;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a boolean or the string \"true\" or \"false\"")
-            }
-
-            fn visit_bool<E: de::Error>(self, value: bool) -> Result<LenientBool, E> {
-                Ok(LenientBool(value))
-            }
-
-            fn visit_str<E: de::Error>(self, value: &str) -> Result<LenientBool, E> {
-                if value.eq_ignore_ascii_case("true") {
-                    Ok(LenientBool(true))
-                } else if value.eq_ignore_ascii_case("false") {
-                    Ok(LenientBool(false))
-                } else {
-                    Err(E::invalid_value(Unexpected::Str(value), &self))
-                }
-            }
-        }
-
-        deserializer.deserialize_any(LenientBoolVisitor)
-    }
-}
-
 /// The value of the entry marked primary, else of the first entry with a value. `split`
 /// gives an entry's value and whether it is marked primary.
-fn primary_value<E>(
+pub(crate) fn primary_value<E>(
     entries: Vec<E>,
     split: impl Fn(E) -> (Option<String>, bool),
 ) -> Option<String> {
@@ -372,25 +337,6 @@ impl ScimItem {
             emails: self.emails,
         }
     }
-}
-
-/// A SCIM User resource; attributes not declared here are skipped.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct ScimUser {
-    // Optional here so a missing attribute is reported with the user's index rather than
-    // as serde's "missing field" at the position of the closing brace.
-    id: Option<String>,
-    external_id: Option<String>,
-    user_name: Option<String>,
-    active: Option<LenientBool>,
-    emails: Option<Vec<ScimEmail>>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ScimEmail {
-    value: Option<String>,
-    primary: Option<LenientBool>,
 }
 
 /// Where a user sits in the file, for error messages.
@@ -518,26 +464,6 @@ fn scim_item<R: Read>(
         Ok(())
     })?;
     Ok(item)
-}
-
-/// The model user, or what is missing, e.g. "has no `userName`".
-pub(crate) fn idp_user(user: ScimUser) -> Result<IdpUser, &'static str> {
-    let id = user.id.filter(|id| !id.is_empty()).ok_or("has no `id`")?;
-    let user_name = user
-        .user_name
-        .filter(|name| !name.is_empty())
-        .ok_or("has no `userName`")?;
-    let email = user
-        .emails
-        .and_then(|emails| primary_value(emails, |e| (e.value, e.primary.is_some_and(|p| p.0))));
-    Ok(IdpUser {
-        id,
-        external_id: user.external_id,
-        user_name,
-        email,
-        // SCIM: a user without `active` is active.
-        active: user.active.is_none_or(|a| a.0),
-    })
 }
 
 // ---------------------------------------------------------------------------------------
