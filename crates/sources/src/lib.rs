@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //! - [`Source`]: the trait every source implements, and [`SourceError`].
-//! - [`file`]: sources that read exports from disk: a SCIM `/Users` dump, the output of
+//! - [`file`](mod@file): sources that read exports from disk: a SCIM `/Users` dump, the output of
 //!   `aws identitystore list-users`, and a `psql --csv` dump of `pg_user`.
 //! - [`scim`]: a live SCIM 2.0 `/Users` endpoint.
 //! - [`postgres`]: reading `pg_user` over SQL from Redshift or PostgreSQL.
