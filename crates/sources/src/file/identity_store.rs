@@ -6,8 +6,9 @@ use std::path::Path;
 use idgraph_model::{ExternalId, IcUser};
 use serde::Deserialize;
 
-use super::{open_json, primary_value, unexpected_start, Problem};
+use super::{open_json, unexpected_start, Problem};
 use crate::json_stream::JsonStream;
+use crate::primary_value;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]

@@ -281,25 +281,6 @@ impl From<StreamError> for Problem {
     }
 }
 
-/// The value of the entry marked primary, else of the first entry with a value. `split`
-/// gives an entry's value and whether it is marked primary.
-pub(crate) fn primary_value<E>(
-    entries: Vec<E>,
-    split: impl Fn(E) -> (Option<String>, bool),
-) -> Option<String> {
-    let mut first = None;
-    for entry in entries {
-        match split(entry) {
-            (Some(value), true) => return Some(value),
-            (Some(value), false) => {
-                first.get_or_insert(value);
-            }
-            (None, _) => {}
-        }
-    }
-    first
-}
-
 /// A JSON export opened for walking, past a byte order mark.
 pub(super) fn open_json(path: &Path) -> Result<JsonStream<File>, Problem> {
     regular(&std::fs::metadata(path).map_err(Problem::Read)?).map_err(Problem::Read)?;

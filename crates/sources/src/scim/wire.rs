@@ -7,7 +7,7 @@ use idgraph_model::IdpUser;
 use serde::de::{self, Deserializer, Unexpected, Visitor};
 use serde::Deserialize;
 
-use crate::file::primary_value;
+use crate::primary_value;
 
 /// A SCIM `ListResponse` page of users (RFC 7644 §3.4.2, RFC 9865 §2).
 #[derive(Debug, Deserialize)]
