@@ -7,7 +7,7 @@ use std::sync::Arc;
 use aws_sdk_identitystore::types::{Email, User};
 use aws_sdk_identitystore::Client;
 use idgraph_model::{ExternalId, IcUser, Snapshot};
-use idgraph_sources::{Progress, Source, SourceError};
+use idgraph_sources::{primary_value, Progress, Source, SourceError};
 use tracing::{debug, warn};
 
 use crate::config::{sdk_config, with_overrides, SdkConfig};
@@ -223,19 +223,12 @@ fn ic_user(origin: &str, user: &User) -> Result<IcUser, SourceError> {
     })
 }
 
-/// The email marked `Primary`, else the first one with a value.
+/// The email marked `Primary`, else the first one with a value; an empty value is none.
 fn primary_email(emails: &[Email]) -> Option<String> {
-    emails
-        .iter()
-        .filter(|e| e.value().is_some_and(|v| !v.is_empty()))
-        .find(|e| e.primary())
-        .or_else(|| {
-            emails
-                .iter()
-                .find(|e| e.value().is_some_and(|v| !v.is_empty()))
-        })
-        .and_then(Email::value)
-        .map(str::to_owned)
+    primary_value(emails, |e| {
+        let value = e.value().filter(|v| !v.is_empty()).map(str::to_owned);
+        (value, e.primary())
+    })
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //! - [`Source`]: the trait every source implements, and [`SourceError`].
-//! - [`file`]: sources that read exports from disk: a SCIM `/Users` dump, the output of
+//! - [`file`](mod@file): sources that read exports from disk: a SCIM `/Users` dump, the output of
 //!   `aws identitystore list-users`, and a `psql --csv` dump of `pg_user`.
 //! - [`scim`]: a live SCIM 2.0 `/Users` endpoint.
 //! - [`postgres`]: reading `pg_user` over SQL from Redshift or PostgreSQL.
@@ -10,6 +10,8 @@
 //!   for remediation plans.
 //! - [`secret`]: [`Secret`], a string that never prints.
 //! - [`progress`]: [`Progress`], how a long fetch reports pages and users.
+//! - [`primary_value`]: which of a user's emails is theirs, for the SCIM and Identity
+//!   Center sources here and the Identity Center API source in `idgraph-aws`.
 
 pub mod file;
 mod json_stream;
@@ -37,6 +39,26 @@ pub fn bounded(text: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}… (cut; {} bytes in all)", &text[..end], text.len())
+}
+
+/// The value of the entry marked primary, else of the first entry with a value: the email
+/// a user is known by, from a SCIM or Identity Center list of emails. `split` gives an
+/// entry's value and whether it is marked primary.
+pub fn primary_value<E>(
+    entries: impl IntoIterator<Item = E>,
+    split: impl Fn(E) -> (Option<String>, bool),
+) -> Option<String> {
+    let mut first = None;
+    for entry in entries {
+        match split(entry) {
+            (Some(value), true) => return Some(value),
+            (Some(value), false) => {
+                first.get_or_insert(value);
+            }
+            (None, _) => {}
+        }
+    }
+    first
 }
 
 /// A system we take a complete snapshot of on every run.

@@ -258,6 +258,20 @@ pub async fn discover(
     result
 }
 
+/// The users discovery looks at, by the ids the catalog gave them.
+struct UserIds {
+    names: BTreeMap<i32, String>,
+    /// The ids as an SQL list, e.g. `100, 101`.
+    sql_list: String,
+}
+
+impl UserIds {
+    /// The name of the user with `id`, if it is one of those looked at.
+    fn name(&self, id: i32) -> Option<String> {
+        self.names.get(&id).cloned()
+    }
+}
+
 /// One connection's worth of discovery.
 struct Reader<'a> {
     origin: &'a str,
@@ -267,47 +281,16 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     async fn discover(&mut self, users: &[String]) -> Result<BTreeMap<String, Owned>, SourceError> {
-        let version: String = self
-            .scalar("version", "SELECT CAST(version() AS varchar)")
-            .await?;
-        let redshift = version.contains("Redshift");
-        if redshift {
-            // Quoted names must match the catalog exactly, as the plan's statements will
-            // (has_table_privilege parses the names it is given). A session setting, not
-            // a write.
-            self.execute("SET enable_case_sensitive_identifier TO true")
-                .await?;
-        }
-        // One snapshot for every query (PostgreSQL's default would take one per
-        // statement), and the server's guarantee that nothing here writes.
-        self.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await?;
-
+        let redshift = self.begin().await?;
         let database: String = self
             .scalar(
                 "current_database",
                 "SELECT CAST(current_database() AS varchar)",
             )
             .await?;
-        let wanted: BTreeSet<&str> = users.iter().map(String::as_str).collect();
-        let mut ids: BTreeMap<i32, String> = BTreeMap::new();
-        for row in self
-            .rows(
-                "pg_user",
-                "SELECT CAST(usename AS varchar) AS usename, \
-                        CAST(usesysid AS integer) AS usesysid \
-                 FROM pg_catalog.pg_user"
-                    .to_owned(),
-            )
-            .await?
-        {
-            let name: String = self.get(&row, "usename")?;
-            let id: i32 = self.get(&row, "usesysid")?;
-            if wanted.contains(name.as_str()) {
-                ids.insert(id, name);
-            }
-        }
+        let ids = self.user_ids(users).await?;
         let mut owned: BTreeMap<String, Owned> = ids
+            .names
             .values()
             .map(|name| {
                 (
@@ -320,139 +303,23 @@ impl Reader<'_> {
                 )
             })
             .collect();
-        if ids.is_empty() {
+        if ids.names.is_empty() {
             return Ok(owned);
         }
-        // Integers the catalog returned: nothing a user name could smuggle in.
-        let id_list = ids
-            .keys()
-            .map(i32::to_string)
-            .collect::<Vec<_>>()
-            .join(", ");
-        let user_of = |id: i32| ids.get(&id).cloned();
-
         let routines = self.routines().await?;
-        let (proc_from, proc_kind) = routines.source();
 
-        // Relations the users own.
-        let sql = format!(
-            "{USER_RELATIONS} JOIN pg_catalog.pg_user u ON u.usesysid = c.relowner \
-             WHERE CAST(u.usesysid AS integer) IN ({id_list}) \
-               AND c.relkind IN ({OWNED_RELKINDS}) AND {USER_SCHEMA}"
-        );
-        for (user, relation) in self
-            .user_relations("owned relations", sql, &user_of)
-            .await?
-        {
+        for (user, relation) in self.owned_relations(&ids).await? {
             push(&mut owned, &user, |o| o.relations.push(relation));
         }
-
-        // Functions, procedures and aggregates the users own.
-        let sql = format!(
-            "SELECT CAST(u.usesysid AS integer) AS usesysid, \
-                    CAST(n.nspname AS varchar) AS schema_name, \
-                    CAST(p.proname AS varchar) AS name, \
-                    CAST(pg_catalog.oidvectortypes(p.proargtypes) AS varchar) AS arguments, \
-                    {proc_kind} AS kind \
-             FROM {proc_from} \
-             JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
-             JOIN pg_catalog.pg_user u ON u.usesysid = p.proowner \
-             WHERE CAST(u.usesysid AS integer) IN ({id_list}) AND {USER_SCHEMA}"
-        );
-        for row in self.rows("owned functions", sql).await? {
-            let Some(user) = user_of(self.get(&row, "usesysid")?) else {
-                continue;
-            };
-            let function = Function {
-                schema: self.get(&row, "schema_name")?,
-                name: self.get(&row, "name")?,
-                arguments: self
-                    .get::<Option<String>>(&row, "arguments")?
-                    .unwrap_or_default(),
-                kind: FunctionKind::from_prokind(
-                    &self
-                        .get::<Option<String>>(&row, "kind")?
-                        .unwrap_or_default(),
-                ),
-            };
+        for (user, function) in self.owned_functions(&ids, routines).await? {
             push(&mut owned, &user, |o| o.functions.push(function));
         }
-
-        // Schemas the users own.
-        let sql = format!(
-            "SELECT CAST(u.usesysid AS integer) AS usesysid, \
-                    CAST(n.nspname AS varchar) AS schema_name \
-             FROM pg_catalog.pg_namespace n \
-             JOIN pg_catalog.pg_user u ON u.usesysid = n.nspowner \
-             WHERE CAST(u.usesysid AS integer) IN ({id_list}) AND {USER_SCHEMA}"
-        );
-        for row in self.rows("owned schemas", sql).await? {
-            let Some(user) = user_of(self.get(&row, "usesysid")?) else {
-                continue;
-            };
-            let schema: String = self.get(&row, "schema_name")?;
+        for (user, schema) in self.owned_schemas(&ids).await? {
             push(&mut owned, &user, |o| o.schemas.push(schema));
         }
 
-        // Privileges on schemas. The schema name is passed as a value, never parsed.
-        let sql = format!(
-            "SELECT CAST(u.usesysid AS integer) AS usesysid, \
-                    CAST(n.nspname AS varchar) AS schema_name, \
-                    has_schema_privilege(u.usename, n.nspname, 'USAGE') AS can_use, \
-                    has_schema_privilege(u.usename, n.nspname, 'CREATE') AS can_create \
-             FROM pg_catalog.pg_namespace n \
-             CROSS JOIN pg_catalog.pg_user u \
-             WHERE CAST(u.usesysid AS integer) IN ({id_list}) AND {USER_SCHEMA}"
-        );
-        let mut access: BTreeMap<(String, String), SchemaAccess> = BTreeMap::new();
-        for row in self.rows("schema privileges", sql).await? {
-            let Some(user) = user_of(self.get(&row, "usesysid")?) else {
-                continue;
-            };
-            let schema: String = self.get(&row, "schema_name")?;
-            let usage = self.get::<Option<bool>>(&row, "can_use")?.unwrap_or(false);
-            let create = self
-                .get::<Option<bool>>(&row, "can_create")?
-                .unwrap_or(false);
-            if usage || create {
-                let entry = access
-                    .entry((user, schema.clone()))
-                    .or_insert_with(|| SchemaAccess {
-                        schema,
-                        ..SchemaAccess::default()
-                    });
-                entry.usage |= usage;
-                entry.create |= create;
-            }
-        }
-
-        // Privileges on tables the users do not own. has_table_privilege parses its table
-        // argument as a (qualified) name, hence quote_ident: the way Amazon's own admin
-        // views call it, and it keeps hostile names names. Resolving the name needs USAGE
-        // on the schema for idgraph's own login, so schemas it may not use are skipped
-        // (CASE, unlike AND, evaluates in order) and reported instead.
-        let any_privilege = TABLE_PRIVILEGES
-            .iter()
-            .map(|p| {
-                format!(
-                    "has_table_privilege(u.usename, \
-                     quote_ident(n.nspname) || '.' || quote_ident(c.relname), '{p}')"
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" OR ");
-        let sql = format!(
-            "{USER_RELATIONS} CROSS JOIN pg_catalog.pg_user u \
-             WHERE CAST(u.usesysid AS integer) IN ({id_list}) \
-               AND c.relkind IN ({TABLE_RELKINDS}) AND c.relowner <> u.usesysid \
-               AND {USER_SCHEMA} \
-               AND CASE WHEN has_schema_privilege(n.nspname, 'USAGE') \
-                        THEN ({any_privilege}) ELSE false END"
-        );
-        for (user, relation) in self
-            .user_relations("table privileges", sql, &user_of)
-            .await?
-        {
+        let mut access = self.schema_privileges(&ids).await?;
+        for (user, relation) in self.table_privileges(&ids).await? {
             let entry = access
                 .entry((user.clone(), relation.schema.clone()))
                 .or_insert_with(|| SchemaAccess {
@@ -462,22 +329,11 @@ impl Reader<'_> {
             entry.tables = true;
             push(&mut owned, &user, |o| o.table_privileges.push(relation));
         }
-
         // Schemas whose table privileges could not be checked: every user is taken to
         // hold some there, since revoking what was never granted is harmless and a
         // privilege left behind makes DROP USER fail.
-        let sql = format!(
-            "SELECT CAST(n.nspname AS varchar) AS schema_name \
-             FROM pg_catalog.pg_namespace n \
-             WHERE {USER_SCHEMA} AND NOT has_schema_privilege(n.nspname, 'USAGE')"
-        );
-        let unchecked: Vec<String> = self
-            .rows("schemas the login may not use", sql)
-            .await?
-            .iter()
-            .map(|row| self.get(row, "schema_name"))
-            .collect::<Result<_, _>>()?;
-        for user in ids.values() {
+        let unchecked = self.unusable_schemas().await?;
+        for user in ids.names.values() {
             for schema in &unchecked {
                 access
                     .entry((user.clone(), schema.clone()))
@@ -515,6 +371,219 @@ impl Reader<'_> {
             "Discovered ownership."
         );
         Ok(owned)
+    }
+
+    /// Opens the read-only transaction every query runs in; whether the server is
+    /// Redshift.
+    async fn begin(&mut self) -> Result<bool, SourceError> {
+        let version: String = self
+            .scalar("version", "SELECT CAST(version() AS varchar)")
+            .await?;
+        let redshift = version.contains("Redshift");
+        if redshift {
+            // Quoted names must match the catalog exactly, as the plan's statements will
+            // (has_table_privilege parses the names it is given). A session setting, not
+            // a write.
+            self.execute("SET enable_case_sensitive_identifier TO true")
+                .await?;
+        }
+        // One snapshot for every query (PostgreSQL's default would take one per
+        // statement), and the server's guarantee that nothing here writes.
+        self.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?;
+        Ok(redshift)
+    }
+
+    /// The ids of those of `users` the catalog holds.
+    async fn user_ids(&mut self, users: &[String]) -> Result<UserIds, SourceError> {
+        let wanted: BTreeSet<&str> = users.iter().map(String::as_str).collect();
+        let mut names: BTreeMap<i32, String> = BTreeMap::new();
+        for row in self
+            .rows(
+                "pg_user",
+                "SELECT CAST(usename AS varchar) AS usename, \
+                        CAST(usesysid AS integer) AS usesysid \
+                 FROM pg_catalog.pg_user"
+                    .to_owned(),
+            )
+            .await?
+        {
+            let name: String = self.get(&row, "usename")?;
+            let id: i32 = self.get(&row, "usesysid")?;
+            if wanted.contains(name.as_str()) {
+                names.insert(id, name);
+            }
+        }
+        // Integers the catalog returned: nothing a user name could smuggle in.
+        let sql_list = names
+            .keys()
+            .map(i32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        Ok(UserIds { names, sql_list })
+    }
+
+    /// Relations the users own.
+    async fn owned_relations(
+        &mut self,
+        ids: &UserIds,
+    ) -> Result<Vec<(String, Relation)>, SourceError> {
+        let sql = format!(
+            "{USER_RELATIONS} JOIN pg_catalog.pg_user u ON u.usesysid = c.relowner \
+             WHERE CAST(u.usesysid AS integer) IN ({}) \
+               AND c.relkind IN ({OWNED_RELKINDS}) AND {USER_SCHEMA}",
+            ids.sql_list
+        );
+        self.user_relations("owned relations", sql, ids).await
+    }
+
+    /// Functions, procedures and aggregates the users own.
+    async fn owned_functions(
+        &mut self,
+        ids: &UserIds,
+        routines: Routines,
+    ) -> Result<Vec<(String, Function)>, SourceError> {
+        let (proc_from, proc_kind) = routines.source();
+        let sql = format!(
+            "SELECT CAST(u.usesysid AS integer) AS usesysid, \
+                    CAST(n.nspname AS varchar) AS schema_name, \
+                    CAST(p.proname AS varchar) AS name, \
+                    CAST(pg_catalog.oidvectortypes(p.proargtypes) AS varchar) AS arguments, \
+                    {proc_kind} AS kind \
+             FROM {proc_from} \
+             JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+             JOIN pg_catalog.pg_user u ON u.usesysid = p.proowner \
+             WHERE CAST(u.usesysid AS integer) IN ({}) AND {USER_SCHEMA}",
+            ids.sql_list
+        );
+        let mut found = Vec::new();
+        for row in self.rows("owned functions", sql).await? {
+            let Some(user) = ids.name(self.get(&row, "usesysid")?) else {
+                continue;
+            };
+            let function = Function {
+                schema: self.get(&row, "schema_name")?,
+                name: self.get(&row, "name")?,
+                arguments: self
+                    .get::<Option<String>>(&row, "arguments")?
+                    .unwrap_or_default(),
+                kind: FunctionKind::from_prokind(
+                    &self
+                        .get::<Option<String>>(&row, "kind")?
+                        .unwrap_or_default(),
+                ),
+            };
+            found.push((user, function));
+        }
+        Ok(found)
+    }
+
+    /// Schemas the users own.
+    async fn owned_schemas(&mut self, ids: &UserIds) -> Result<Vec<(String, String)>, SourceError> {
+        let sql = format!(
+            "SELECT CAST(u.usesysid AS integer) AS usesysid, \
+                    CAST(n.nspname AS varchar) AS schema_name \
+             FROM pg_catalog.pg_namespace n \
+             JOIN pg_catalog.pg_user u ON u.usesysid = n.nspowner \
+             WHERE CAST(u.usesysid AS integer) IN ({}) AND {USER_SCHEMA}",
+            ids.sql_list
+        );
+        let mut found = Vec::new();
+        for row in self.rows("owned schemas", sql).await? {
+            let Some(user) = ids.name(self.get(&row, "usesysid")?) else {
+                continue;
+            };
+            let schema: String = self.get(&row, "schema_name")?;
+            found.push((user, schema));
+        }
+        Ok(found)
+    }
+
+    /// `USAGE` and `CREATE` on schemas, by user and schema. The schema name is passed as
+    /// a value, never parsed.
+    async fn schema_privileges(
+        &mut self,
+        ids: &UserIds,
+    ) -> Result<BTreeMap<(String, String), SchemaAccess>, SourceError> {
+        let sql = format!(
+            "SELECT CAST(u.usesysid AS integer) AS usesysid, \
+                    CAST(n.nspname AS varchar) AS schema_name, \
+                    has_schema_privilege(u.usename, n.nspname, 'USAGE') AS can_use, \
+                    has_schema_privilege(u.usename, n.nspname, 'CREATE') AS can_create \
+             FROM pg_catalog.pg_namespace n \
+             CROSS JOIN pg_catalog.pg_user u \
+             WHERE CAST(u.usesysid AS integer) IN ({}) AND {USER_SCHEMA}",
+            ids.sql_list
+        );
+        let mut access: BTreeMap<(String, String), SchemaAccess> = BTreeMap::new();
+        for row in self.rows("schema privileges", sql).await? {
+            let Some(user) = ids.name(self.get(&row, "usesysid")?) else {
+                continue;
+            };
+            let schema: String = self.get(&row, "schema_name")?;
+            let usage = self.get::<Option<bool>>(&row, "can_use")?.unwrap_or(false);
+            let create = self
+                .get::<Option<bool>>(&row, "can_create")?
+                .unwrap_or(false);
+            if usage || create {
+                let entry = access
+                    .entry((user, schema.clone()))
+                    .or_insert_with(|| SchemaAccess {
+                        schema,
+                        ..SchemaAccess::default()
+                    });
+                entry.usage |= usage;
+                entry.create |= create;
+            }
+        }
+        Ok(access)
+    }
+
+    /// Tables the users hold a privilege on without owning them. has_table_privilege
+    /// parses its table argument as a (qualified) name, hence quote_ident: the way
+    /// Amazon's own admin views call it, and it keeps hostile names names. Resolving the
+    /// name needs USAGE on the schema for idgraph's own login, so schemas it may not use
+    /// are skipped (CASE, unlike AND, evaluates in order) and reported instead, by
+    /// [`unusable_schemas`](Self::unusable_schemas).
+    async fn table_privileges(
+        &mut self,
+        ids: &UserIds,
+    ) -> Result<Vec<(String, Relation)>, SourceError> {
+        let any_privilege = TABLE_PRIVILEGES
+            .iter()
+            .map(|p| {
+                format!(
+                    "has_table_privilege(u.usename, \
+                     quote_ident(n.nspname) || '.' || quote_ident(c.relname), '{p}')"
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let sql = format!(
+            "{USER_RELATIONS} CROSS JOIN pg_catalog.pg_user u \
+             WHERE CAST(u.usesysid AS integer) IN ({}) \
+               AND c.relkind IN ({TABLE_RELKINDS}) AND c.relowner <> u.usesysid \
+               AND {USER_SCHEMA} \
+               AND CASE WHEN has_schema_privilege(n.nspname, 'USAGE') \
+                        THEN ({any_privilege}) ELSE false END",
+            ids.sql_list
+        );
+        self.user_relations("table privileges", sql, ids).await
+    }
+
+    /// The user schemas idgraph's login may not use, so table privileges there could not
+    /// be checked.
+    async fn unusable_schemas(&mut self) -> Result<Vec<String>, SourceError> {
+        let sql = format!(
+            "SELECT CAST(n.nspname AS varchar) AS schema_name \
+             FROM pg_catalog.pg_namespace n \
+             WHERE {USER_SCHEMA} AND NOT has_schema_privilege(n.nspname, 'USAGE')"
+        );
+        self.rows("schemas the login may not use", sql)
+            .await?
+            .iter()
+            .map(|row| self.get(row, "schema_name"))
+            .collect()
     }
 
     /// Which form of the routine catalog this server has, asked without a query that could
@@ -588,12 +657,12 @@ impl Reader<'_> {
         &mut self,
         what: &str,
         sql: String,
-        user_of: &(dyn Fn(i32) -> Option<String> + Sync),
+        ids: &UserIds,
     ) -> Result<Vec<(String, Relation)>, SourceError> {
         let mut found = Vec::new();
         for row in self.rows(what, sql).await? {
             if let (Some(user), Some(relation)) =
-                (user_of(self.get(&row, "usesysid")?), self.relation(&row)?)
+                (ids.name(self.get(&row, "usesysid")?), self.relation(&row)?)
             {
                 found.push((user, relation));
             }
