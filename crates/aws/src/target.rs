@@ -200,6 +200,13 @@ impl<A: TargetApi> Source for RedshiftTarget<A> {
         A::KIND
     }
 
+    async fn catalog(&self) -> Result<idgraph_sources::CatalogAccess, SourceError> {
+        Ok(idgraph_sources::CatalogAccess {
+            connection: self.connection().await?,
+            timeout: self.options.timeout,
+        })
+    }
+
     /// # Errors
     ///
     /// [`SourceError::Remote`] when the API refuses (`ClusterNotFound`,

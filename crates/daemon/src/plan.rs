@@ -21,17 +21,15 @@ use anyhow::{bail, Context as _};
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
-use idgraph_aws::{ProvisionedTarget, ServerlessTarget};
 use idgraph_model::{Finding, FindingKind};
 use idgraph_sources::ownership::{self, Function, FunctionKind, Owned, Relation, RelationKind};
+use idgraph_sources::{NoProgress, Source, SourceError};
 use idgraph_store::{Episode, Store};
 use tracing::warn;
 
-use crate::config::{Settings, TargetSource};
+use crate::config::Settings;
 use crate::output::{clean, needs_escape};
-
-/// How many targets' catalogs are read at once.
-const TARGET_CONCURRENCY: usize = 4;
+use crate::reconcile::Sources;
 
 /// The plan for one orphaned database user on one target.
 #[derive(Debug, Clone)]
@@ -113,6 +111,10 @@ pub async fn plan(
     }
     ordered.extend(groups);
 
+    // The targets as a run builds them: each knows how its catalog is reached.
+    let sources = Sources::new(settings, std::sync::Arc::new(NoProgress))
+        .await
+        .context("cannot set up the targets")?;
     let discoveries: Vec<Result<BTreeMap<String, Owned>, String>> = stream::iter(
         ordered
             .iter()
@@ -121,11 +123,14 @@ pub async fn plan(
                     .iter()
                     .filter_map(|e| e.finding.db_user.clone())
                     .collect();
-                Box::pin(async move { discover_target(settings, name, users).await })
+                let target = sources.targets.iter().find(|t| t.name() == name);
+                Box::pin(
+                    async move { discover_target(target.map(AsRef::as_ref), name, users).await },
+                )
             })
             .collect::<Vec<_>>(),
     )
-    .buffered(TARGET_CONCURRENCY)
+    .buffered(sources.target_concurrency)
     .collect()
     .await;
 
@@ -166,51 +171,29 @@ fn new_owner(settings: &Settings) -> anyhow::Result<&str> {
 
 /// What `users` own on the target `name`, or why that cannot be known.
 async fn discover_target(
-    settings: &Settings,
+    target: Option<&dyn Source>,
     name: &str,
     users: Vec<String>,
 ) -> Result<BTreeMap<String, Owned>, String> {
-    let Some(target) = settings.targets.iter().find(|t| t.name == name) else {
+    let Some(target) = target else {
         return Err("the target is no longer in the configuration".to_owned());
     };
-    let result = match &target.source {
-        TargetSource::File { path, .. } => {
-            return Err(format!(
-                "it is a file target: its export ({}) lists users, not what they own",
-                path.display()
-            ))
-        }
-        TargetSource::Postgres {
-            connection,
-            timeout,
-            ..
-        } => ownership::discover(name, connection, &users, *timeout).await,
-        TargetSource::Provisioned(options) => {
-            let source = ProvisionedTarget::new(options.clone()).await;
-            match source.connection().await {
-                Ok(connection) => {
-                    ownership::discover(name, &connection, &users, options.target.timeout).await
-                }
-                Err(e) => Err(e),
-            }
-        }
-        TargetSource::Serverless(options) => {
-            let source = ServerlessTarget::new(options.clone()).await;
-            match source.connection().await {
-                Ok(connection) => {
-                    ownership::discover(name, &connection, &users, options.target.timeout).await
-                }
-                Err(e) => Err(e),
-            }
+    let result = match target.catalog().await {
+        // Not a failure: a file target has no catalog, and says why.
+        Err(SourceError::NoCatalog { detail, .. }) => return Err(detail),
+        Err(error) => Err(error),
+        Ok(catalog) => {
+            ownership::discover(name, &catalog.connection, &users, catalog.timeout).await
         }
     };
     result.map_err(|error| {
+        let error = error.to_report();
         warn!(
             target_name = name,
             %error,
             "Cannot read the catalog; the plan holds only DROP USER for this target."
         );
-        error.to_string()
+        error
     })
 }
 

@@ -74,6 +74,25 @@ pub trait Source: Send + Sync {
     fn kind(&self) -> &str;
     /// Fetches a full snapshot. Safe to retry.
     async fn fetch(&self) -> Result<Snapshot, SourceError>;
+
+    /// Where a database target's catalog is read, for what its users own (remediation
+    /// plans). A source that is no database (the IdP, Identity Center, an export) fails
+    /// with [`SourceError::NoCatalog`] saying why.
+    async fn catalog(&self) -> Result<CatalogAccess, SourceError> {
+        Err(SourceError::NoCatalog {
+            origin: self.name().to_owned(),
+            detail: format!("a {} source has no database catalog", self.kind()),
+        })
+    }
+}
+
+/// How to reach a target's catalog: the connection and how long each query may take.
+#[derive(Debug, Clone)]
+pub struct CatalogAccess {
+    /// Where and as whom to connect.
+    pub connection: postgres::Connection,
+    /// How long connecting and each query may take.
+    pub timeout: Duration,
 }
 
 /// A source whose whole fetch must finish within a deadline, however its peer behaves: a
@@ -98,6 +117,17 @@ impl Source for Deadline {
 
     fn kind(&self) -> &str {
         self.source.kind()
+    }
+
+    async fn catalog(&self) -> Result<CatalogAccess, SourceError> {
+        tokio::time::timeout(self.limit, self.source.catalog())
+            .await
+            .unwrap_or_else(|_| {
+                Err(SourceError::Deadline {
+                    origin: self.source.name().to_owned(),
+                    seconds: self.limit.as_secs(),
+                })
+            })
     }
 
     async fn fetch(&self) -> Result<Snapshot, SourceError> {
@@ -189,6 +219,14 @@ pub enum SourceError {
         /// The deadline.
         seconds: u64,
     },
+    /// The source has no database catalog to read (it is no database, or an export of one).
+    #[error("{detail}")]
+    NoCatalog {
+        /// The source.
+        origin: String,
+        /// Why not, e.g. "it is a file target: its export (...) lists users, not what they own".
+        detail: String,
+    },
     /// Credentials could not be found or obtained (a token variable not set, a failed
     /// `GetClusterCredentials`). The message never holds a secret.
     #[error("{origin}: credentials: {detail}")]
@@ -222,6 +260,7 @@ impl SourceError {
             SourceError::InvalidResponse { .. } => "invalid_response",
             SourceError::Suspicious { .. } => "suspicious",
             SourceError::Deadline { .. } => "deadline",
+            SourceError::NoCatalog { .. } => "no_catalog",
             SourceError::Credentials { .. } => "credentials",
         }
     }

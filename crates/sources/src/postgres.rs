@@ -291,6 +291,13 @@ impl Source for PostgresTarget {
         "postgres"
     }
 
+    async fn catalog(&self) -> Result<crate::CatalogAccess, SourceError> {
+        Ok(crate::CatalogAccess {
+            connection: self.connection.clone(),
+            timeout: self.timeout,
+        })
+    }
+
     async fn fetch(&self) -> Result<Snapshot, SourceError> {
         let catalog = read_catalog(&self.name, &self.connection, self.timeout).await?;
         Ok(Snapshot::Target(TargetSnapshot {

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use idgraph_model::{Snapshot, TargetSnapshot};
 
 use crate::json_stream::{JsonStream, StreamError};
-use crate::{Source, SourceError};
+use crate::{CatalogAccess, Source, SourceError};
 
 use identity_store::parse_identity_store;
 use pg_user::parse_pg_user;
@@ -169,6 +169,16 @@ impl Source for FileTarget {
 
     fn kind(&self) -> &str {
         "file"
+    }
+
+    async fn catalog(&self) -> Result<CatalogAccess, SourceError> {
+        Err(SourceError::NoCatalog {
+            origin: self.name.clone(),
+            detail: format!(
+                "it is a file target: its export ({}) lists users, not what they own",
+                self.path.display()
+            ),
+        })
     }
 
     async fn fetch(&self) -> Result<Snapshot, SourceError> {
