@@ -193,3 +193,22 @@ fn a_usage_error_exits_64_and_help_exits_0() {
         .expect("runs");
     assert_eq!(help.status.code(), Some(0));
 }
+
+// Regression: `check` printed "config ok" and then failed on the same SCIM URL.
+#[test]
+fn check_refuses_an_unparseable_scim_url_before_saying_the_config_is_ok() {
+    let ws = Workspace::new(&Org::ann_and_bob().db("a", "IAMA:ann@example.com", false));
+    let config = std::fs::read_to_string(ws.config()).unwrap().replace(
+        "[idp]\nkind = \"file\"\npath = \"exports/scim.json\"",
+        "[idp]\nkind = \"scim\"\nurl = \"http://exa mple.com/scim/v2\"",
+    );
+    std::fs::write(ws.config(), config).unwrap();
+    let output = ws.idgraph(&["check"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        !stdout(&output).contains("config  ok"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(stderr(&output).contains("idp.url"), "{}", stderr(&output));
+}

@@ -1,7 +1,7 @@
 //! The command line (SPEC §5) and what each command does.
 
 use std::io::{self, Write as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -182,165 +182,194 @@ pub const EXIT_PARTIAL: u8 = 2;
 /// A bad configuration or an unusable store; the caller exits with status 1.
 pub async fn execute(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
-        Command::Run { common } => {
-            let settings = config::load(&common.config)?;
-            // Before the port opens, so that whoever sees it open may send SIGHUP.
-            let requests = daemon::hangups().context("cannot listen for SIGHUP")?;
-            let listener = TcpListener::bind(&settings.http.addresses[..])
-                .await
-                .with_context(|| format!("cannot listen on {}", settings.http.listen))?;
-            let path = common.config;
-            let reload = daemon::Reload {
-                load: Arc::new(move || config::load(&path)),
-                requests,
-            };
-            daemon::run(settings, reload, listener, daemon::signal()).await?;
-            Ok(0)
-        }
+        Command::Run { common } => run(common).await,
         Command::Reconcile {
             common,
             format,
             accept_shrink,
-        } => {
-            let settings = config::load(&common.config)?;
-            let known = settings.source_names();
-            if let Some(unknown) = accept_shrink.iter().find(|s| !known.contains(&s.as_str())) {
-                eprintln!(
-                    "error: --accept-shrink {unknown}: no such source; the sources are {}",
-                    known.join(", ")
-                );
-                return Ok(EXIT_USAGE);
-            }
-            let mut ctx = Context::open(settings, progress::for_stderr()).await?;
-            ctx.accept_shrink = accept_shrink.into_iter().collect();
-            let report = reconcile_once(&ctx).await;
-            ctx.store.close().await;
-            let report = report?;
-            emit_line(&match format {
-                Format::Json => output::report_json(&report),
-                Format::Text => output::report_text(&report),
-            })?;
-            Ok(match report.status {
-                RunStatus::Complete => 0,
-                RunStatus::Partial => EXIT_PARTIAL,
-            })
-        }
-        Command::Check { common } => {
-            let settings = config::load(&common.config)?;
-            emit_line(&format!("config  ok  {}", common.config.display()))?;
-            let records = Sources::new(&settings, progress::for_stderr())
-                .await?
-                .check()
-                .await;
-            emit(&output::check_text(&records))?;
-            Ok(if records.iter().all(|r| r.status == SourceStatus::Ok) {
-                0
-            } else {
-                EXIT_PARTIAL
-            })
-        }
+        } => reconcile(common, format, accept_shrink).await,
+        Command::Check { common } => check(common).await,
         Command::Export {
             common,
             since,
             until,
             out,
-        } => {
-            let period = export::period(&since, &until)?;
-            let settings = config::load_without_secrets(&common.config)?;
-            let store = Store::open_read_only(&settings.store_path).await?;
-            let written = export::export(&settings, &store, period, &out).await;
-            store.close().await;
-            for path in written? {
-                emit_line(&path.display().to_string())?;
-            }
-            Ok(0)
-        }
-        Command::Plan { common, target } => {
-            let settings = config::load(&common.config)?;
-            let store = Store::open_read_only(&settings.store_path).await?;
-            let sql = plan::plan(&settings, &store, target.as_deref()).await;
-            store.close().await;
-            emit(&sql?)?;
-            Ok(0)
-        }
+        } => export_bundle(common, &since, &until, &out).await,
+        Command::Plan { common, target } => plan_sql(common, target.as_deref()).await,
         Command::Verify {
             common,
             expect_head,
-        } => {
-            let store = open_store(&common).await?;
-            let report = store.verify().await;
-            store.close().await;
-            let report = report?;
-            let head = report.head.as_deref().unwrap_or("(no runs yet)");
-            if let Some(run) = report.first_mismatch {
-                emit_line(&format!(
-                    "Run {run} does not match the run chain: the history was changed at or after run {run} ({} runs checked).",
-                    report.runs
-                ))?;
-                return Ok(EXIT_TAMPERED);
-            }
-            if let Some(episode) = report.changed_episode {
-                emit_line(&format!(
-                    "Episode {episode} differs from the last version the run chain recorded for it: the history was changed."
-                ))?;
-                return Ok(EXIT_TAMPERED);
-            }
-            match expect_head {
-                Some(expected) if !expected.eq_ignore_ascii_case(head) => {
-                    emit_line(&format!(
-                        "The run chain is intact but ends at {head}, not at the expected head {expected}: runs were removed from (or added to) the end of the history ({} runs checked).",
-                        report.runs
-                    ))?;
-                    Ok(EXIT_TAMPERED)
-                }
-                Some(_) => {
-                    emit_line(&format!(
-                        "Run chain intact and ends at the expected head: {} runs, head {head}",
-                        report.runs
-                    ))?;
-                    Ok(0)
-                }
-                None => {
-                    emit_line(&format!(
-                        "Run chain intact: {} runs, head {head}",
-                        report.runs
-                    ))?;
-                    Ok(0)
-                }
-            }
-        }
-        Command::Findings { common, format } => {
-            let store = open_store(&common).await?;
-            let open = store.open_episodes().await;
-            store.close().await;
-            let open = open?;
-            emit_line(&match format {
-                Format::Json => output::findings_json(&open),
-                Format::Text => output::open_text(&open),
-            })?;
-            Ok(0)
-        }
+        } => verify(common, expect_head.as_deref()).await,
+        Command::Findings { common, format } => findings(common, format).await,
         Command::History {
             common,
             db_user,
             format,
-        } => {
-            let store = open_store(&common).await?;
-            let history = async {
-                let episodes = store.episodes(db_user.as_deref()).await?;
-                let runs = store.runs().await?;
-                anyhow::Ok((episodes, runs))
-            }
-            .await;
-            store.close().await;
-            let (episodes, runs) = history?;
-            emit_line(&match format {
-                Format::Json => output::history_json(&episodes, &runs),
-                Format::Text => output::history_text(&episodes, &runs),
-            })?;
-            Ok(0)
-        }
+        } => history(common, db_user.as_deref(), format).await,
     }
+}
+
+/// `idgraph run`: the daemon, until SIGTERM or SIGINT.
+async fn run(common: Common) -> anyhow::Result<u8> {
+    let settings = config::load(&common.config)?;
+    // Before the port opens, so that whoever sees it open may send SIGHUP.
+    let requests = daemon::hangups().context("cannot listen for SIGHUP")?;
+    let listener = TcpListener::bind(&settings.http.addresses[..])
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.http.listen))?;
+    let path = common.config;
+    let reload = daemon::Reload {
+        load: Arc::new(move || config::load(&path)),
+        requests,
+    };
+    daemon::run(settings, reload, listener, daemon::signal()).await?;
+    Ok(0)
+}
+
+/// `idgraph reconcile`: one run, recorded; 0 complete, 2 partial, 64 for an unknown
+/// `--accept-shrink` source.
+async fn reconcile(
+    common: Common,
+    format: Format,
+    accept_shrink: Vec<String>,
+) -> anyhow::Result<u8> {
+    let settings = config::load(&common.config)?;
+    let known = settings.source_names();
+    if let Some(unknown) = accept_shrink.iter().find(|s| !known.contains(&s.as_str())) {
+        eprintln!(
+            "error: --accept-shrink {unknown}: no such source; the sources are {}",
+            known.join(", ")
+        );
+        return Ok(EXIT_USAGE);
+    }
+    let mut ctx = Context::open(settings, progress::for_stderr()).await?;
+    ctx.accept_shrink = accept_shrink.into_iter().collect();
+    let report = reconcile_once(&ctx).await;
+    ctx.store.close().await;
+    let report = report?;
+    emit_line(&match format {
+        Format::Json => output::report_json(&report),
+        Format::Text => output::report_text(&report),
+    })?;
+    Ok(match report.status {
+        RunStatus::Complete => 0,
+        RunStatus::Partial => EXIT_PARTIAL,
+    })
+}
+
+/// `idgraph check`: the config, then every source once; 2 when a source failed.
+async fn check(common: Common) -> anyhow::Result<u8> {
+    let settings = config::load(&common.config)?;
+    // Built before the config is declared fine: a source that cannot be set up from it is
+    // a problem of the config.
+    let sources = Sources::new(&settings, progress::for_stderr()).await?;
+    emit_line(&format!("config  ok  {}", common.config.display()))?;
+    let records = sources.check().await;
+    emit(&output::check_text(&records))?;
+    Ok(if records.iter().all(|r| r.status == SourceStatus::Ok) {
+        0
+    } else {
+        EXIT_PARTIAL
+    })
+}
+
+/// `idgraph export`: the evidence bundle of a period, one path per line.
+async fn export_bundle(common: Common, since: &str, until: &str, out: &Path) -> anyhow::Result<u8> {
+    let period = export::period(since, until)?;
+    let settings = config::load_without_secrets(&common.config)?;
+    let store = Store::open_read_only(&settings.store_path).await?;
+    let written = export::export(&settings, &store, period, out).await;
+    store.close().await;
+    for path in written? {
+        emit_line(&path.display().to_string())?;
+    }
+    Ok(0)
+}
+
+/// `idgraph plan`: remediation SQL, printed, never executed.
+async fn plan_sql(common: Common, target: Option<&str>) -> anyhow::Result<u8> {
+    let settings = config::load(&common.config)?;
+    let store = Store::open_read_only(&settings.store_path).await?;
+    let sql = plan::plan(&settings, &store, target).await;
+    store.close().await;
+    emit(&sql?)?;
+    Ok(0)
+}
+
+/// `idgraph verify`: 0 when the chain is intact (and ends at `expect_head`), else 3.
+async fn verify(common: Common, expect_head: Option<&str>) -> anyhow::Result<u8> {
+    let store = open_store(&common).await?;
+    let report = store.verify().await;
+    store.close().await;
+    let report = report?;
+    let head = report.head.as_deref().unwrap_or("(no runs yet)");
+    let (status, text) = if let Some(run) = report.first_mismatch {
+        (
+            EXIT_TAMPERED,
+            format!(
+                "Run {run} does not match the run chain: the history was changed at or after run {run} ({} runs checked).",
+                report.runs
+            ),
+        )
+    } else if let Some(episode) = report.changed_episode {
+        (
+            EXIT_TAMPERED,
+            format!(
+                "Episode {episode} differs from the last version the run chain recorded for it: the history was changed."
+            ),
+        )
+    } else {
+        match expect_head {
+            Some(expected) if !expected.eq_ignore_ascii_case(head) => (
+                EXIT_TAMPERED,
+                format!(
+                    "The run chain is intact but ends at {head}, not at the expected head {expected}: runs were removed from (or added to) the end of the history ({} runs checked).",
+                    report.runs
+                ),
+            ),
+            Some(_) => (
+                0,
+                format!(
+                    "Run chain intact and ends at the expected head: {} runs, head {head}",
+                    report.runs
+                ),
+            ),
+            None => (0, format!("Run chain intact: {} runs, head {head}", report.runs)),
+        }
+    };
+    emit_line(&text)?;
+    Ok(status)
+}
+
+/// `idgraph findings`: what is open in the store.
+async fn findings(common: Common, format: Format) -> anyhow::Result<u8> {
+    let store = open_store(&common).await?;
+    let open = store.open_episodes().await;
+    store.close().await;
+    let open = open?;
+    emit_line(&match format {
+        Format::Json => output::findings_json(&open),
+        Format::Text => output::open_text(&open),
+    })?;
+    Ok(0)
+}
+
+/// `idgraph history`: episodes (of one database user, or all) and runs.
+async fn history(common: Common, db_user: Option<&str>, format: Format) -> anyhow::Result<u8> {
+    let store = open_store(&common).await?;
+    let history = async {
+        let episodes = store.episodes(db_user).await?;
+        let runs = store.runs().await?;
+        anyhow::Ok((episodes, runs))
+    }
+    .await;
+    store.close().await;
+    let (episodes, runs) = history?;
+    emit_line(&match format {
+        Format::Json => output::history_json(&episodes, &runs),
+        Format::Text => output::history_text(&episodes, &runs),
+    })?;
+    Ok(0)
 }
 
 /// Writes a command's output to stdout. A reader that went away (`idgraph findings | head`)
