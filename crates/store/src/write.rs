@@ -75,38 +75,7 @@ impl Store {
             .await
             .map_err(self.query("begin a transaction"))?;
 
-        let run_id =
-            sqlx::query("INSERT INTO runs (started_at, finished_at, status) VALUES (?, ?, ?)")
-                .bind(format_time(run.started_at))
-                .bind(format_time(run.finished_at))
-                .bind(run.status.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(self.query("insert the run"))?
-                .last_insert_rowid();
-        for SourceRow {
-            source,
-            objects,
-            duration_ms,
-        } in sources
-        {
-            sqlx::query(
-                "INSERT INTO run_sources \
-                 (run_id, name, kind, status, objects, digest, error, duration_ms) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(run_id)
-            .bind(&source.name)
-            .bind(&source.kind)
-            .bind(source.status.as_str())
-            .bind(objects)
-            .bind(&source.digest)
-            .bind(&source.error)
-            .bind(duration_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(self.query("insert a run source"))?;
-        }
+        let run_id = self.insert_run(&mut tx, run, sources).await?;
 
         // The open episodes before the run, by key; after the writes below they become the
         // episodes open after it, so nothing written is read back.
@@ -156,7 +125,7 @@ impl Store {
             (&changes.retired, Resolution::TargetRemoved),
         ] {
             for batch in keys.chunks(WRITE_BATCH) {
-                let mut ended: Vec<Episode> = batch
+                let ended: Vec<Episode> = batch
                     .iter()
                     .map(|key| {
                         episodes
@@ -164,33 +133,10 @@ impl Store {
                             .expect("diff only resolves open findings")
                     })
                     .collect();
-                let mut resolve =
-                    QueryBuilder::<Sqlite>::new("UPDATE episodes SET resolved_run = ");
-                resolve.push_bind(run_id);
-                resolve.push(", resolution = ");
-                // NULL is how every store has recorded "no longer seen".
-                resolve.push_bind(
-                    (resolution == Resolution::TargetRemoved).then_some(resolution.as_str()),
+                resolved.extend(
+                    self.resolve_episodes(&mut tx, ended, run_id, finished_at, resolution)
+                        .await?,
                 );
-                resolve.push(" WHERE resolved_run IS NULL AND id IN (");
-                let mut list = resolve.separated(", ");
-                for episode in &ended {
-                    list.push_bind(episode.id);
-                }
-                resolve.push(")");
-                let done = resolve
-                    .build()
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(self.query("resolve episodes"))?;
-                let ids: Vec<i64> = ended.iter().map(|episode| episode.id).collect();
-                self.expect_rows(done.rows_affected(), &ids)?;
-                for episode in &mut ended {
-                    episode.resolved_run = Some(run_id);
-                    episode.resolved_at = Some(finished_at);
-                    episode.resolution = Some(resolution);
-                }
-                resolved.append(&mut ended);
             }
         }
         self.insert_versions(&mut tx, run_id, &updated).await?;
@@ -223,6 +169,84 @@ impl Store {
             resolved,
             open,
         })
+    }
+
+    /// Inserts the run row and a row per source; returns the run's id.
+    async fn insert_run(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        run: &NewRun,
+        sources: Vec<SourceRow<'_>>,
+    ) -> Result<i64, StoreError> {
+        let run_id =
+            sqlx::query("INSERT INTO runs (started_at, finished_at, status) VALUES (?, ?, ?)")
+                .bind(format_time(run.started_at))
+                .bind(format_time(run.finished_at))
+                .bind(run.status.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(self.query("insert the run"))?
+                .last_insert_rowid();
+        for SourceRow {
+            source,
+            objects,
+            duration_ms,
+        } in sources
+        {
+            sqlx::query(
+                "INSERT INTO run_sources \
+                 (run_id, name, kind, status, objects, digest, error, duration_ms) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(run_id)
+            .bind(&source.name)
+            .bind(&source.kind)
+            .bind(source.status.as_str())
+            .bind(objects)
+            .bind(&source.digest)
+            .bind(&source.error)
+            .bind(duration_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.query("insert a run source"))?;
+        }
+        Ok(run_id)
+    }
+
+    /// Ends the open episodes `ended` in run `run_id` with one statement, for `resolution`,
+    /// and returns them as they are now.
+    async fn resolve_episodes(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        mut ended: Vec<Episode>,
+        run_id: i64,
+        finished_at: DateTime<Utc>,
+        resolution: Resolution,
+    ) -> Result<Vec<Episode>, StoreError> {
+        let mut resolve = QueryBuilder::<Sqlite>::new("UPDATE episodes SET resolved_run = ");
+        resolve.push_bind(run_id);
+        resolve.push(", resolution = ");
+        // NULL is how every store has recorded "no longer seen".
+        resolve.push_bind((resolution == Resolution::TargetRemoved).then_some(resolution.as_str()));
+        resolve.push(" WHERE resolved_run IS NULL AND id IN (");
+        let mut list = resolve.separated(", ");
+        for episode in &ended {
+            list.push_bind(episode.id);
+        }
+        resolve.push(")");
+        let done = resolve
+            .build()
+            .execute(&mut *tx)
+            .await
+            .map_err(self.query("resolve episodes"))?;
+        let ids: Vec<i64> = ended.iter().map(|episode| episode.id).collect();
+        self.expect_rows(done.rows_affected(), &ids)?;
+        for episode in &mut ended {
+            episode.resolved_run = Some(run_id);
+            episode.resolved_at = Some(finished_at);
+            episode.resolution = Some(resolution);
+        }
+        Ok(ended)
     }
 
     /// Checks what SQLite constraints would otherwise reject mid-transaction, and converts
