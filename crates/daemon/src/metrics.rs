@@ -39,7 +39,30 @@ pub struct Metrics {
 }
 
 fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
-    let metric = GaugeVec::new(Opts::new(name, help), labels).expect("a valid metric");
+    registered(registry, GaugeVec::new(Opts::new(name, help), labels))
+}
+
+/// `idgraph_build_info{version} 1`, which never changes while the process runs.
+fn register_build_info(registry: &Registry) {
+    let build_info = registered(
+        registry,
+        GaugeVec::new(
+            Opts::new("idgraph_build_info", "The running idgraph's version."),
+            &["version"],
+        ),
+    );
+    build_info
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1.0);
+}
+
+/// `metric`, registered in `registry`. Names and labels are constants of this file: a
+/// failure here is a bug, found by every test that builds the metrics.
+fn registered<M>(registry: &Registry, metric: prometheus::Result<M>) -> M
+where
+    M: prometheus::core::Collector + Clone + 'static,
+{
+    let metric = metric.expect("a valid metric");
     registry
         .register(Box::new(metric.clone()))
         .expect("registered once");
@@ -81,59 +104,52 @@ impl Metrics {
             "Users the source held in the last run that fetched it completely.",
             &["source"],
         );
-        let source_fetch_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "idgraph_source_fetch_duration_seconds",
-                "Time to fetch a source's snapshot.",
-            )
-            .buckets(DURATION_BUCKETS.to_vec()),
-            &["source"],
-        )
-        .expect("a valid metric");
-        let reconcile_runs = IntCounterVec::new(
-            Opts::new(
-                "idgraph_reconcile_runs_total",
-                "Reconcile runs by status: complete, partial (a source failed), failed (not recorded).",
+        let source_fetch_duration = registered(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "idgraph_source_fetch_duration_seconds",
+                    "Time to fetch a source's snapshot.",
+                )
+                .buckets(DURATION_BUCKETS.to_vec()),
+                &["source"],
             ),
-            &["status"],
-        )
-        .expect("a valid metric");
-        let ticks_skipped = IntCounter::new(
-            "idgraph_reconcile_ticks_skipped_total",
-            "Scheduled runs skipped because the previous run was still going.",
-        )
-        .expect("a valid metric");
-        let reconcile_duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "idgraph_reconcile_duration_seconds",
-                "Time of a whole run: fetch, graph, diff, record.",
-            )
-            .buckets(DURATION_BUCKETS.to_vec()),
-        )
-        .expect("a valid metric");
-        let last_success = Gauge::new(
-            "idgraph_last_successful_reconcile_timestamp_seconds",
-            "Unix time of the last complete run.",
-        )
-        .expect("a valid metric");
-        let build_info = GaugeVec::new(
-            Opts::new("idgraph_build_info", "The running idgraph's version."),
-            &["version"],
-        )
-        .expect("a valid metric");
-        for metric in [
-            Box::new(source_fetch_duration.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(reconcile_runs.clone()),
-            Box::new(ticks_skipped.clone()),
-            Box::new(reconcile_duration.clone()),
-            Box::new(last_success.clone()),
-            Box::new(build_info.clone()),
-        ] {
-            registry.register(metric).expect("registered once");
-        }
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1.0);
+        );
+        let reconcile_runs = registered(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "idgraph_reconcile_runs_total",
+                    "Reconcile runs by status: complete, partial (a source failed), failed (not recorded).",
+                ),
+                &["status"],
+            ),
+        );
+        let ticks_skipped = registered(
+            &registry,
+            IntCounter::new(
+                "idgraph_reconcile_ticks_skipped_total",
+                "Scheduled runs skipped because the previous run was still going.",
+            ),
+        );
+        let reconcile_duration = registered(
+            &registry,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "idgraph_reconcile_duration_seconds",
+                    "Time of a whole run: fetch, graph, diff, record.",
+                )
+                .buckets(DURATION_BUCKETS.to_vec()),
+            ),
+        );
+        let last_success = registered(
+            &registry,
+            Gauge::new(
+                "idgraph_last_successful_reconcile_timestamp_seconds",
+                "Unix time of the last complete run.",
+            ),
+        );
+        register_build_info(&registry);
         for status in ["complete", "partial", "failed"] {
             reconcile_runs.with_label_values(&[status]);
         }

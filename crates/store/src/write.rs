@@ -93,31 +93,14 @@ impl Store {
 
         let mut opened = Vec::with_capacity(changes.opened.len());
         for batch in changes.opened.chunks(WRITE_BATCH) {
-            let first_id = self.insert_episodes(&mut tx, batch, run_id).await?;
-            opened.extend(batch.iter().zip(first_id..).map(|(finding, id)| Episode {
-                id,
-                finding: (*finding).clone(),
-                opened_run: run_id,
-                opened_at: finished_at,
-                resolved_run: None,
-                resolved_at: None,
-                resolution: None,
-            }));
+            opened.extend(
+                self.start_episodes(&mut tx, batch, run_id, finished_at)
+                    .await?,
+            );
         }
         let mut updated = Vec::with_capacity(changes.updated.len());
         for batch in changes.updated.chunks(WRITE_BATCH) {
-            let ids: Vec<i64> = batch
-                .iter()
-                .map(|finding| episodes[&finding.key()].id)
-                .collect();
-            self.update_episodes(&mut tx, batch, &ids).await?;
-            for finding in batch {
-                let episode = episodes
-                    .get_mut(&finding.key())
-                    .expect("diff only updates open findings");
-                episode.finding = (*finding).clone();
-                updated.push(episode.clone());
-            }
+            updated.extend(self.change_episodes(&mut tx, batch, &mut episodes).await?);
         }
         let mut resolved = Vec::with_capacity(changes.resolved.len() + changes.retired.len());
         for (keys, resolution) in [
@@ -211,6 +194,55 @@ impl Store {
             .map_err(self.query("insert a run source"))?;
         }
         Ok(run_id)
+    }
+
+    /// Opens an episode of run `run_id` for each of `findings`, with one statement.
+    async fn start_episodes(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        findings: &[&Finding],
+        run_id: i64,
+        finished_at: DateTime<Utc>,
+    ) -> Result<Vec<Episode>, StoreError> {
+        let first_id = self.insert_episodes(tx, findings, run_id).await?;
+        Ok(findings
+            .iter()
+            .zip(first_id..)
+            .map(|(finding, id)| Episode {
+                id,
+                finding: (*finding).clone(),
+                opened_run: run_id,
+                opened_at: finished_at,
+                resolved_run: None,
+                resolved_at: None,
+                resolution: None,
+            })
+            .collect())
+    }
+
+    /// Updates the open `episodes` of `findings` to their new details, with one statement,
+    /// and returns them as they are now.
+    async fn change_episodes(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        findings: &[&Finding],
+        episodes: &mut HashMap<FindingKey, Episode>,
+    ) -> Result<Vec<Episode>, StoreError> {
+        let ids: Vec<i64> = findings
+            .iter()
+            .map(|finding| episodes[&finding.key()].id)
+            .collect();
+        self.update_episodes(tx, findings, &ids).await?;
+        Ok(findings
+            .iter()
+            .map(|finding| {
+                let episode = episodes
+                    .get_mut(&finding.key())
+                    .expect("diff only updates open findings");
+                episode.finding = (*finding).clone();
+                episode.clone()
+            })
+            .collect())
     }
 
     /// Ends the open episodes `ended` in run `run_id` with one statement, for `resolution`,
