@@ -48,6 +48,21 @@ async fn canonical(
     details: bool,
     c: &mut Canonical,
 ) -> Result<(), sqlx::Error> {
+    feed_run(conn, run_id, c).await?;
+    feed_opened(conn, run_id, c).await?;
+    feed_resolved(conn, run_id, details, c).await?;
+    if details {
+        feed_versions(conn, run_id, c).await?;
+    }
+    Ok(())
+}
+
+/// The run's times and status, and its sources ordered by name.
+async fn feed_run(
+    conn: &mut SqliteConnection,
+    run_id: i64,
+    c: &mut Canonical,
+) -> Result<(), sqlx::Error> {
     let run = sqlx::query("SELECT id, started_at, finished_at, status FROM runs WHERE id = ?")
         .bind(run_id)
         .fetch_one(&mut *conn)
@@ -77,6 +92,20 @@ async fn canonical(
         c.int(s.try_get("duration_ms")?);
     }
 
+    Ok(())
+}
+
+/// A JSON array that one query aggregated, parsed.
+fn parsed<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, sqlx::Error> {
+    serde_json::from_str(json).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+/// The id and key of each episode the run opened.
+async fn feed_opened(
+    conn: &mut SqliteConnection,
+    run_id: i64,
+    c: &mut Canonical,
+) -> Result<(), sqlx::Error> {
     // One JSON value for all the run's episodes rather than a row each: a run may open
     // tens of thousands.
     let opened: String = sqlx::query_scalar(
@@ -87,8 +116,7 @@ async fn canonical(
     .bind(run_id)
     .fetch_one(&mut *conn)
     .await?;
-    let mut opened: Vec<(i64, String, String, String)> =
-        serde_json::from_str(&opened).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    let mut opened: Vec<(i64, String, String, String)> = parsed(&opened)?;
     opened.sort_unstable_by_key(|e| e.0);
     c.text("opened");
     c.int(opened.len() as i64);
@@ -99,14 +127,23 @@ async fn canonical(
         c.text(subject);
     }
 
+    Ok(())
+}
+
+/// The id of each episode the run resolved and, with `details`, why it ended.
+async fn feed_resolved(
+    conn: &mut SqliteConnection,
+    run_id: i64,
+    details: bool,
+    c: &mut Canonical,
+) -> Result<(), sqlx::Error> {
     let resolved: String = sqlx::query_scalar(
         "SELECT json_group_array(json_array(id, resolution)) FROM episodes WHERE resolved_run = ?",
     )
     .bind(run_id)
     .fetch_one(&mut *conn)
     .await?;
-    let mut resolved: Vec<(i64, Option<String>)> =
-        serde_json::from_str(&resolved).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    let mut resolved: Vec<(i64, Option<String>)> = parsed(&resolved)?;
     resolved.sort_unstable();
     c.text("resolved");
     c.int(resolved.len() as i64);
@@ -118,37 +155,43 @@ async fn canonical(
         }
     }
 
-    if details {
-        let versions: String = sqlx::query_scalar(
-            "SELECT json_group_array(json_object('episode_id', episode_id, 'kind', kind, \
-                    'target', target, 'db_user', db_user, 'ic_user_id', ic_user_id, \
-                    'idp_user_id', idp_user_id, 'user_name', user_name, 'reason', reason, \
-                    'severity', severity, 'superuser', superuser, 'matched_by', matched_by, \
-                    'candidates', candidates)) \
-             FROM episode_versions WHERE run_id = ?",
-        )
-        .bind(run_id)
-        .fetch_one(&mut *conn)
-        .await?;
-        let mut versions: Vec<VersionRow> =
-            serde_json::from_str(&versions).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-        versions.sort_unstable_by_key(|v| v.episode_id);
-        c.text("versions");
-        c.int(versions.len() as i64);
-        for v in &versions {
-            c.int(v.episode_id);
-            c.text(&v.kind);
-            c.opt_text(v.target.as_deref());
-            c.opt_text(v.db_user.as_deref());
-            c.opt_text(v.ic_user_id.as_deref());
-            c.opt_text(v.idp_user_id.as_deref());
-            c.opt_text(v.user_name.as_deref());
-            c.text(&v.reason);
-            c.text(&v.severity);
-            c.int(v.superuser);
-            c.opt_text(v.matched_by.as_deref());
-            c.opt_text(v.candidates.as_deref());
-        }
+    Ok(())
+}
+
+/// Every episode version the run wrote: the details as it opened or changed them.
+async fn feed_versions(
+    conn: &mut SqliteConnection,
+    run_id: i64,
+    c: &mut Canonical,
+) -> Result<(), sqlx::Error> {
+    let versions: String = sqlx::query_scalar(
+        "SELECT json_group_array(json_object('episode_id', episode_id, 'kind', kind, \
+                'target', target, 'db_user', db_user, 'ic_user_id', ic_user_id, \
+                'idp_user_id', idp_user_id, 'user_name', user_name, 'reason', reason, \
+                'severity', severity, 'superuser', superuser, 'matched_by', matched_by, \
+                'candidates', candidates)) \
+         FROM episode_versions WHERE run_id = ?",
+    )
+    .bind(run_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let mut versions: Vec<VersionRow> = parsed(&versions)?;
+    versions.sort_unstable_by_key(|v| v.episode_id);
+    c.text("versions");
+    c.int(versions.len() as i64);
+    for v in &versions {
+        c.int(v.episode_id);
+        c.text(&v.kind);
+        c.opt_text(v.target.as_deref());
+        c.opt_text(v.db_user.as_deref());
+        c.opt_text(v.ic_user_id.as_deref());
+        c.opt_text(v.idp_user_id.as_deref());
+        c.opt_text(v.user_name.as_deref());
+        c.text(&v.reason);
+        c.text(&v.severity);
+        c.int(v.superuser);
+        c.opt_text(v.matched_by.as_deref());
+        c.opt_text(v.candidates.as_deref());
     }
     Ok(())
 }
