@@ -420,6 +420,16 @@ fn report_html(
     h.push_str("<h2>Open orphaned database users</h2>");
     h.push_str(&orphans_chart(runs, episodes));
 
+    open_findings_html(&mut h, &open);
+    episodes_html(&mut h, episodes);
+    coverage_html(&mut h, runs);
+    h.push_str("</table></body></html>\n");
+    h
+}
+
+/// The report's open findings, a table per severity, most severe first.
+fn open_findings_html(h: &mut String, open: &[&Episode]) {
+    let e = escape_html;
     h.push_str("<h2>Open findings by severity</h2>");
     for severity in Severity::ALL.iter().rev() {
         let of: Vec<&&Episode> = open
@@ -451,7 +461,11 @@ fn report_html(
         }
         h.push_str("</table>");
     }
+}
 
+/// The report's table of every episode with its time to remediate.
+fn episodes_html(h: &mut String, episodes: &[Episode]) {
+    let e = escape_html;
     h.push_str("<h2>Episodes and time to remediate</h2><table><tr><th>#</th><th>kind</th><th>severity</th><th>target</th><th>database user / person</th><th>opened</th><th>resolved</th><th>time to remediate</th></tr>");
     for x in episodes {
         let f = &x.finding;
@@ -465,6 +479,9 @@ fn report_html(
             x.opened_run,
             e(&timestamp(x.opened_at)),
             match (x.resolved_run, x.resolved_at) {
+                (Some(run), Some(at)) if x.resolution == Some(Resolution::TargetRemoved) => {
+                    format!("run {run} · {} (target removed from the config)", e(&timestamp(at)))
+                }
                 (Some(run), Some(at)) => format!("run {run} · {}", e(&timestamp(at))),
                 _ => "open".into(),
             },
@@ -473,7 +490,11 @@ fn report_html(
         );
     }
     h.push_str("</table>");
+}
 
+/// The report's table of what each run read.
+fn coverage_html(h: &mut String, runs: &[RunRow]) {
+    let e = escape_html;
     h.push_str("<h2>Source coverage per run</h2><table><tr><th>run</th><th>finished</th><th>status</th><th>sources</th></tr>");
     for r in runs {
         let sources: Vec<String> = r
@@ -493,8 +514,6 @@ fn report_html(
             sources.join(", ")
         );
     }
-    h.push_str("</table></body></html>\n");
-    h
 }
 
 #[cfg(test)]
