@@ -195,44 +195,13 @@ impl Graph {
             }
         }
 
-        // `match_on` in order: the first rule that matches a login anyone decides. Every
-        // login looks up the first rule, so it indexes all of Identity Center; later rules
-        // only see the logins left, so they index what those look for and scan Identity
-        // Center once, which at a million users is far cheaper than a second full index.
+        // `match_on` in order: the first rule that matches a login anyone decides.
         for (r, rule) in mapping.match_on.iter().enumerate() {
             if pending.is_empty() {
                 break;
             }
-            fn attribute(rule: MatchOn, user: &IcUser) -> Option<Cow<'_, str>> {
-                match rule {
-                    MatchOn::UserName => Some(fold(&user.user_name)),
-                    MatchOn::Email => user.email.as_deref().map(fold),
-                }
-            }
-            let mut found: Vec<Vec<u32>> = vec![Vec::new(); pending.len()];
-            if r == 0 {
-                let mut index = Index::with_capacity(ic.len());
-                for (i, user) in ic.iter().enumerate() {
-                    if let Some(key) = attribute(*rule, user) {
-                        index.insert(key, i as u32);
-                    }
-                }
-                for (slot, (_, _, key)) in found.iter_mut().zip(&pending) {
-                    slot.extend_from_slice(index.get(key));
-                }
-            } else {
-                let mut wanted = Index::with_capacity(pending.len());
-                for (p, (_, _, key)) in pending.iter().enumerate() {
-                    wanted.insert(Cow::Borrowed(key.as_ref()), p as u32);
-                }
-                for (i, user) in ic.iter().enumerate() {
-                    if let Some(key) = attribute(*rule, user) {
-                        for &p in wanted.get(&key) {
-                            found[p as usize].push(i as u32);
-                        }
-                    }
-                }
-            }
+            let keys: Vec<&str> = pending.iter().map(|(_, _, key)| key.as_ref()).collect();
+            let found = candidates(*rule, r == 0, &ic, &keys);
             let mut left = Vec::new();
             for ((node, class, key), found) in pending.into_iter().zip(found) {
                 if found.is_empty() {
@@ -593,4 +562,42 @@ fn classify<'a>(mapping: &Mapping, target: &TargetSnapshot, name: &'a str) -> (D
         NameForm::Prefixed { rest, .. } => (DbClass::Prefixed, rest),
         NameForm::Bare => (DbClass::Bare, name),
     }
+}
+
+/// For each of the folded `keys`, the Identity Center users whose `rule` attribute equals
+/// it. The `first` rule indexes all of Identity Center, since every login looks it up;
+/// later rules index the keys instead and scan Identity Center once, which at a million
+/// users is far cheaper than a second full index.
+fn candidates(rule: MatchOn, first: bool, ic: &[IcUser], keys: &[&str]) -> Vec<Vec<u32>> {
+    fn attribute(rule: MatchOn, user: &IcUser) -> Option<Cow<'_, str>> {
+        match rule {
+            MatchOn::UserName => Some(fold(&user.user_name)),
+            MatchOn::Email => user.email.as_deref().map(fold),
+        }
+    }
+    let mut found: Vec<Vec<u32>> = vec![Vec::new(); keys.len()];
+    if first {
+        let mut index = Index::with_capacity(ic.len());
+        for (i, user) in ic.iter().enumerate() {
+            if let Some(key) = attribute(rule, user) {
+                index.insert(key, i as u32);
+            }
+        }
+        for (slot, key) in found.iter_mut().zip(keys) {
+            slot.extend_from_slice(index.get(key));
+        }
+    } else {
+        let mut wanted = Index::with_capacity(keys.len());
+        for (p, key) in keys.iter().enumerate() {
+            wanted.insert(Cow::Borrowed(*key), p as u32);
+        }
+        for (i, user) in ic.iter().enumerate() {
+            if let Some(key) = attribute(rule, user) {
+                for &p in wanted.get(&key) {
+                    found[p as usize].push(i as u32);
+                }
+            }
+        }
+    }
+    found
 }
