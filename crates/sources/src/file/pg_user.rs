@@ -13,49 +13,8 @@ pub(super) fn parse_pg_user(bytes: Vec<u8>) -> Result<Vec<DbUser>, Problem> {
         .has_headers(true)
         .from_reader(body);
 
-    let header = reader.byte_headers().map_err(csv_problem)?;
-    let mut columns = Columns::default();
-    for (i, name) in header.iter().enumerate() {
-        let Ok(name) = std::str::from_utf8(name) else {
-            continue;
-        };
-        let name = name.trim();
-        for (wanted, slot) in [
-            ("usename", &mut columns.name),
-            ("usesuper", &mut columns.superuser),
-            ("usesysid", &mut columns.sysid),
-        ] {
-            if name.eq_ignore_ascii_case(wanted) {
-                if slot.is_some() {
-                    return Err(Problem::Malformed(format!(
-                        "line 1: column `{wanted}` appears twice in the header"
-                    )));
-                }
-                *slot = Some(i);
-            }
-        }
-    }
-    let missing = |column: &str| {
-        // The first line of an arbitrary file (a config pointed at /proc/self/environ) may
-        // hold secrets: name what was found only when it looks like a header of columns.
-        let found: Option<Vec<&str>> = header
-            .iter()
-            .map(|h| std::str::from_utf8(h).ok().map(str::trim))
-            .map(|h| h.filter(|h| is_column_name(h)))
-            .collect();
-        Problem::Malformed(match found {
-            Some(found) if found.len() <= 64 => format!(
-                "missing column `{column}` in the header (found: {})",
-                found.join(", ")
-            ),
-            _ => format!(
-                "missing column `{column}`: line 1 is not a header of column names \
-                 (is this a `psql --csv` dump of pg_user?)"
-            ),
-        })
-    };
-    let name_column = columns.name.ok_or_else(|| missing("usename"))?;
-    let super_column = columns.superuser.ok_or_else(|| missing("usesuper"))?;
+    let columns = columns(reader.byte_headers().map_err(csv_problem)?)?;
+    let (name_column, super_column) = (columns.name, columns.superuser);
     let sysid_column = columns.sysid;
 
     let mut users = Vec::new();
@@ -109,8 +68,65 @@ pub(super) fn parse_pg_user(bytes: Vec<u8>) -> Result<Vec<DbUser>, Problem> {
     Ok(users)
 }
 
-#[derive(Default)]
+/// Where the columns idgraph reads sit in the header row.
+fn columns(header: &csv::ByteRecord) -> Result<Columns, Problem> {
+    let mut columns = Found::default();
+    for (i, name) in header.iter().enumerate() {
+        let Ok(name) = std::str::from_utf8(name) else {
+            continue;
+        };
+        let name = name.trim();
+        for (wanted, slot) in [
+            ("usename", &mut columns.name),
+            ("usesuper", &mut columns.superuser),
+            ("usesysid", &mut columns.sysid),
+        ] {
+            if name.eq_ignore_ascii_case(wanted) {
+                if slot.is_some() {
+                    return Err(Problem::Malformed(format!(
+                        "line 1: column `{wanted}` appears twice in the header"
+                    )));
+                }
+                *slot = Some(i);
+            }
+        }
+    }
+    let missing = |column: &str| {
+        // The first line of an arbitrary file (a config pointed at /proc/self/environ) may
+        // hold secrets: name what was found only when it looks like a header of columns.
+        let found: Option<Vec<&str>> = header
+            .iter()
+            .map(|h| std::str::from_utf8(h).ok().map(str::trim))
+            .map(|h| h.filter(|h| is_column_name(h)))
+            .collect();
+        Problem::Malformed(match found {
+            Some(found) if found.len() <= 64 => format!(
+                "missing column `{column}` in the header (found: {})",
+                found.join(", ")
+            ),
+            _ => format!(
+                "missing column `{column}`: line 1 is not a header of column names \
+                 (is this a `psql --csv` dump of pg_user?)"
+            ),
+        })
+    };
+    Ok(Columns {
+        name: columns.name.ok_or_else(|| missing("usename"))?,
+        superuser: columns.superuser.ok_or_else(|| missing("usesuper"))?,
+        sysid: columns.sysid,
+    })
+}
+
+/// The columns of the header row idgraph reads.
 struct Columns {
+    name: usize,
+    superuser: usize,
+    sysid: Option<usize>,
+}
+
+/// The columns found so far while reading the header row.
+#[derive(Default)]
+struct Found {
     name: Option<usize>,
     superuser: Option<usize>,
     sysid: Option<usize>,
