@@ -1,7 +1,5 @@
 //! The finding vocabulary: what is wrong, why, and how badly.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 /// What kind of problem a finding reports. The set is fixed: alerts and exports key on it.
@@ -46,39 +44,14 @@ pub enum Severity {
     Critical,
 }
 
-macro_rules! str_enum {
-    ($ty:ident { $($variant:ident => $s:literal),+ $(,)? }) => {
-        impl $ty {
-            /// Every value, in declaration order.
-            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
-
-            /// The stable snake_case name used in JSON, the store and metric labels.
-            pub fn as_str(self) -> &'static str {
-                match self { $($ty::$variant => $s),+ }
-            }
-
-            /// Parses the name [`Self::as_str`] returns.
-            pub fn parse(s: &str) -> Option<Self> {
-                match s { $($s => Some($ty::$variant),)+ _ => None }
-            }
-        }
-
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-str_enum!(FindingKind {
+crate::str_enum!(FindingKind {
     OrphanedDbUser => "orphaned_db_user",
     UnmanagedDbUser => "unmanaged_db_user",
     StaleIdentityCenterUser => "stale_identity_center_user",
     AmbiguousMapping => "ambiguous_mapping",
 });
 
-str_enum!(Reason {
+crate::str_enum!(Reason {
     NoIdentityCenterUser => "no_identity_center_user",
     IdpUserMissing => "idp_user_missing",
     IdpUserInactive => "idp_user_inactive",
@@ -86,12 +59,12 @@ str_enum!(Reason {
     MultipleIdentityCenterUsers => "multiple_identity_center_users",
 });
 
-str_enum!(Resolution {
+crate::str_enum!(Resolution {
     NotSeen => "not_seen",
     TargetRemoved => "target_removed",
 });
 
-str_enum!(Severity {
+crate::str_enum!(Severity {
     Medium => "medium",
     High => "high",
     Critical => "critical",
@@ -129,7 +102,7 @@ pub enum MatchRule {
     BareEmail,
 }
 
-str_enum!(MatchRule {
+crate::str_enum!(MatchRule {
     ExternalId => "external_id",
     IdpId => "idp_id",
     UserName => "user_name",

@@ -11,6 +11,44 @@
 //! - [`digest`]: order-independent snapshot digests.
 //! - [`guard`]: whether a snapshot can be trusted: shrinks, duplicate ids, a missing master user.
 
+/// Gives a fieldless enum its stable snake_case names: `ALL`, `as_str`, `parse` and
+/// `Display`, from one list, so that a name is written once. For the vocabularies that JSON,
+/// the store and metric labels share.
+///
+/// ```
+/// # use std::fmt;
+/// #[derive(Debug, Clone, Copy, PartialEq)]
+/// enum Light { Red, Green }
+/// idgraph_model::str_enum!(Light { Red => "red", Green => "green" });
+/// assert_eq!(Light::parse("green"), Some(Light::Green));
+/// assert_eq!(Light::Red.to_string(), "red");
+/// ```
+#[macro_export]
+macro_rules! str_enum {
+    ($ty:ident { $($variant:ident => $s:literal),+ $(,)? }) => {
+        impl $ty {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
+
+            /// The stable snake_case name used in JSON, the store and metric labels.
+            pub fn as_str(self) -> &'static str {
+                match self { $($ty::$variant => $s),+ }
+            }
+
+            /// Parses the name [`Self::as_str`] returns.
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($s => Some($ty::$variant),)+ _ => None }
+            }
+        }
+
+        impl ::std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
 pub mod diff;
 pub mod digest;
 pub mod finding;

@@ -2,8 +2,6 @@
 //! what recording it changed ([`RecordedRun`]), and the history read back ([`Episode`],
 //! [`RunRow`]).
 
-use std::fmt;
-
 use chrono::{DateTime, Utc};
 use idgraph_model::{Finding, Resolution};
 
@@ -16,30 +14,10 @@ pub enum RunStatus {
     Partial,
 }
 
-impl RunStatus {
-    /// The name the store keeps: `complete` or `partial`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Complete => "complete",
-            RunStatus::Partial => "partial",
-        }
-    }
-
-    /// Parses the name [`Self::as_str`] returns.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "complete" => Some(RunStatus::Complete),
-            "partial" => Some(RunStatus::Partial),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for RunStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+idgraph_model::str_enum!(RunStatus {
+    Complete => "complete",
+    Partial => "partial",
+});
 
 /// How fetching one source went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -50,30 +28,10 @@ pub enum SourceStatus {
     Failed,
 }
 
-impl SourceStatus {
-    /// The name the store keeps: `ok` or `failed`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SourceStatus::Ok => "ok",
-            SourceStatus::Failed => "failed",
-        }
-    }
-
-    /// Parses the name [`Self::as_str`] returns.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "ok" => Some(SourceStatus::Ok),
-            "failed" => Some(SourceStatus::Failed),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for SourceStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+idgraph_model::str_enum!(SourceStatus {
+    Ok => "ok",
+    Failed => "failed",
+});
 
 /// What one run read from one source.
 #[derive(Debug, Clone, PartialEq, Eq)]
