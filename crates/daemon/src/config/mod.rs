@@ -17,6 +17,7 @@
 
 use std::path::{Path, PathBuf};
 
+mod build;
 mod raw;
 mod settings;
 mod targets;
