@@ -3,7 +3,8 @@
 //! exit status.
 //!
 //! # Layout
-//! - [`config`]: the TOML configuration, environment overrides, validation.
+//! - [`config`]: the TOML configuration, environment overrides, validation, and building
+//!   each configured source.
 //! - [`daemon`]: `idgraph run`: schedule, HTTP, shutdown.
 //! - [`export`]: the compliance evidence bundle.
 //! - [`http`]: the daemon's HTTP server and its limits on slow and idle clients.

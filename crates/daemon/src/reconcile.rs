@@ -7,18 +7,14 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
-use idgraph_aws::{IdentityCenterSource, ProvisionedTarget, ServerlessTarget};
 use idgraph_model::{
     check_snapshot, Accounting, Graph, Scope, ShrinkGuard, Snapshot, TargetSnapshot,
 };
-use idgraph_sources::file::{FileIdentityCenter, FileIdp, FileTarget};
-use idgraph_sources::postgres::PostgresTarget;
-use idgraph_sources::scim::ScimSource;
 use idgraph_sources::{Deadline, Progress, Source, SourceError};
 use idgraph_store::{Episode, NewRun, RunStatus, SourceRecord, SourceStatus, Store, StoreError};
 use tracing::{debug, info, warn};
 
-use crate::config::{IdentityCenterSettings, IdpSettings, Settings, TargetSource};
+use crate::config::Settings;
 
 /// A source for each configured system.
 pub struct Sources {
@@ -33,8 +29,9 @@ pub struct Sources {
 }
 
 impl Sources {
-    /// Builds a source for each system `settings` configures; long fetches report to
-    /// `progress`. Opens no connection: AWS credentials and endpoints resolve lazily.
+    /// Builds a source for each system `settings` configures (each settings type's `build`
+    /// knows its kinds) and bounds each by its deadline; long fetches report to `progress`.
+    /// Opens no connection: AWS credentials and endpoints resolve lazily.
     ///
     /// # Errors
     ///
@@ -43,53 +40,15 @@ impl Sources {
         settings: &Settings,
         progress: Arc<dyn Progress>,
     ) -> Result<Self, SourceError> {
-        let idp: Box<dyn Source> = match &settings.idp {
-            IdpSettings::File { path } => Box::new(FileIdp::new(path.clone())),
-            IdpSettings::Scim(options) => {
-                Box::new(ScimSource::new(options.clone(), progress.clone())?)
-            }
-        };
-        let identity_center: Box<dyn Source> = match &settings.identity_center {
-            IdentityCenterSettings::File { path } => {
-                Box::new(FileIdentityCenter::new(path.clone()))
-            }
-            IdentityCenterSettings::Aws(options) => {
-                Box::new(IdentityCenterSource::new(options.clone(), progress.clone()).await)
-            }
-        };
+        let idp = settings.idp.build(progress.clone())?;
+        let identity_center = settings.identity_center.build(progress).await;
         let mut targets: Vec<Box<dyn Source>> = Vec::with_capacity(settings.targets.len());
         for target in &settings.targets {
-            targets.push(match &target.source {
-                TargetSource::Provisioned(options) => {
-                    Box::new(ProvisionedTarget::new(options.clone()).await)
-                }
-                TargetSource::Serverless(options) => {
-                    Box::new(ServerlessTarget::new(options.clone()).await)
-                }
-                TargetSource::File { path, master_user } => {
-                    let mut source = FileTarget::new(target.name.clone(), path.clone());
-                    source.master_user = master_user.clone();
-                    Box::new(source)
-                }
-                TargetSource::Postgres {
-                    connection,
-                    master_user,
-                    timeout,
-                } => Box::new(PostgresTarget {
-                    name: target.name.clone(),
-                    connection: connection.clone(),
-                    master_user: master_user.clone(),
-                    timeout: *timeout,
-                }),
-            });
+            targets.push(Box::new(Deadline::new(
+                target.build().await,
+                target.deadline,
+            )));
         }
-        let targets = targets
-            .into_iter()
-            .zip(&settings.targets)
-            .map(|(source, target)| -> Box<dyn Source> {
-                Box::new(Deadline::new(source, target.deadline))
-            })
-            .collect();
         Ok(Self {
             idp: Box::new(Deadline::new(idp, settings.idp_deadline)),
             identity_center: Box::new(Deadline::new(

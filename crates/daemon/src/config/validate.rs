@@ -1,0 +1,384 @@
+//! The one validation pass: every key checked, every problem listed with its key, every
+//! secret read from the environment, every kind string turned into a typed variant.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use idgraph_aws::IdentityCenterOptions;
+use idgraph_model::{Mapping, ShrinkGuard};
+use idgraph_sources::postgres::SslMode;
+use idgraph_sources::scim::{parse_base_url, Paging, ScimOptions};
+use idgraph_sources::Secret;
+
+use super::raw::{HttpSection, IdentityCenterSection, IdpSection, RawConfig, ReconcileSection};
+use super::settings::{
+    HttpSettings, IdentityCenterSettings, IdpSettings, Settings, DEFAULT_DEADLINE,
+};
+
+/// Checks everything that can be checked without network I/O (but for looking up a host
+/// name in `http.listen`), reads the secrets the config names from the environment
+/// (`env`), and resolves relative paths against `base`, the directory of the config file.
+///
+/// Problems are listed in the order the sections are checked here, every one of them.
+pub(super) fn validate(
+    raw: RawConfig,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Settings, Vec<String>> {
+    let mut problems = Vec::new();
+    let idp_deadline = deadline(
+        "idp.deadline_seconds",
+        raw.idp.deadline_seconds,
+        &mut problems,
+    );
+    let identity_center_deadline = deadline(
+        "identity_center.deadline_seconds",
+        raw.identity_center.deadline_seconds,
+        &mut problems,
+    );
+    let idp = idp_settings(raw.idp, base, env, &mut problems);
+    let identity_center = identity_center_settings(raw.identity_center, base, &mut problems);
+    let targets = super::targets::target_settings(raw.targets, base, env, &mut problems);
+    check_mapping(&raw.mapping, &mut problems);
+    let http = http_settings(raw.http, &mut problems);
+    check_reconcile(&raw.reconcile, &mut problems);
+    check_cron(&raw.schedule.cron, &mut problems);
+
+    match (idp, identity_center, http) {
+        (Some(idp), Some(identity_center), Some(http)) if problems.is_empty() => Ok(Settings {
+            store_path: base.join(&raw.store.path),
+            retention: raw
+                .store
+                .retention_days
+                .map(|days| chrono::Duration::days(i64::from(days))),
+            cron: raw.schedule.cron,
+            http,
+            idp,
+            identity_center,
+            targets,
+            mapping: raw.mapping,
+            new_owner: raw.remediation.new_owner,
+            target_concurrency: raw.reconcile.target_concurrency,
+            shrink_guard: ShrinkGuard {
+                max_percent: raw.reconcile.max_shrink_percent,
+                max_count: raw.reconcile.max_shrink_count,
+            },
+            idp_deadline,
+            identity_center_deadline,
+        }),
+        _ => Err(problems),
+    }
+}
+
+/// `[idp]`: its kind decides which keys apply.
+fn idp_settings(
+    section: IdpSection,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> Option<IdpSettings> {
+    match section.kind.as_str() {
+        "file" => required_path("idp.path", base, section.path, problems)
+            .map(|path| IdpSettings::File { path }),
+        "scim" => scim_options(section, env, base, problems).map(IdpSettings::Scim),
+        other => {
+            problems.push(format!(
+                "idp.kind = \"{other}\" is unknown: expected \"scim\" or \"file\""
+            ));
+            None
+        }
+    }
+}
+
+/// `[idp]` of kind `scim`.
+fn scim_options(
+    section: IdpSection,
+    env: &dyn Fn(&str) -> Option<String>,
+    base: &Path,
+    problems: &mut Vec<String>,
+) -> Option<ScimOptions> {
+    let url = required("idp.url", "scim", section.url, problems)?;
+    // The source's own check, so that what validates also connects. Its message leaves
+    // the URL out, and so does this one: it may hold a password as user info.
+    if let Err(e) = parse_base_url(&url) {
+        problems.push(format!("idp.url is not usable: {e}"));
+    }
+    let mut options = ScimOptions::new(url);
+    options.token = match (section.token_env, section.token_file) {
+        (Some(_), Some(_)) => {
+            problems.push("idp.token_env and idp.token_file are both set; set one".into());
+            None
+        }
+        (Some(var), None) => from_env("idp.token_env", Some(&var), env, problems).map(Secret::new),
+        (None, Some(file)) => {
+            let file = base.join(file);
+            match std::fs::read_to_string(&file) {
+                Ok(token) if !token.trim().is_empty() => Some(Secret::new(token.trim())),
+                Ok(_) => {
+                    problems.push(format!("idp.token_file {} is empty", file.display()));
+                    None
+                }
+                Err(e) => {
+                    problems.push(format!(
+                        "idp.token_file {} cannot be read: {e}",
+                        file.display()
+                    ));
+                    None
+                }
+            }
+        }
+        (None, None) => None,
+    };
+    if let Some(page_size) = section.page_size {
+        options.page_size = page_size;
+    }
+    options.paging = match section.paging.as_deref() {
+        None | Some("auto") => Paging::Auto,
+        Some("index") => Paging::Index,
+        Some("cursor") => Paging::Cursor,
+        Some(other) => {
+            problems.push(format!(
+                "idp.paging = \"{other}\" is unknown: expected \"auto\", \"index\" or \"cursor\""
+            ));
+            Paging::Auto
+        }
+    };
+    if let Some(concurrency) = section.concurrency {
+        if concurrency == 0 {
+            problems.push("idp.concurrency must be at least 1".into());
+        }
+        options.concurrency = concurrency;
+    }
+    if let Some(seconds) = section.timeout_seconds {
+        options.timeout = timeout_seconds("idp", Some(seconds), problems);
+    }
+    if let Some(bytes) = section.max_response_bytes {
+        if bytes == 0 {
+            problems.push("idp.max_response_bytes must be at least 1".into());
+        }
+        options.max_response_bytes = bytes;
+    }
+    if let Some(users) = section.max_users {
+        if users == 0 {
+            problems.push("idp.max_users must be at least 1".into());
+        }
+        options.max_users = users;
+    }
+    Some(options)
+}
+
+/// `[identity_center]`: its kind decides which keys apply.
+fn identity_center_settings(
+    section: IdentityCenterSection,
+    base: &Path,
+    problems: &mut Vec<String>,
+) -> Option<IdentityCenterSettings> {
+    match section.kind.as_str() {
+        "file" => required_path("identity_center.path", base, section.path, problems)
+            .map(|path| IdentityCenterSettings::File { path }),
+        "aws" => required(
+            "identity_center.identity_store_id",
+            "aws",
+            section.identity_store_id,
+            problems,
+        )
+        .map(|identity_store_id| {
+            let mut options = IdentityCenterOptions::new(identity_store_id);
+            options.region = section.region;
+            options.endpoint_url = section.endpoint_url;
+            if let Some(rate) = section.requests_per_second {
+                options.requests_per_second = rate;
+            }
+            IdentityCenterSettings::Aws(options)
+        }),
+        other => {
+            problems.push(format!(
+                "identity_center.kind = \"{other}\" is unknown: expected \"aws\" or \"file\""
+            ));
+            None
+        }
+    }
+}
+
+/// `[http]`: `listen` is an address and port, or a host name and port that resolves
+/// (`localhost:9187`); the limits are positive.
+fn http_settings(section: HttpSection, problems: &mut Vec<String>) -> Option<HttpSettings> {
+    if section.header_timeout_seconds == 0 {
+        problems.push("http.header_timeout_seconds must be at least 1".into());
+    }
+    if section.max_connections == 0 {
+        problems.push("http.max_connections must be at least 1".into());
+    }
+    let listen = section.listen;
+    // An address needs no lookup; `ToSocketAddrs` also takes `host:port`.
+    let addresses =
+        match listen.parse::<SocketAddr>() {
+            Ok(address) => Ok(vec![address]),
+            Err(_) => listen
+                .to_socket_addrs()
+                .map(Vec::from_iter)
+                .and_then(|addresses| match addresses.is_empty() {
+                    true => Err(std::io::Error::other("the name has no addresses")),
+                    false => Ok(addresses),
+                }),
+        };
+    match addresses {
+        Ok(addresses) => Some(HttpSettings {
+            listen,
+            addresses,
+            header_timeout: Duration::from_secs(section.header_timeout_seconds),
+            max_connections: section.max_connections,
+        }),
+        Err(e) => {
+            problems.push(format!(
+                "http.listen = \"{listen}\" is neither an address and port nor a host name and port that resolves: {e}"
+            ));
+            None
+        }
+    }
+}
+
+/// `[mapping]`: at least one rule to match on, and no empty prefix (it would strip nothing
+/// and match every name).
+fn check_mapping(mapping: &Mapping, problems: &mut Vec<String>) {
+    if mapping.match_on.is_empty() {
+        problems.push("mapping.match_on must name at least one of \"user_name\", \"email\"".into());
+    }
+    if mapping.prefixes.iter().any(|p| p.is_empty()) {
+        problems.push("mapping.prefixes must not contain an empty prefix".into());
+    }
+}
+
+/// `[reconcile]`: a positive concurrency and a percentage.
+fn check_reconcile(section: &ReconcileSection, problems: &mut Vec<String>) {
+    if section.target_concurrency == 0 {
+        problems.push("reconcile.target_concurrency must be at least 1".into());
+    }
+    if section.max_shrink_percent > 100 {
+        problems.push(format!(
+            "reconcile.max_shrink_percent = {} must be between 0 and 100",
+            section.max_shrink_percent
+        ));
+    }
+}
+
+/// `schedule.cron`, parsed by the scheduler's own parser, so that what validates also
+/// schedules.
+fn check_cron(cron: &str, problems: &mut Vec<String>) {
+    let cron_ok = cron.split_whitespace().count() == 6
+        && tokio_cron_scheduler::Job::new_async(cron, |_, _| Box::pin(async {})).is_ok();
+    if !cron_ok {
+        problems.push(format!(
+            "schedule.cron = \"{cron}\" is not a 6-field cron expression (sec min hour day-of-month month day-of-week)"
+        ));
+    }
+}
+
+/// A required key of a kind: `None` and a problem naming it when absent.
+pub(super) fn required<T>(
+    key: &str,
+    kind: &str,
+    value: Option<T>,
+    problems: &mut Vec<String>,
+) -> Option<T> {
+    if value.is_none() {
+        problems.push(format!("{key} is required for kind \"{kind}\""));
+    }
+    value
+}
+
+/// The path of a `file` kind, resolved against `base`: `None` and a problem naming `key`
+/// when absent or empty.
+pub(super) fn required_path(
+    key: &str,
+    base: &Path,
+    path: Option<PathBuf>,
+    problems: &mut Vec<String>,
+) -> Option<PathBuf> {
+    match path {
+        Some(p) if !p.as_os_str().is_empty() => Some(base.join(p)),
+        _ => {
+            problems.push(format!("{key} is required for kind \"file\""));
+            None
+        }
+    }
+}
+
+/// Reads the environment variable that `key` names. A missing variable is a problem that
+/// names the variable only when `var` looks like a variable's name: anything else may be
+/// the secret itself, written where its variable's name belongs.
+pub(super) fn from_env(
+    key: &str,
+    var: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> Option<String> {
+    let var = var?;
+    match env(var) {
+        Some(value) if !value.is_empty() => Some(value),
+        _ if looks_like_env_var(var) => {
+            problems.push(format!(
+                "{key} names the environment variable {var}, which is not set"
+            ));
+            None
+        }
+        _ => {
+            problems.push(format!(
+                "{key} does not name an environment variable (it should hold a variable's \
+                 name, not the secret itself)"
+            ));
+            None
+        }
+    }
+}
+
+/// Whether `name` has the shape environment variables are given, `[A-Z_][A-Z0-9_]*` of
+/// at most 128 characters; tokens and passwords rarely do.
+fn looks_like_env_var(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= 128
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// `{table}.timeout_seconds`, 60 when absent. 0 is a problem: every request would time
+/// out at once.
+pub(super) fn timeout_seconds(
+    table: &str,
+    seconds: Option<u64>,
+    problems: &mut Vec<String>,
+) -> Duration {
+    let seconds = seconds.unwrap_or(60);
+    if seconds == 0 {
+        problems.push(format!("{table}.timeout_seconds must be at least 1"));
+    }
+    Duration::from_secs(seconds)
+}
+
+/// A whole-fetch deadline of `seconds` (default [`DEFAULT_DEADLINE`]); 0 is a problem.
+pub(super) fn deadline(key: &str, seconds: Option<u64>, problems: &mut Vec<String>) -> Duration {
+    match seconds {
+        None => DEFAULT_DEADLINE,
+        Some(0) => {
+            problems.push(format!("{key} must be at least 1"));
+            DEFAULT_DEADLINE
+        }
+        Some(seconds) => Duration::from_secs(seconds),
+    }
+}
+
+/// Parses `sslmode`, defaulting to `require`.
+pub(super) fn sslmode(key: &str, value: Option<&str>, problems: &mut Vec<String>) -> SslMode {
+    match value {
+        None => SslMode::default(),
+        Some(s) => SslMode::parse(s).unwrap_or_else(|| {
+            problems.push(format!(
+                "{key} = \"{s}\" is unknown: expected \"disable\", \"prefer\", \"require\" or \"verify-full\""
+            ));
+            SslMode::default()
+        }),
+    }
+}
