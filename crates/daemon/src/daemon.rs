@@ -198,15 +198,11 @@ pub async fn run(
             };
             match added {
                 Ok(id) => {
-                    let _ = scheduler.remove(&job_id).await;
-                    job_id = id;
+                    let _ = scheduler.remove(&std::mem::replace(&mut job_id, id)).await;
                     cron = next.settings.cron.clone();
                     info!(%cron, "Rescheduled.");
                 }
-                Err(e) => {
-                    error!(error = %e, %cron, "The new schedule cannot be set up; the daemon keeps the current one.");
-                    next.settings.cron = cron.clone();
-                }
+                Err(e) => keep_schedule(&e, &cron, &mut next),
             }
         }
         let targets: Vec<String> = next
@@ -225,6 +221,17 @@ pub async fn run(
     info!("Stopping: no new runs; waiting for the current one.");
     let _ = scheduler.shutdown().await;
     drop(first);
+    wait_for_the_run(&running).await;
+    let _ = stop.send(true);
+    let _ = server.await;
+    let store = current.borrow().store.clone();
+    store.close().await;
+    info!("Stopped.");
+    Ok(())
+}
+
+/// Waits for the run in progress, if any, at most [`SHUTDOWN_GRACE`].
+async fn wait_for_the_run(running: &Mutex<()>) {
     match tokio::time::timeout(SHUTDOWN_GRACE, running.lock()).await {
         Ok(_idle) => info!("No run in progress."),
         Err(_) => warn!(
@@ -232,12 +239,12 @@ pub async fn run(
             "The current run did not finish in time; it is rolled back."
         ),
     }
-    let _ = stop.send(true);
-    let _ = server.await;
-    let store = current.borrow().store.clone();
-    store.close().await;
-    info!("Stopped.");
-    Ok(())
+}
+
+/// A reloaded configuration keeps the current schedule when its own cannot be set up.
+fn keep_schedule(error: &JobSchedulerError, cron: &str, next: &mut Context) {
+    error!(error = %error, %cron, "The new schedule cannot be set up; the daemon keeps the current one.");
+    next.settings.cron = cron.to_owned();
 }
 
 /// The scheduled job that runs [`tick`] on `cron`.
