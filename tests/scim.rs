@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use idgraph_model::{IdpUser, Snapshot};
+use idgraph_model::IdpUser;
 use idgraph_sources::scim::{Paging, ScimOptions, ScimSource};
 use idgraph_sources::{NoProgress, Secret, Source, SourceError};
 use serde_json::{json, Value};
@@ -121,10 +121,7 @@ fn options(server: &Process, paging: Paging, page_size: u32) -> ScimOptions {
 
 async fn fetch(options: ScimOptions) -> Result<Vec<IdpUser>, SourceError> {
     let source = ScimSource::new(options, Arc::new(NoProgress)).expect("valid options");
-    match source.fetch().await? {
-        Snapshot::Idp(users) => Ok(users),
-        other => panic!("not an IdP snapshot: {other:?}"),
-    }
+    source.fetch().await
 }
 
 /// Every user arrived exactly once, as created.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use aws_sdk_identitystore::types::{Email, User};
 use aws_sdk_identitystore::Client;
-use idgraph_model::{ExternalId, IcUser, Snapshot};
+use idgraph_model::{ExternalId, IcUser};
 use idgraph_sources::{primary_value, Progress, Source, SourceError};
 use tracing::{debug, warn};
 
@@ -168,6 +168,8 @@ impl IdentityCenterSource {
 
 #[async_trait::async_trait]
 impl Source for IdentityCenterSource {
+    type Snapshot = Vec<IcUser>;
+
     fn name(&self) -> &str {
         NAME
     }
@@ -182,10 +184,10 @@ impl Source for IdentityCenterSource {
     /// retries for throttling), [`SourceError::Unreachable`] when the service cannot be
     /// reached, [`SourceError::Credentials`] without AWS credentials,
     /// [`SourceError::InvalidResponse`] for a user without `UserId` or `UserName`.
-    async fn fetch(&self) -> Result<Snapshot, SourceError> {
+    async fn fetch(&self) -> Result<Vec<IcUser>, SourceError> {
         let result = self.list_users().await;
         self.progress.finish(NAME);
-        result.map(Snapshot::IdentityCenter)
+        result
     }
 }
 
@@ -319,9 +321,7 @@ mod tests {
         .await;
         let source = source(&config);
         assert_eq!((source.name(), source.kind()), ("identity_center", "aws"));
-        let Snapshot::IdentityCenter(users) = source.fetch().await.unwrap() else {
-            panic!("not an Identity Center snapshot");
-        };
+        let users = source.fetch().await.unwrap();
         let names: Vec<_> = users.iter().map(|u| u.user_name.as_str()).collect();
         assert_eq!(names, ["alice", "bob", "carol"]);
         assert_eq!(users[0].email.as_deref(), Some("alice@x"));

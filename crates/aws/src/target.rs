@@ -6,7 +6,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use idgraph_model::{Snapshot, TargetSnapshot};
+use idgraph_model::TargetSnapshot;
 use idgraph_sources::postgres::{read_catalog, Connection, SslMode};
 use idgraph_sources::{Secret, Source, SourceError};
 use tracing::debug;
@@ -123,7 +123,7 @@ impl TargetOptions {
         &self,
         origin: &str,
         resolved: Resolved,
-    ) -> Result<Snapshot, SourceError> {
+    ) -> Result<TargetSnapshot, SourceError> {
         let connection = self.connection(origin, &resolved)?;
         let catalog = read_catalog(&self.name, &connection, self.timeout).await?;
         if catalog.current_user != resolved.login.user {
@@ -136,13 +136,13 @@ impl TargetOptions {
                 "The database knows the login user under another name."
             );
         }
-        Ok(Snapshot::Target(TargetSnapshot {
+        Ok(TargetSnapshot {
             name: self.name.clone(),
             users: catalog.users,
             master_user: Some(resolved.master_user),
             login_user: Some(resolved.login.user),
             namespaces: catalog.namespaces,
-        }))
+        })
     }
 }
 
@@ -192,6 +192,8 @@ impl<A: TargetApi> RedshiftTarget<A> {
 
 #[async_trait::async_trait]
 impl<A: TargetApi> Source for RedshiftTarget<A> {
+    type Snapshot = TargetSnapshot;
+
     fn name(&self) -> &str {
         &self.options.name
     }
@@ -215,7 +217,7 @@ impl<A: TargetApi> Source for RedshiftTarget<A> {
     /// when the API or the database cannot be reached or the target has no endpoint,
     /// [`SourceError::InvalidResponse`] when an answer lacks a field, and the errors of
     /// [`read_catalog`].
-    async fn fetch(&self) -> Result<Snapshot, SourceError> {
+    async fn fetch(&self) -> Result<TargetSnapshot, SourceError> {
         let resolved = self.api.resolve(&self.options).await?;
         self.options.snapshot(&self.api.origin(), resolved).await
     }

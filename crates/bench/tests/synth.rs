@@ -69,7 +69,6 @@ async fn idgraph_finds_exactly_what_the_generator_planted() {
 #[tokio::test]
 async fn the_model_is_what_the_exports_parse_to() {
     use idgraph_bench::Params;
-    use idgraph_model::Snapshot;
     use idgraph_sources::file::{FileIdentityCenter, FileIdp, FileTarget};
     use idgraph_sources::Source;
 
@@ -82,22 +81,15 @@ async fn the_model_is_what_the_exports_parse_to() {
     idgraph_bench::write_exports(&params, dir.path()).unwrap();
     let model = params.model();
 
-    let Snapshot::Idp(idp) = FileIdp::new(dir.path().join("scim-users.json"))
+    let idp = FileIdp::new(dir.path().join("scim-users.json"))
         .fetch()
         .await
-        .unwrap()
-    else {
-        panic!("not an IdP snapshot")
-    };
+        .unwrap();
     assert_eq!(idp, model.idp);
-    let Snapshot::IdentityCenter(ic) =
-        FileIdentityCenter::new(dir.path().join("identitystore-users.json"))
-            .fetch()
-            .await
-            .unwrap()
-    else {
-        panic!("not an Identity Center snapshot")
-    };
+    let ic = FileIdentityCenter::new(dir.path().join("identitystore-users.json"))
+        .fetch()
+        .await
+        .unwrap();
     assert_eq!(ic, model.identity_center);
     for expected in &model.targets {
         let source = FileTarget::new(
@@ -105,9 +97,7 @@ async fn the_model_is_what_the_exports_parse_to() {
             dir.path().join(format!("{}-pg_user.csv", expected.name)),
         )
         .with_master_user("awsuser");
-        let Snapshot::Target(target) = source.fetch().await.unwrap() else {
-            panic!("not a target snapshot")
-        };
+        let target = source.fetch().await.unwrap();
         assert_eq!(&target, expected);
     }
     assert!(model.targets.iter().all(|t| t.users.len() > 100));

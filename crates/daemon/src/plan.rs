@@ -23,7 +23,7 @@ use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
 use idgraph_model::{Finding, FindingKind};
 use idgraph_sources::ownership::{self, Function, FunctionKind, Owned, Relation, RelationKind};
-use idgraph_sources::{NoProgress, Source, SourceError};
+use idgraph_sources::{NoProgress, SourceError, TargetRole};
 use idgraph_store::{Episode, Store};
 use tracing::warn;
 
@@ -171,7 +171,7 @@ fn new_owner(settings: &Settings) -> anyhow::Result<&str> {
 
 /// What `users` own on the target `name`, or why that cannot be known.
 async fn discover_target(
-    target: Option<&dyn Source>,
+    target: Option<&TargetRole>,
     name: &str,
     users: Vec<String>,
 ) -> Result<BTreeMap<String, Owned>, String> {

@@ -8,10 +8,12 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
 use idgraph_model::{
-    check_snapshot, Accounting, Finding, Graph, IcUser, IdpUser, Mapping, Scope, ShrinkGuard,
-    Snapshot, TargetSnapshot,
+    check_snapshot, Accounting, AsSnapshot, Finding, Graph, IcUser, IdpUser, Mapping, Scope,
+    ShrinkGuard, TargetSnapshot,
 };
-use idgraph_sources::{Deadline, Progress, Source, SourceError};
+use idgraph_sources::{
+    Deadline, IdentityCenterRole, IdpRole, Progress, Source, SourceError, TargetRole,
+};
 use idgraph_store::{Episode, NewRun, RunStatus, SourceRecord, SourceStatus, Store, StoreError};
 use tracing::{debug, info, warn};
 
@@ -20,11 +22,11 @@ use crate::config::Settings;
 /// A source for each configured system.
 pub struct Sources {
     /// The identity provider.
-    pub idp: Box<dyn Source>,
+    pub idp: Box<IdpRole>,
     /// IAM Identity Center.
-    pub identity_center: Box<dyn Source>,
+    pub identity_center: Box<IdentityCenterRole>,
     /// The database targets, in config order.
-    pub targets: Vec<Box<dyn Source>>,
+    pub targets: Vec<Box<TargetRole>>,
     /// How many targets are fetched at once.
     pub target_concurrency: usize,
 }
@@ -43,7 +45,7 @@ impl Sources {
     ) -> Result<Self, SourceError> {
         let idp = settings.idp.build(progress.clone())?;
         let identity_center = settings.identity_center.build(progress).await;
-        let mut targets: Vec<Box<dyn Source>> = Vec::with_capacity(settings.targets.len());
+        let mut targets: Vec<Box<TargetRole>> = Vec::with_capacity(settings.targets.len());
         for target in &settings.targets {
             targets.push(Box::new(Deadline::new(
                 target.build().await,
@@ -63,16 +65,25 @@ impl Sources {
 
     /// Fetches every source once, targets at most `target_concurrency` at a time, and
     /// fails those whose snapshot `guard` does not trust.
-    async fn fetch_all(&self, guard: &Guard) -> (Fetched, Fetched, Vec<Fetched>) {
+    async fn fetch_all(
+        &self,
+        guard: &Guard,
+    ) -> (
+        Fetched<Vec<IdpUser>>,
+        Fetched<Vec<IcUser>>,
+        Vec<Fetched<TargetSnapshot>>,
+    ) {
         tokio::join!(
             fetch(self.idp.as_ref(), guard),
             fetch(self.identity_center.as_ref(), guard),
-            // Boxed up front: a closure over `&Box<dyn Source>` inside the stream would
+            // Boxed up front: a closure over `&Box<TargetRole>` inside the stream would
             // make the run's future not provably Send for the scheduler's tasks.
             stream::iter(
                 self.targets
                     .iter()
-                    .map(|t| -> BoxFuture<'_, Fetched> { Box::pin(fetch(t.as_ref(), guard)) })
+                    .map(|t| -> BoxFuture<'_, Fetched<TargetSnapshot>> {
+                        Box::pin(fetch(t.as_ref(), guard))
+                    })
                     .collect::<Vec<_>>()
             )
             .buffered(self.target_concurrency)
@@ -84,10 +95,9 @@ impl Sources {
     /// Without a history, only what a snapshot shows on its own can make it suspicious.
     pub async fn check(&self) -> Vec<SourceRecord> {
         let (idp, ic, targets) = self.fetch_all(&Guard::default()).await;
-        [idp, ic]
+        [idp.record, ic.record]
             .into_iter()
-            .chain(targets)
-            .map(|fetched| fetched.record)
+            .chain(targets.into_iter().map(|fetched| fetched.record))
             .collect()
     }
 }
@@ -173,7 +183,7 @@ struct Guard {
 
 impl Guard {
     /// Whether `snapshot` of source `name` can be used; every suspicion is an error.
-    fn check(&self, name: &str, snapshot: &Snapshot) -> Result<(), SourceError> {
+    fn check(&self, name: &str, snapshot: &impl AsSnapshot) -> Result<(), SourceError> {
         let objects = snapshot.objects() as u64;
         let suspicion = match check_snapshot(snapshot) {
             Err(suspicion) => suspicion,
@@ -200,12 +210,15 @@ impl Guard {
 }
 
 /// A fetched snapshot, or why not, with what the history keeps of it.
-struct Fetched {
-    snapshot: Option<Snapshot>,
+struct Fetched<T> {
+    snapshot: Option<T>,
     record: SourceRecord,
 }
 
-async fn fetch(source: &dyn Source, guard: &Guard) -> Fetched {
+async fn fetch<T: AsSnapshot + Send + 'static>(
+    source: &dyn Source<Snapshot = T>,
+    guard: &Guard,
+) -> Fetched<T> {
     let start = Instant::now();
     let result = source.fetch().await.and_then(|snapshot| {
         guard.check(source.name(), &snapshot)?;
@@ -257,18 +270,6 @@ async fn fetch(source: &dyn Source, guard: &Guard) -> Fetched {
     }
 }
 
-/// Marks a source failed because it returned a snapshot of the wrong kind.
-fn wrong_kind(fetched: &mut Fetched) {
-    fetched.snapshot = None;
-    fetched.record.status = SourceStatus::Failed;
-    fetched.record.objects = None;
-    fetched.record.digest = None;
-    fetched.record.error = Some(format!(
-        "source {} returned a snapshot of the wrong kind",
-        fetched.record.name
-    ));
-}
-
 /// Runs one reconciliation and records it in the store.
 ///
 /// A source that fails makes the run `partial`: findings that depend on it are neither
@@ -303,11 +304,13 @@ pub async fn reconcile_with_clock(
         accepted: ctx.accept_shrink.clone(),
     };
     let (mut idp, mut ic, mut targets) = ctx.sources.fetch_all(&guard).await;
-
-    let (idp_users, ic_users, target_snapshots) = take_snapshots(&mut idp, &mut ic, &mut targets);
+    let target_snapshots: Vec<TargetSnapshot> = targets
+        .iter_mut()
+        .filter_map(|fetched| fetched.snapshot.take())
+        .collect();
 
     let mut evaluated = HashSet::new();
-    let (findings, accounting) = match (idp_users, ic_users) {
+    let (findings, accounting) = match (idp.snapshot.take(), ic.snapshot.take()) {
         (Some(idp_users), Some(ic_users)) => {
             evaluated.insert(Scope::IdentityCenter);
             evaluated.extend(
@@ -365,44 +368,6 @@ pub async fn reconcile_with_clock(
         opened: recorded.opened,
         resolved: recorded.resolved,
     })
-}
-
-/// The snapshot each source delivered, by role; a snapshot of the wrong kind fails its
-/// source.
-fn take_snapshots(
-    idp: &mut Fetched,
-    ic: &mut Fetched,
-    targets: &mut [Fetched],
-) -> (
-    Option<Vec<IdpUser>>,
-    Option<Vec<IcUser>>,
-    Vec<TargetSnapshot>,
-) {
-    let idp_users = match idp.snapshot.take() {
-        Some(Snapshot::Idp(users)) => Some(users),
-        Some(_) => {
-            wrong_kind(idp);
-            None
-        }
-        None => None,
-    };
-    let ic_users = match ic.snapshot.take() {
-        Some(Snapshot::IdentityCenter(users)) => Some(users),
-        Some(_) => {
-            wrong_kind(ic);
-            None
-        }
-        None => None,
-    };
-    let mut target_snapshots: Vec<TargetSnapshot> = Vec::with_capacity(targets.len());
-    for fetched in targets.iter_mut() {
-        match fetched.snapshot.take() {
-            Some(Snapshot::Target(snapshot)) => target_snapshots.push(snapshot),
-            Some(_) => wrong_kind(fetched),
-            None => {}
-        }
-    }
-    (idp_users, ic_users, target_snapshots)
 }
 
 /// The targets that open findings name but the configuration no longer has: nothing will
@@ -482,6 +447,8 @@ mod tests {
 
     #[async_trait::async_trait]
     impl Source for Slow {
+        type Snapshot = TargetSnapshot;
+
         fn name(&self) -> &str {
             &self.name
         }
@@ -490,33 +457,12 @@ mod tests {
             "test"
         }
 
-        async fn fetch(&self) -> Result<Snapshot, SourceError> {
+        async fn fetch(&self) -> Result<TargetSnapshot, SourceError> {
             let now = self.gauge.now.fetch_add(1, Ordering::SeqCst) + 1;
             self.gauge.most.fetch_max(now, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(30)).await;
             self.gauge.now.fetch_sub(1, Ordering::SeqCst);
-            Ok(Snapshot::Target(TargetSnapshot::new(
-                self.name.clone(),
-                Vec::new(),
-            )))
-        }
-    }
-
-    /// A source that answers at once with an empty snapshot of `snapshot`'s kind.
-    struct Empty(&'static str, fn() -> Snapshot);
-
-    #[async_trait::async_trait]
-    impl Source for Empty {
-        fn name(&self) -> &str {
-            self.0
-        }
-
-        fn kind(&self) -> &str {
-            "test"
-        }
-
-        async fn fetch(&self) -> Result<Snapshot, SourceError> {
-            Ok((self.1)())
+            Ok(TargetSnapshot::new(self.name.clone(), Vec::new()))
         }
     }
 
@@ -540,12 +486,10 @@ mod tests {
         for concurrency in [1, 3] {
             let gauge = Arc::new(Gauge::default());
             let sources = Sources {
-                idp: Box::new(Empty("idp", || Snapshot::Idp(Vec::<IdpUser>::new()))),
-                identity_center: Box::new(Empty("identity_center", || {
-                    Snapshot::IdentityCenter(Vec::<IcUser>::new())
-                })),
+                idp: Box::new(up("idp", Vec::<IdpUser>::new())),
+                identity_center: Box::new(up("identity_center", Vec::<IcUser>::new())),
                 targets: (0..8)
-                    .map(|t| -> Box<dyn Source> {
+                    .map(|t| -> Box<TargetRole> {
                         Box::new(Slow {
                             name: format!("t{t}"),
                             gauge: gauge.clone(),
@@ -562,13 +506,15 @@ mod tests {
     }
 
     /// A source that answers with a fixed snapshot, or fails as unreachable.
-    struct Fixed {
+    struct Fixed<T> {
         name: String,
-        answer: Option<Snapshot>,
+        answer: Option<T>,
     }
 
     #[async_trait::async_trait]
-    impl Source for Fixed {
+    impl<T: AsSnapshot + Clone + Send + Sync + 'static> Source for Fixed<T> {
+        type Snapshot = T;
+
         fn name(&self) -> &str {
             &self.name
         }
@@ -577,7 +523,7 @@ mod tests {
             "test"
         }
 
-        async fn fetch(&self) -> Result<Snapshot, SourceError> {
+        async fn fetch(&self) -> Result<T, SourceError> {
             self.answer.clone().ok_or_else(|| SourceError::Unreachable {
                 origin: self.name.clone(),
                 detail: "down".into(),
@@ -585,14 +531,14 @@ mod tests {
         }
     }
 
-    fn up(name: &str, snapshot: Snapshot) -> Fixed {
+    fn up<T>(name: &str, snapshot: T) -> Fixed<T> {
         Fixed {
             name: name.into(),
             answer: Some(snapshot),
         }
     }
 
-    fn down(name: &str) -> Fixed {
+    fn down<T>(name: &str) -> Fixed<T> {
         Fixed {
             name: name.into(),
             answer: None,
@@ -600,7 +546,7 @@ mod tests {
     }
 
     /// Ann (active) and Bob (left) in the IdP.
-    fn idp() -> Snapshot {
+    fn idp() -> Vec<IdpUser> {
         let user = |name: &str, active| IdpUser {
             id: format!("idp-{name}"),
             external_id: None,
@@ -608,22 +554,22 @@ mod tests {
             email: None,
             active,
         };
-        Snapshot::Idp(vec![user("ann", true), user("bob", false)])
+        vec![user("ann", true), user("bob", false)]
     }
 
     /// Ann and Bob in Identity Center.
-    fn ic() -> Snapshot {
+    fn ic() -> Vec<IcUser> {
         let user = |name: &str| IcUser {
             user_id: format!("ic-{name}"),
             user_name: format!("{name}@example.com"),
             email: None,
             external_ids: Vec::new(),
         };
-        Snapshot::IdentityCenter(vec![user("ann"), user("bob")])
+        vec![user("ann"), user("bob")]
     }
 
     /// Target `name` holding these logins.
-    fn target(name: &str, logins: &[&str]) -> Snapshot {
+    fn target(name: &str, logins: &[&str]) -> TargetSnapshot {
         let users = logins
             .iter()
             .map(|login| idgraph_model::DbUser {
@@ -632,15 +578,15 @@ mod tests {
                 superuser: false,
             })
             .collect();
-        Snapshot::Target(TargetSnapshot::new(name, users))
+        TargetSnapshot::new(name, users)
     }
 
     /// A context over the fake sources and a store of its own in `dir`.
     async fn context(
         dir: &tempfile::TempDir,
-        idp: Fixed,
-        ic: Fixed,
-        targets: Vec<Fixed>,
+        idp: Fixed<Vec<IdpUser>>,
+        ic: Fixed<Vec<IcUser>>,
+        targets: Vec<Fixed<TargetSnapshot>>,
     ) -> Context {
         let config = dir.path().join("idgraph.toml");
         std::fs::write(
@@ -662,7 +608,7 @@ mod tests {
                 identity_center: Box::new(ic),
                 targets: targets
                     .into_iter()
-                    .map(|t| -> Box<dyn Source> { Box::new(t) })
+                    .map(|t| -> Box<TargetRole> { Box::new(t) })
                     .collect(),
                 target_concurrency: 4,
             },

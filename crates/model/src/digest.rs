@@ -2,7 +2,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::identity::Snapshot;
+use crate::identity::{AsSnapshot, SnapshotRef};
 
 /// SHA-256 over length-prefixed fields, so that no two different records hash the same
 /// input: the one encoding of snapshot digests and of the store's run chain.
@@ -74,10 +74,10 @@ impl Canonical {
 /// Each user is hashed on its own; the sorted user hashes are then hashed with the
 /// snapshot's kind and header. Sorting 32-byte hashes rather than the users themselves
 /// keeps a 200,000-user digest a sequential pass over memory.
-pub fn digest(snapshot: &Snapshot) -> String {
+pub fn digest(snapshot: &(impl AsSnapshot + ?Sized)) -> String {
     let mut h = Canonical::new();
-    let users: Vec<[u8; 32]> = match snapshot {
-        Snapshot::Idp(users) => {
+    let users: Vec<[u8; 32]> = match snapshot.view() {
+        SnapshotRef::Idp(users) => {
             h.text("idp");
             users
                 .iter()
@@ -92,7 +92,7 @@ pub fn digest(snapshot: &Snapshot) -> String {
                 })
                 .collect()
         }
-        Snapshot::IdentityCenter(users) => {
+        SnapshotRef::IdentityCenter(users) => {
             h.text("identity_center");
             users
                 .iter()
@@ -112,7 +112,7 @@ pub fn digest(snapshot: &Snapshot) -> String {
                 })
                 .collect()
         }
-        Snapshot::Target(target) => {
+        SnapshotRef::Target(target) => {
             h.text("target");
             h.text(&target.name);
             h.opt_text(target.master_user.as_deref());
@@ -147,7 +147,7 @@ pub fn digest(snapshot: &Snapshot) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::{DbUser, TargetSnapshot};
+    use crate::identity::{DbUser, Snapshot, TargetSnapshot};
 
     fn user(name: &str, superuser: bool) -> DbUser {
         DbUser {

@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use crate::identity::Snapshot;
+use crate::identity::{AsSnapshot, SnapshotRef};
 
 /// How far a source may shrink from its last complete snapshot before it is suspicious.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,13 +158,13 @@ impl fmt::Display for Excerpt<'_> {
 /// # Errors
 ///
 /// [`Suspicion::DuplicateId`] or [`Suspicion::MasterUserMissing`].
-pub fn check_snapshot(snapshot: &Snapshot) -> Result<(), Suspicion> {
-    match snapshot {
-        Snapshot::Idp(users) => first_duplicate(users.iter().map(|u| u.id.as_str()), "id"),
-        Snapshot::IdentityCenter(users) => {
+pub fn check_snapshot(snapshot: &(impl AsSnapshot + ?Sized)) -> Result<(), Suspicion> {
+    match snapshot.view() {
+        SnapshotRef::Idp(users) => first_duplicate(users.iter().map(|u| u.id.as_str()), "id"),
+        SnapshotRef::IdentityCenter(users) => {
             first_duplicate(users.iter().map(|u| u.user_id.as_str()), "UserId")
         }
-        Snapshot::Target(target) => {
+        SnapshotRef::Target(target) => {
             first_duplicate(target.users.iter().map(|u| u.name.as_str()), "usename")?;
             match &target.master_user {
                 // Redshift folds unquoted names to lower case; the API reports the master
@@ -204,7 +204,7 @@ fn first_duplicate<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::{DbUser, IdpUser, TargetSnapshot};
+    use crate::identity::{DbUser, IdpUser, Snapshot, TargetSnapshot};
 
     fn guard() -> ShrinkGuard {
         ShrinkGuard::default()

@@ -92,10 +92,62 @@ pub enum Snapshot {
 impl Snapshot {
     /// How many objects (users) the snapshot holds.
     pub fn objects(&self) -> usize {
-        match self {
-            Snapshot::Idp(users) => users.len(),
-            Snapshot::IdentityCenter(users) => users.len(),
-            Snapshot::Target(target) => target.users.len(),
+        AsSnapshot::objects(self)
+    }
+}
+
+/// A snapshot of any role, borrowed: what digests and the guard read, whichever role's
+/// type holds it.
+#[derive(Debug, Clone, Copy)]
+pub enum SnapshotRef<'a> {
+    /// The identity provider's users.
+    Idp(&'a [IdpUser]),
+    /// The Identity Center users.
+    IdentityCenter(&'a [IcUser]),
+    /// One database target.
+    Target(&'a TargetSnapshot),
+}
+
+/// What a source delivers: the snapshot of one role ([`Vec<IdpUser>`], [`Vec<IcUser>`],
+/// [`TargetSnapshot`]), or a [`Snapshot`] of any.
+pub trait AsSnapshot {
+    /// The snapshot, borrowed.
+    fn view(&self) -> SnapshotRef<'_>;
+
+    /// How many objects (users) it holds.
+    fn objects(&self) -> usize {
+        match self.view() {
+            SnapshotRef::Idp(users) => users.len(),
+            SnapshotRef::IdentityCenter(users) => users.len(),
+            SnapshotRef::Target(target) => target.users.len(),
         }
+    }
+}
+
+impl AsSnapshot for Snapshot {
+    fn view(&self) -> SnapshotRef<'_> {
+        match self {
+            Snapshot::Idp(users) => SnapshotRef::Idp(users),
+            Snapshot::IdentityCenter(users) => SnapshotRef::IdentityCenter(users),
+            Snapshot::Target(target) => SnapshotRef::Target(target),
+        }
+    }
+}
+
+impl AsSnapshot for Vec<IdpUser> {
+    fn view(&self) -> SnapshotRef<'_> {
+        SnapshotRef::Idp(self)
+    }
+}
+
+impl AsSnapshot for Vec<IcUser> {
+    fn view(&self) -> SnapshotRef<'_> {
+        SnapshotRef::IdentityCenter(self)
+    }
+}
+
+impl AsSnapshot for TargetSnapshot {
+    fn view(&self) -> SnapshotRef<'_> {
+        SnapshotRef::Target(self)
     }
 }

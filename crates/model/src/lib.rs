@@ -67,5 +67,7 @@ pub use finding::{
 };
 pub use graph::{Accounting, DbClass, Graph};
 pub use guard::{check_snapshot, Excerpt, ShrinkGuard, Suspicion};
-pub use identity::{DbUser, ExternalId, IcUser, IdpUser, Snapshot, TargetSnapshot};
+pub use identity::{
+    AsSnapshot, DbUser, ExternalId, IcUser, IdpUser, Snapshot, SnapshotRef, TargetSnapshot,
+};
 pub use mapping::{Mapping, MatchOn, NameForm};

@@ -1,7 +1,8 @@
 //! The systems idgraph takes snapshots of, behind one trait.
 //!
 //! # Layout
-//! - [`Source`]: the trait every source implements, and [`SourceError`].
+//! - [`Source`]: the trait every source implements, typed by role ([`IdpRole`],
+//!   [`IdentityCenterRole`], [`TargetRole`]), [`SourceError`] and [`Deadline`].
 //! - [`file`](mod@file): sources that read exports from disk: a SCIM `/Users` dump, the output of
 //!   `aws identitystore list-users`, and a `psql --csv` dump of `pg_user`.
 //! - [`scim`]: a live SCIM 2.0 `/Users` endpoint.
@@ -27,7 +28,7 @@ use std::time::Duration;
 pub use progress::{NoProgress, Progress};
 pub use secret::{scrub, Scrubbing, Secret};
 
-use idgraph_model::Snapshot;
+use idgraph_model::{AsSnapshot, IcUser, IdpUser, TargetSnapshot};
 
 /// `text` cut to at most `max` bytes (on a character boundary), saying how long it was.
 pub fn bounded(text: &str, max: usize) -> String {
@@ -64,16 +65,21 @@ pub fn primary_value<E>(
 /// A system we take a complete snapshot of on every run.
 ///
 /// `fetch` either returns everything the system holds or an error: a snapshot with a
-/// page missing would make present users look deleted.
+/// page missing would make present users look deleted. What a snapshot is depends on the
+/// source's role, and the type says which: an IdP delivers `Vec<IdpUser>`
+/// ([`IdpRole`]), Identity Center `Vec<IcUser>` ([`IdentityCenterRole`]), a database
+/// target a [`TargetSnapshot`] ([`TargetRole`]).
 #[async_trait::async_trait]
 pub trait Source: Send + Sync {
+    /// What one fetch delivers.
+    type Snapshot: AsSnapshot + Send + 'static;
     /// Stable, low-cardinality name used in metric labels and history rows:
     /// `idp`, `identity_center`, or the target's name.
     fn name(&self) -> &str;
     /// The configured kind (`file`, `scim`, `aws`, `provisioned`, ...).
     fn kind(&self) -> &str;
     /// Fetches a full snapshot. Safe to retry.
-    async fn fetch(&self) -> Result<Snapshot, SourceError>;
+    async fn fetch(&self) -> Result<Self::Snapshot, SourceError>;
 
     /// Where a database target's catalog is read, for what its users own (remediation
     /// plans). A source that is no database (the IdP, Identity Center, an export) fails
@@ -86,6 +92,13 @@ pub trait Source: Send + Sync {
     }
 }
 
+/// An identity provider: its users.
+pub type IdpRole = dyn Source<Snapshot = Vec<IdpUser>>;
+/// IAM Identity Center: its users.
+pub type IdentityCenterRole = dyn Source<Snapshot = Vec<IcUser>>;
+/// A database target: its catalog's users.
+pub type TargetRole = dyn Source<Snapshot = TargetSnapshot>;
+
 /// How to reach a target's catalog: the connection and how long each query may take.
 #[derive(Debug, Clone)]
 pub struct CatalogAccess {
@@ -97,20 +110,22 @@ pub struct CatalogAccess {
 
 /// A source whose whole fetch must finish within a deadline, however its peer behaves: a
 /// read that blocks forever or paging that never ends fails the source instead of the run.
-pub struct Deadline {
-    source: Box<dyn Source>,
+pub struct Deadline<T> {
+    source: Box<dyn Source<Snapshot = T>>,
     limit: Duration,
 }
 
-impl Deadline {
+impl<T> Deadline<T> {
     /// `source`, failing with [`SourceError::Deadline`] when a fetch takes longer than `limit`.
-    pub fn new(source: Box<dyn Source>, limit: Duration) -> Self {
+    pub fn new(source: Box<dyn Source<Snapshot = T>>, limit: Duration) -> Self {
         Self { source, limit }
     }
 }
 
 #[async_trait::async_trait]
-impl Source for Deadline {
+impl<T: AsSnapshot + Send + 'static> Source for Deadline<T> {
+    type Snapshot = T;
+
     fn name(&self) -> &str {
         self.source.name()
     }
@@ -130,7 +145,7 @@ impl Source for Deadline {
             })
     }
 
-    async fn fetch(&self) -> Result<Snapshot, SourceError> {
+    async fn fetch(&self) -> Result<T, SourceError> {
         // A fetch blocked in a thread (a read of a stalled mount) stays blocked there, but
         // the run goes on without it.
         tokio::time::timeout(self.limit, self.source.fetch())

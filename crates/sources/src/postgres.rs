@@ -9,7 +9,7 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use idgraph_model::{DbUser, Snapshot, TargetSnapshot};
+use idgraph_model::{DbUser, TargetSnapshot};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
 use sqlx::{ConnectOptions, Connection as _, Row};
 use tracing::{debug, warn};
@@ -283,6 +283,8 @@ pub struct PostgresTarget {
 
 #[async_trait]
 impl Source for PostgresTarget {
+    type Snapshot = TargetSnapshot;
+
     fn name(&self) -> &str {
         &self.name
     }
@@ -298,15 +300,15 @@ impl Source for PostgresTarget {
         })
     }
 
-    async fn fetch(&self) -> Result<Snapshot, SourceError> {
+    async fn fetch(&self) -> Result<TargetSnapshot, SourceError> {
         let catalog = read_catalog(&self.name, &self.connection, self.timeout).await?;
-        Ok(Snapshot::Target(TargetSnapshot {
+        Ok(TargetSnapshot {
             name: self.name.clone(),
             users: catalog.users,
             master_user: self.master_user.clone(),
             login_user: Some(self.connection.user.clone()),
             namespaces: catalog.namespaces,
-        }))
+        })
     }
 }
 

@@ -8,7 +8,7 @@ use idgraph_aws::{IdentityCenterSource, ProvisionedTarget, ServerlessTarget};
 use idgraph_sources::file::{FileIdentityCenter, FileIdp, FileTarget};
 use idgraph_sources::postgres::PostgresTarget;
 use idgraph_sources::scim::ScimSource;
-use idgraph_sources::{Progress, Source, SourceError};
+use idgraph_sources::{IdentityCenterRole, IdpRole, Progress, SourceError, TargetRole};
 
 use super::settings::{IdentityCenterSettings, IdpSettings, TargetSettings, TargetSource};
 
@@ -19,7 +19,7 @@ impl IdpSettings {
     /// # Errors
     ///
     /// When the source cannot be set up from these settings (an unusable SCIM URL).
-    pub fn build(&self, progress: Arc<dyn Progress>) -> Result<Box<dyn Source>, SourceError> {
+    pub fn build(&self, progress: Arc<dyn Progress>) -> Result<Box<IdpRole>, SourceError> {
         Ok(match self {
             Self::File { path } => Box::new(FileIdp::new(path.clone())),
             Self::Scim(options) => Box::new(ScimSource::new(options.clone(), progress)?),
@@ -30,7 +30,7 @@ impl IdpSettings {
 impl IdentityCenterSettings {
     /// The source that fetches the Identity Center users; the API one reports long fetches
     /// to `progress`.
-    pub async fn build(&self, progress: Arc<dyn Progress>) -> Box<dyn Source> {
+    pub async fn build(&self, progress: Arc<dyn Progress>) -> Box<IdentityCenterRole> {
         match self {
             Self::File { path } => Box::new(FileIdentityCenter::new(path.clone())),
             Self::Aws(options) => {
@@ -42,7 +42,7 @@ impl IdentityCenterSettings {
 
 impl TargetSettings {
     /// The source that fetches this target's users, under the target's name.
-    pub async fn build(&self) -> Box<dyn Source> {
+    pub async fn build(&self) -> Box<TargetRole> {
         match &self.source {
             TargetSource::Provisioned(options) => {
                 Box::new(ProvisionedTarget::new(options.clone()).await)

@@ -26,7 +26,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use idgraph_model::{Snapshot, TargetSnapshot};
+use idgraph_model::{IcUser, IdpUser, TargetSnapshot};
 
 use crate::json_stream::{JsonStream, StreamError};
 use crate::{CatalogAccess, Source, SourceError};
@@ -61,6 +61,8 @@ impl FileIdp {
 
 #[async_trait::async_trait]
 impl Source for FileIdp {
+    type Snapshot = Vec<IdpUser>;
+
     fn name(&self) -> &str {
         "idp"
     }
@@ -69,10 +71,9 @@ impl Source for FileIdp {
         "file"
     }
 
-    async fn fetch(&self) -> Result<Snapshot, SourceError> {
+    async fn fetch(&self) -> Result<Vec<IdpUser>, SourceError> {
         let path = self.path.clone();
-        let users = parse_blocking(&self.path, move || parse_scim(&path)).await?;
-        Ok(Snapshot::Idp(users))
+        parse_blocking(&self.path, move || parse_scim(&path)).await
     }
 }
 
@@ -101,6 +102,8 @@ impl FileIdentityCenter {
 
 #[async_trait::async_trait]
 impl Source for FileIdentityCenter {
+    type Snapshot = Vec<IcUser>;
+
     fn name(&self) -> &str {
         "identity_center"
     }
@@ -109,10 +112,9 @@ impl Source for FileIdentityCenter {
         "file"
     }
 
-    async fn fetch(&self) -> Result<Snapshot, SourceError> {
+    async fn fetch(&self) -> Result<Vec<IcUser>, SourceError> {
         let path = self.path.clone();
-        let users = parse_blocking(&self.path, move || parse_identity_store(&path)).await?;
-        Ok(Snapshot::IdentityCenter(users))
+        parse_blocking(&self.path, move || parse_identity_store(&path)).await
     }
 }
 
@@ -163,6 +165,8 @@ impl FileTarget {
 
 #[async_trait::async_trait]
 impl Source for FileTarget {
+    type Snapshot = TargetSnapshot;
+
     fn name(&self) -> &str {
         &self.name
     }
@@ -181,16 +185,16 @@ impl Source for FileTarget {
         })
     }
 
-    async fn fetch(&self) -> Result<Snapshot, SourceError> {
+    async fn fetch(&self) -> Result<TargetSnapshot, SourceError> {
         let bytes = read(&self.path).await?;
         let users = parse_blocking(&self.path, move || parse_pg_user(bytes)).await?;
-        Ok(Snapshot::Target(TargetSnapshot {
+        Ok(TargetSnapshot {
             name: self.name.clone(),
             users,
             master_user: self.master_user.clone(),
             login_user: self.login_user.clone(),
             namespaces: Vec::new(),
-        }))
+        })
     }
 }
 
@@ -330,12 +334,17 @@ mod tests {
     async fn missing_file_is_a_read_error_naming_the_path() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("no-such-export.json");
-        for source in [
-            Box::new(FileIdp::new(&path)) as Box<dyn Source>,
-            Box::new(FileIdentityCenter::new(&path)),
-            Box::new(FileTarget::new("prod", &path)),
+        for err in [
+            FileIdp::new(&path).fetch().await.expect_err("missing file"),
+            FileIdentityCenter::new(&path)
+                .fetch()
+                .await
+                .expect_err("missing file"),
+            FileTarget::new("prod", &path)
+                .fetch()
+                .await
+                .expect_err("missing file"),
         ] {
-            let err = source.fetch().await.expect_err("missing file");
             assert!(matches!(err, SourceError::Read { .. }), "{err:?}");
             assert!(err.to_string().contains("no-such-export.json"), "{err}");
         }

@@ -186,7 +186,7 @@ fn csv_problem(err: csv::Error) -> Problem {
 mod tests {
     use super::*;
 
-    use idgraph_model::{Snapshot, TargetSnapshot};
+    use idgraph_model::TargetSnapshot;
 
     use crate::file::testing::{file, malformed_detail};
     use crate::file::FileTarget;
@@ -194,10 +194,7 @@ mod tests {
 
     async fn target(content: impl AsRef<[u8]>) -> Result<Vec<DbUser>, SourceError> {
         let f = file(content);
-        match FileTarget::new("prod", f.path()).fetch().await? {
-            Snapshot::Target(target) => Ok(target.users),
-            other => panic!("expected a target snapshot, got {other:?}"),
-        }
+        Ok(FileTarget::new("prod", f.path()).fetch().await?.users)
     }
 
     #[tokio::test]
@@ -248,7 +245,7 @@ mod tests {
         let snapshot = source.fetch().await.expect("parses");
         assert_eq!(
             snapshot,
-            Snapshot::Target(TargetSnapshot {
+            TargetSnapshot {
                 name: "warehouse".into(),
                 users: vec![DbUser {
                     name: "awsuser".into(),
@@ -258,7 +255,7 @@ mod tests {
                 master_user: Some("awsuser".into()),
                 login_user: Some("idgraph".into()),
                 namespaces: vec![],
-            })
+            }
         );
     }
 

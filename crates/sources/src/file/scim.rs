@@ -175,18 +175,13 @@ fn scim_item<R: Read>(
 mod tests {
     use super::*;
 
-    use idgraph_model::Snapshot;
-
     use crate::file::testing::{file, malformed_detail};
     use crate::file::FileIdp;
     use crate::{Source, SourceError};
 
     async fn idp(content: impl AsRef<[u8]>) -> Result<Vec<IdpUser>, SourceError> {
         let f = file(content);
-        match FileIdp::new(f.path()).fetch().await? {
-            Snapshot::Idp(users) => Ok(users),
-            other => panic!("expected an IdP snapshot, got {other:?}"),
-        }
+        FileIdp::new(f.path()).fetch().await
     }
 
     fn user_names(users: &[IdpUser]) -> Vec<&str> {
@@ -370,7 +365,7 @@ mod tests {
         ] {
             let f = file(content);
             let snapshot = FileIdp::new(f.path()).fetch().await.expect("parses");
-            assert_eq!(snapshot.objects(), 3);
+            assert_eq!(snapshot.len(), 3);
             let suspicion = idgraph_model::check_snapshot(&snapshot).expect_err("repeats an id");
             assert!(
                 suspicion.to_string().contains("share the id"),

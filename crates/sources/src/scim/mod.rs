@@ -52,7 +52,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use idgraph_model::Snapshot;
+use idgraph_model::IdpUser;
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION};
 use reqwest::Url;
 use tokio::time::Instant;
@@ -261,6 +261,8 @@ impl ScimSource {
 
 #[async_trait::async_trait]
 impl Source for ScimSource {
+    type Snapshot = Vec<IdpUser>;
+
     fn name(&self) -> &str {
         NAME
     }
@@ -282,11 +284,10 @@ impl Source for ScimSource {
     /// - [`SourceError::Incomplete`] when the users delivered do not add up to
     ///   `totalResults`, `totalResults` changed while paging, or a page holds no users
     ///   although more are due.
-    async fn fetch(&self) -> Result<Snapshot, SourceError> {
+    async fn fetch(&self) -> Result<Vec<IdpUser>, SourceError> {
         // `finish` is due even when the fetch fails or is cancelled.
         let _finish = FinishOnDrop(self.progress.as_ref());
-        let users = self.fetch_users().await?;
-        Ok(Snapshot::Idp(users))
+        self.fetch_users().await
     }
 }
 
