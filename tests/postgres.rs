@@ -187,3 +187,39 @@ fn an_identity_center_namespace_declared_in_the_catalog_is_a_prefix() {
         )]
     );
 }
+
+// Regression: catalog sessions set no statement_timeout, so a query idgraph had given up
+// on went on running on the server.
+#[tokio::test]
+async fn catalog_sessions_limit_every_statement_to_the_target_timeout() {
+    use idgraph_sources::postgres::{connect, Connection, SslMode};
+    let pg = Postgres::start();
+    let connection = Connection {
+        host: "127.0.0.1".into(),
+        port: pg.port,
+        database: "postgres".into(),
+        user: "postgres".into(),
+        password: None,
+        sslmode: SslMode::Disable,
+    };
+    for (timeout, shown) in [(60_000, "1min"), (1_500, "1500ms")] {
+        let mut conn = connect("pg", &connection, std::time::Duration::from_millis(timeout))
+            .await
+            .expect("connects");
+        let setting: String = sqlx::query_scalar("SHOW statement_timeout")
+            .fetch_one(&mut conn)
+            .await
+            .expect("shows the setting");
+        assert_eq!(setting, shown);
+    }
+    // And the server enforces it.
+    let mut conn = connect("pg", &connection, std::time::Duration::from_millis(200))
+        .await
+        .expect("connects");
+    let error = sqlx::query("SELECT pg_sleep(5)")
+        .execute(&mut conn)
+        .await
+        .expect_err("cancelled by the server")
+        .to_string();
+    assert!(error.contains("statement timeout"), "{error}");
+}

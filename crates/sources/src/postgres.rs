@@ -205,8 +205,16 @@ async fn read(
     })
 }
 
-/// Connects with options Redshift accepts; errors name `origin`, never the password.
-pub(crate) async fn connect(
+/// Connects with options Redshift accepts, and limits every statement of the session to
+/// `timeout` on the server too (`statement_timeout`), so that a query idgraph gave up on
+/// does not go on running on the leader. Errors name `origin`, never the password.
+///
+/// # Errors
+///
+/// [`SourceError::Unreachable`] when no connection is made within `timeout`,
+/// [`SourceError::Credentials`] when the login is refused, [`SourceError::Remote`] for
+/// another refusal.
+pub async fn connect(
     origin: &str,
     connection: &Connection,
     timeout: Duration,
@@ -223,13 +231,33 @@ pub(crate) async fn connect(
     if let Some(password) = &connection.password {
         options = options.password(password.expose());
     }
-    match tokio::time::timeout(timeout, options.connect()).await {
+    let mut conn = match tokio::time::timeout(timeout, options.connect()).await {
+        Err(_) => {
+            return Err(SourceError::Unreachable {
+                origin: origin.to_owned(),
+                detail: format!("no connection within {timeout:?}"),
+            })
+        }
+        Ok(Err(error)) => return Err(connect_error(origin, &error)),
+        Ok(Ok(conn)) => conn,
+    };
+    // Milliseconds, as Redshift and PostgreSQL both take it; a literal, since SET takes no
+    // bind parameters. https://docs.aws.amazon.com/redshift/latest/dg/r_statement_timeout.html
+    let limit = format!(
+        "SET statement_timeout TO {}",
+        timeout.as_millis().clamp(1, i32::MAX as u128)
+    );
+    match tokio::time::timeout(timeout, sqlx::query(&limit).execute(&mut conn)).await {
+        Ok(Ok(_)) => Ok(conn),
+        Ok(Err(error)) => Err(SourceError::Remote {
+            origin: origin.to_owned(),
+            status: None,
+            detail: format!("setting statement_timeout: {}", describe(&error)),
+        }),
         Err(_) => Err(SourceError::Unreachable {
             origin: origin.to_owned(),
-            detail: format!("no connection within {timeout:?}"),
+            detail: format!("setting statement_timeout did not answer within {timeout:?}"),
         }),
-        Ok(Err(error)) => Err(connect_error(origin, &error)),
-        Ok(Ok(conn)) => Ok(conn),
     }
 }
 
