@@ -16,20 +16,33 @@ use idgraph_model::Canonical;
 use sqlx::{Row, SqliteConnection};
 
 /// An element of the versions JSON array: an episode version, read by name so that the
-/// order of the SQL does not matter. The canonical record fixes its own order.
+/// order of the SQL does not matter (the canonical record fixes its own order). One-letter
+/// names, NULL columns left out, as for the episodes (`read.rs`): a run may write 36,000.
 #[derive(serde::Deserialize)]
 struct VersionRow {
+    #[serde(rename = "i")]
     episode_id: i64,
+    #[serde(rename = "k")]
     kind: String,
+    #[serde(rename = "t")]
     target: Option<String>,
+    #[serde(rename = "d")]
     db_user: Option<String>,
+    #[serde(rename = "c")]
     ic_user_id: Option<String>,
+    #[serde(rename = "p")]
     idp_user_id: Option<String>,
+    #[serde(rename = "u")]
     user_name: Option<String>,
+    #[serde(rename = "r")]
     reason: String,
+    #[serde(rename = "s")]
     severity: String,
+    #[serde(rename = "S")]
     superuser: i64,
+    #[serde(rename = "m")]
     matched_by: Option<String>,
+    #[serde(rename = "C")]
     candidates: Option<String>,
 }
 
@@ -165,11 +178,10 @@ async fn feed_versions(
     c: &mut Canonical,
 ) -> Result<(), sqlx::Error> {
     let versions: String = sqlx::query_scalar(
-        "SELECT json_group_array(json_object('episode_id', episode_id, 'kind', kind, \
-                'target', target, 'db_user', db_user, 'ic_user_id', ic_user_id, \
-                'idp_user_id', idp_user_id, 'user_name', user_name, 'reason', reason, \
-                'severity', severity, 'superuser', superuser, 'matched_by', matched_by, \
-                'candidates', candidates)) \
+        "SELECT json_group_array(json_patch('{}', json_object('i', episode_id, 'k', kind, \
+                't', target, 'd', db_user, 'c', ic_user_id, 'p', idp_user_id, \
+                'u', user_name, 'r', reason, 's', severity, 'S', superuser, \
+                'm', matched_by, 'C', candidates))) \
          FROM episode_versions WHERE run_id = ?",
     )
     .bind(run_id)

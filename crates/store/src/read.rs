@@ -22,14 +22,12 @@ macro_rules! select_episodes {
     ($condition:literal) => {
         concat!(
             "SELECT json_group_array(json(j)), count(*), max(id) FROM (\
-                SELECT json_object(\
-                    'id', e.id, 'kind', e.kind, 'target', e.target, 'db_user', e.db_user, \
-                    'ic_user_id', e.ic_user_id, 'idp_user_id', e.idp_user_id, \
-                    'user_name', e.user_name, 'reason', e.reason, 'severity', e.severity, \
-                    'superuser', e.superuser, 'matched_by', e.matched_by, \
-                    'candidates', e.candidates, 'opened_run', e.opened_run, \
-                    'opened_at', o.finished_at, 'resolved_run', e.resolved_run, \
-                    'resolved_at', r.finished_at, 'resolution', e.resolution) AS j, \
+                SELECT json_patch('{}', json_object(\
+                    'i', e.id, 'k', e.kind, 't', e.target, 'd', e.db_user, \
+                    'c', e.ic_user_id, 'p', e.idp_user_id, 'u', e.user_name, \
+                    'r', e.reason, 's', e.severity, 'S', e.superuser, 'm', e.matched_by, \
+                    'C', e.candidates, 'o', e.opened_run, 'O', o.finished_at, \
+                    'x', e.resolved_run, 'X', r.finished_at, 'R', e.resolution)) AS j, \
                     e.id AS id \
                 FROM episodes AS e \
                 JOIN runs AS o ON o.id = e.opened_run \
@@ -41,7 +39,7 @@ macro_rules! select_episodes {
     };
 }
 
-/// Episodes per page of [`select_episodes!`]: a JSON value of about 25 MB, keys included,
+/// Episodes per page of [`select_episodes!`]: a JSON value of about 10 MB,
 /// far below SQLite's limit on the length of a value however large the history grows.
 /// Unit tests use small pages so that a few thousand episodes cross several.
 #[cfg(not(test))]
@@ -59,27 +57,46 @@ enum Which<'a> {
 }
 
 /// An element of [`select_episodes!`]: the columns of an episode and the finish times of
-/// its runs, read by name so that the order of the SQL does not matter.
+/// its runs, read by name so that the order of the SQL does not matter. The names are one
+/// letter and NULL columns are left out (`json_patch` drops them; serde reads a missing
+/// `Option` as `None`): at 36,000 open episodes that halves the text SQLite hands over.
 #[derive(serde::Deserialize)]
 struct EpisodeRow {
+    #[serde(rename = "i")]
     id: i64,
+    #[serde(rename = "k")]
     kind: String,
+    #[serde(rename = "t")]
     target: Option<String>,
+    #[serde(rename = "d")]
     db_user: Option<String>,
+    #[serde(rename = "c")]
     ic_user_id: Option<String>,
+    #[serde(rename = "p")]
     idp_user_id: Option<String>,
+    #[serde(rename = "u")]
     user_name: Option<String>,
+    #[serde(rename = "r")]
     reason: String,
+    #[serde(rename = "s")]
     severity: String,
+    #[serde(rename = "S")]
     superuser: i64,
+    #[serde(rename = "m")]
     matched_by: Option<String>,
+    #[serde(rename = "C")]
     candidates: Option<String>,
+    #[serde(rename = "o")]
     opened_run: i64,
     /// The `finished_at` of the opening run.
+    #[serde(rename = "O")]
     opened_at: String,
+    #[serde(rename = "x")]
     resolved_run: Option<i64>,
     /// The `finished_at` of the resolving run.
+    #[serde(rename = "X")]
     resolved_at: Option<String>,
+    #[serde(rename = "R")]
     resolution: Option<String>,
 }
 
