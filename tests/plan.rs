@@ -111,7 +111,7 @@ GRANT EXECUTE ON FUNCTION other.fn() TO {hostile};
 CREATE SCHEMA gone_schema AUTHORIZATION {gone};
 CREATE TABLE gone_schema.t (id integer);
 ALTER TABLE gone_schema.t OWNER TO {gone};
-CREATE FUNCTION public.gone_fn() RETURNS integer LANGUAGE sql AS 'SELECT 2';
+CREATE FUNCTION public.gone_fn() RETURNS integer LANGUAGE sql SECURITY DEFINER AS 'SELECT 2';
 ALTER FUNCTION public.gone_fn() OWNER TO {gone};
 CREATE PROCEDURE public.gone_proc(integer) LANGUAGE sql AS 'SELECT 3';
 ALTER PROCEDURE public.gone_proc(integer) OWNER TO {gone};
@@ -222,11 +222,11 @@ fn assert_discovery(ws: &Workspace) {
     assert_eq!(
         gone.functions
             .iter()
-            .map(|f| (f.name.as_str(), f.kind))
+            .map(|f| (f.name.as_str(), f.kind, f.security_definer))
             .collect::<Vec<_>>(),
         vec![
-            ("gone_fn", FunctionKind::Function),
-            ("gone_proc", FunctionKind::Procedure)
+            ("gone_fn", FunctionKind::Function, true),
+            ("gone_proc", FunctionKind::Procedure, false)
         ]
     );
     let other = gone
@@ -277,6 +277,8 @@ fn the_plan_drops_exactly_the_orphans_and_hands_their_objects_over() {
         "REVOKE ALL ON ALL SEQUENCES IN SCHEMA \"other\" FROM \"IAMA:gone@example.com\";",
         "REVOKE ALL ON DATABASE \"postgres\" FROM \"IAMA:gone@example.com\";",
         "DROP USER \"IAMA:o'brien\"\"; DROP TABLE canary; --@example.com\";",
+        // The SECURITY DEFINER routine is named before it changes owner.
+        "-- WARNING: \"public\".\"gone_fn\"() is SECURITY DEFINER",
     ] {
         assert!(sql.contains(statement), "missing {statement:?} in\n{sql}");
     }

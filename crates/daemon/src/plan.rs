@@ -245,9 +245,13 @@ fn header(out: &mut String, plans: &[UserPlan], new_owner: &str) {
         "-- Each user's statements are one transaction: if one fails, none takes effect."
             .to_owned(),
         format!(
-            "-- Owned objects go to {} ([remediation] new_owner).",
+            "-- Owned objects go to {} ([remediation] new_owner). Make it a dedicated owner role,",
             shown(new_owner)
         ),
+        "-- not a superuser: a SECURITY DEFINER routine handed to a superuser runs as one for"
+            .to_owned(),
+        "-- everyone who may execute it (each such routine is named in a WARNING below)."
+            .to_owned(),
         "--".to_owned(),
         "-- What idgraph cannot see, and must be handled by hand:".to_owned(),
         "--  * Objects and privileges in OTHER databases of the cluster: only the configured"
@@ -388,6 +392,7 @@ fn user_block(out: &mut String, plan: &UserPlan, new_owner: &str) {
             out.push_str("COMMIT;\n");
         }
         Discovery::Discovered(owned) => {
+            security_definer_warnings(out, owned, new_owner);
             out.push_str("BEGIN;\n");
             if owned.redshift && needs_case_sensitivity(owned) {
                 out.push_str(
@@ -399,6 +404,24 @@ fn user_block(out: &mut String, plan: &UserPlan, new_owner: &str) {
             let _ = writeln!(out, "DROP USER {u};");
             out.push_str("COMMIT;\n");
         }
+    }
+}
+
+/// A warning per `SECURITY DEFINER` routine the plan hands over: it will run with
+/// `new_owner`'s privileges for everyone who may execute it, a superuser's if `new_owner`
+/// is one.
+fn security_definer_warnings(out: &mut String, owned: &Owned, new_owner: &str) {
+    for f in owned.functions.iter().filter(|f| f.security_definer) {
+        let _ = writeln!(
+            out,
+            "-- WARNING: {}.{}({}) is SECURITY DEFINER: once {} owns it, it runs with {}'s \
+             privileges for everyone who may execute it. Review who may, or drop it.",
+            shown(&f.schema),
+            shown(&f.name),
+            clean(&f.arguments),
+            shown(new_owner),
+            shown(new_owner),
+        );
     }
 }
 
@@ -630,6 +653,7 @@ mod tests {
                 name: "f".into(),
                 arguments: "integer, character varying".into(),
                 kind: FunctionKind::Function,
+                security_definer: false,
             }],
             schemas: vec!["s".into()],
             schema_privileges: vec![SchemaAccess {
@@ -760,6 +784,7 @@ COMMIT;
             name: "f\"(); DROP TABLE canary; --".into(),
             arguments: "\"my \"\"type\"\"\", integer[]".into(),
             kind: FunctionKind::Procedure,
+            security_definer: true,
         }];
         owned.schemas = vec!["s\"\"; --".into()];
         let sql = render(
@@ -995,5 +1020,41 @@ COMMIT;
             .to_string();
         assert!(error.contains("no target named \"nope\""), "{error}");
         assert!(error.contains("analytics"), "{error}");
+    }
+
+    #[test]
+    fn security_definer_routines_are_named_before_they_change_owner() {
+        let mut owned = owned();
+        owned.functions[0].security_definer = true;
+        let sql = render(
+            &[user_plan(
+                "IAMA:gone@example.com",
+                Discovery::Discovered(owned.clone()),
+            )],
+            "admin",
+        );
+        let warning = sql
+            .lines()
+            .position(|l| {
+                l.starts_with(
+                    "-- WARNING: \"public\".\"f\"(integer, character varying) is SECURITY DEFINER",
+                )
+            })
+            .expect("a warning names the routine");
+        let transfer = sql
+            .lines()
+            .position(|l| l.starts_with("ALTER FUNCTION"))
+            .expect("the routine is handed over");
+        assert!(warning < transfer, "{sql}");
+
+        owned.functions[0].security_definer = false;
+        let sql = render(
+            &[user_plan(
+                "IAMA:gone@example.com",
+                Discovery::Discovered(owned),
+            )],
+            "admin",
+        );
+        assert!(!sql.contains("-- WARNING:"), "{sql}");
     }
 }

@@ -145,6 +145,9 @@ pub struct Function {
     pub arguments: String,
     /// Function, procedure or aggregate: each has its own `ALTER` statement.
     pub kind: FunctionKind,
+    /// `SECURITY DEFINER` (`prosecdef`): the routine runs with its owner's privileges, so
+    /// handing it to another owner changes what it may do for everyone who may call it.
+    pub security_definer: bool,
 }
 
 /// The kinds of routine a plan hands over (`prokind`).
@@ -449,7 +452,7 @@ impl Reader<'_> {
                     CAST(n.nspname AS varchar) AS schema_name, \
                     CAST(p.proname AS varchar) AS name, \
                     CAST(pg_catalog.oidvectortypes(p.proargtypes) AS varchar) AS arguments, \
-                    {proc_kind} AS kind \
+                    {proc_kind} AS kind, p.prosecdef AS security_definer \
              FROM {proc_from} \
              JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
              JOIN pg_catalog.pg_user u ON u.usesysid = p.proowner \
@@ -472,6 +475,9 @@ impl Reader<'_> {
                         .get::<Option<String>>(&row, "kind")?
                         .unwrap_or_default(),
                 ),
+                security_definer: self
+                    .get::<Option<bool>>(&row, "security_definer")?
+                    .unwrap_or(false),
             };
             found.push((user, function));
         }
