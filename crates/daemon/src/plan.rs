@@ -367,6 +367,17 @@ fn user_block(out: &mut String, plan: &UserPlan, new_owner: &str) {
              -- of the name.\n",
         );
     }
+    if let Some(ic_user) = finding.ic_user_id.as_deref() {
+        // The user comes back: Redshift re-creates an IAMA: or Identity Center namespace
+        // user at its next sign-in while the identity may still sign in.
+        let _ = writeln!(
+            out,
+            "-- WARNING: Identity Center user {} still exists. Disable it (and the IdP user) \
+             first: while it can sign in, a dropped auto-created login comes back at its next \
+             sign-in.",
+            shown(ic_user)
+        );
+    }
     if user == new_owner {
         out.push_str(
             "-- Not planned: this user is [remediation] new_owner, which receives the objects\n\
@@ -748,6 +759,7 @@ mod tests {
         let expected = r#"
 -- orphaned_db_user "IAMA:bob@example.com" on target analytics
 -- reason: idp_user_inactive; severity: critical; open since run 3 (2026-11-26T10:00:00Z); IC user "ic-1"; IdP user "idp-1"
+-- WARNING: Identity Center user "ic-1" still exists. Disable it (and the IdP user) first: while it can sign in, a dropped auto-created login comes back at its next sign-in.
 BEGIN;
 ALTER TABLE "public"."orders" OWNER TO "admin";
 ALTER TABLE "public"."orders_view" OWNER TO "admin";  -- view
@@ -1055,6 +1067,20 @@ COMMIT;
             )],
             "admin",
         );
-        assert!(!sql.contains("-- WARNING:"), "{sql}");
+        assert!(!sql.contains("SECURITY DEFINER:"), "{sql}");
+    }
+
+    #[test]
+    fn a_user_whose_identity_center_user_exists_is_told_to_disable_it_first() {
+        let mut plan = user_plan("IAMA:gone@example.com", Discovery::Discovered(owned()));
+        plan.finding.ic_user_id = Some("ic-gone".into());
+        let sql = render(std::slice::from_ref(&plan), "admin");
+        assert!(
+            sql.contains("-- WARNING: Identity Center user \"ic-gone\" still exists. Disable it"),
+            "{sql}"
+        );
+        plan.finding.ic_user_id = None;
+        let sql = render(&[plan], "admin");
+        assert!(!sql.contains("Identity Center user"), "{sql}");
     }
 }
