@@ -25,7 +25,7 @@ mod validate;
 
 pub use settings::{
     HttpSettings, IdentityCenterSettings, IdpSettings, Settings, TargetSettings, TargetSource,
-    DEFAULT_DEADLINE,
+    DEFAULT_DEADLINE, DEFAULT_SQL_TIMEOUT,
 };
 
 use raw::RawConfig;

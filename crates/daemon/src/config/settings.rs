@@ -14,6 +14,10 @@ use idgraph_sources::scim::ScimOptions;
 /// a SCIM IdP of that size a few minutes more.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(1800);
 
+/// How long connecting to a database target and each catalog query may take unless its
+/// `timeout_seconds` says otherwise.
+pub const DEFAULT_SQL_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A validated configuration: every path absolute, every kind supported.
 #[derive(Debug, Clone)]
 pub struct Settings {

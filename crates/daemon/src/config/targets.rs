@@ -13,7 +13,8 @@ use idgraph_sources::Secret;
 
 use super::raw::TargetSection;
 use super::settings::{TargetSettings, TargetSource};
-use super::validate::{deadline, from_env, required, required_path, sslmode, timeout_seconds};
+use super::settings::{DEFAULT_DEADLINE, DEFAULT_SQL_TIMEOUT};
+use super::validate::{from_env, required, required_path, seconds, sslmode};
 
 /// Source names reserved for the IdP and Identity Center; no target may take them.
 const RESERVED_NAMES: [&str; 2] = ["idp", "identity_center"];
@@ -44,9 +45,10 @@ pub(super) fn target_settings(
                 target.name
             ));
         }
-        let deadline = deadline(
+        let deadline = seconds(
             &format!("{key}.deadline_seconds"),
             target.deadline_seconds,
+            DEFAULT_DEADLINE,
             problems,
         );
         if let Some(source) = target_source(&key, target, base, env, problems) {
@@ -138,7 +140,12 @@ fn postgres_target(
         target.sslmode.as_deref(),
         problems,
     );
-    let timeout = timeout_seconds(key, target.timeout_seconds, problems);
+    let timeout = seconds(
+        &format!("{key}.timeout_seconds"),
+        target.timeout_seconds,
+        DEFAULT_SQL_TIMEOUT,
+        problems,
+    );
     let (user, password) = login?;
     Some(TargetSource::Postgres {
         connection: Connection {
@@ -173,7 +180,12 @@ fn redshift_target(
         target.sslmode.as_deref(),
         problems,
     );
-    let timeout = timeout_seconds(key, target.timeout_seconds, problems);
+    let timeout = seconds(
+        &format!("{key}.timeout_seconds"),
+        target.timeout_seconds,
+        DEFAULT_SQL_TIMEOUT,
+        problems,
+    );
     let options = database.map(|database| TargetOptions {
         name: target.name.clone(),
         database,

@@ -27,14 +27,16 @@ pub(super) fn validate(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Settings, Vec<String>> {
     let mut problems = Vec::new();
-    let idp_deadline = deadline(
+    let idp_deadline = seconds(
         "idp.deadline_seconds",
         raw.idp.deadline_seconds,
+        DEFAULT_DEADLINE,
         &mut problems,
     );
-    let identity_center_deadline = deadline(
+    let identity_center_deadline = seconds(
         "identity_center.deadline_seconds",
         raw.identity_center.deadline_seconds,
+        DEFAULT_DEADLINE,
         &mut problems,
     );
     let idp = idp_settings(raw.idp, base, env, &mut problems);
@@ -150,9 +152,12 @@ fn scim_options(
         }
         options.concurrency = concurrency;
     }
-    if let Some(seconds) = section.timeout_seconds {
-        options.timeout = timeout_seconds("idp", Some(seconds), problems);
-    }
+    options.timeout = seconds(
+        "idp.timeout_seconds",
+        section.timeout_seconds,
+        options.timeout,
+        problems,
+    );
     if let Some(bytes) = section.max_response_bytes {
         if bytes == 0 {
             problems.push("idp.max_response_bytes must be at least 1".into());
@@ -344,27 +349,19 @@ fn looks_like_env_var(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
-/// `{table}.timeout_seconds`, 60 when absent. 0 is a problem: every request would time
-/// out at once.
-pub(super) fn timeout_seconds(
-    table: &str,
-    seconds: Option<u64>,
+/// A number of seconds at key `key`, `default` when absent. 0 is a problem: every request
+/// (or fetch) would time out at once.
+pub(super) fn seconds(
+    key: &str,
+    value: Option<u64>,
+    default: Duration,
     problems: &mut Vec<String>,
 ) -> Duration {
-    let seconds = seconds.unwrap_or(60);
-    if seconds == 0 {
-        problems.push(format!("{table}.timeout_seconds must be at least 1"));
-    }
-    Duration::from_secs(seconds)
-}
-
-/// A whole-fetch deadline of `seconds` (default [`DEFAULT_DEADLINE`]); 0 is a problem.
-pub(super) fn deadline(key: &str, seconds: Option<u64>, problems: &mut Vec<String>) -> Duration {
-    match seconds {
-        None => DEFAULT_DEADLINE,
+    match value {
+        None => default,
         Some(0) => {
             problems.push(format!("{key} must be at least 1"));
-            DEFAULT_DEADLINE
+            default
         }
         Some(seconds) => Duration::from_secs(seconds),
     }
