@@ -13,38 +13,9 @@
 //! never recomputed, so nulling hashes cannot make a changed history pass.
 
 use idgraph_model::Canonical;
-use sqlx::{Row, SqliteConnection};
 
-/// An element of the versions JSON array: an episode version, read by name so that the
-/// order of the SQL does not matter (the canonical record fixes its own order). One-letter
-/// names, NULL columns left out, as for the episodes (`read.rs`): a run may write 36,000.
-#[derive(serde::Deserialize)]
-struct VersionRow {
-    #[serde(rename = "i")]
-    episode_id: i64,
-    #[serde(rename = "k")]
-    kind: String,
-    #[serde(rename = "t")]
-    target: Option<String>,
-    #[serde(rename = "d")]
-    db_user: Option<String>,
-    #[serde(rename = "c")]
-    ic_user_id: Option<String>,
-    #[serde(rename = "p")]
-    idp_user_id: Option<String>,
-    #[serde(rename = "u")]
-    user_name: Option<String>,
-    #[serde(rename = "r")]
-    reason: String,
-    #[serde(rename = "s")]
-    severity: String,
-    #[serde(rename = "S")]
-    superuser: i64,
-    #[serde(rename = "m")]
-    matched_by: Option<String>,
-    #[serde(rename = "C")]
-    candidates: Option<String>,
-}
+use crate::read::{finding_json, EpisodeRow};
+use sqlx::{Row, SqliteConnection};
 
 /// The first run sealed with its episode versions.
 async fn details_from_run(conn: &mut SqliteConnection) -> Result<i64, sqlx::Error> {
@@ -177,22 +148,20 @@ async fn feed_versions(
     run_id: i64,
     c: &mut Canonical,
 ) -> Result<(), sqlx::Error> {
-    let versions: String = sqlx::query_scalar(
-        "SELECT json_group_array(json_patch('{}', json_object('i', episode_id, 'k', kind, \
-                't', target, 'd', db_user, 'c', ic_user_id, 'p', idp_user_id, \
-                'u', user_name, 'r', reason, 's', severity, 'S', superuser, \
-                'm', matched_by, 'C', candidates))) \
-         FROM episode_versions WHERE run_id = ?",
-    )
+    let versions: String = sqlx::query_scalar(concat!(
+        "SELECT json_group_array(json_patch('{}', json_object('i', episode_id, ",
+        finding_json!(),
+        "))) FROM episode_versions WHERE run_id = ?"
+    ))
     .bind(run_id)
     .fetch_one(&mut *conn)
     .await?;
-    let mut versions: Vec<VersionRow> = parsed(&versions)?;
-    versions.sort_unstable_by_key(|v| v.episode_id);
+    let mut versions: Vec<EpisodeRow> = parsed(&versions)?;
+    versions.sort_unstable_by_key(|v| v.id);
     c.text("versions");
     c.int(versions.len() as i64);
     for v in &versions {
-        c.int(v.episode_id);
+        c.int(v.id);
         c.text(&v.kind);
         c.opt_text(v.target.as_deref());
         c.opt_text(v.db_user.as_deref());

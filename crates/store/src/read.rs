@@ -13,6 +13,18 @@ use sqlx::{Row, Sqlite};
 
 use crate::{Episode, RunRow, RunStatus, SourceRecord, SourceStatus, Store, StoreError};
 
+/// A finding's columns, as read from `episodes` or `episode_versions`, as `json_object`
+/// arguments under the one-letter names of [`EpisodeRow`]. Unqualified: no other table
+/// these queries join has such columns.
+macro_rules! finding_json {
+    () => {
+        "'k', kind, 't', target, 'd', db_user, 'c', ic_user_id, 'p', idp_user_id, \
+         'u', user_name, 'r', reason, 's', severity, 'S', superuser, 'm', matched_by, \
+         'C', candidates"
+    };
+}
+pub(crate) use finding_json;
+
 /// The episodes matching `$condition` (on `e`, the episodes) with ids above `?1`, at most
 /// `?2` of them, as one JSON array of [`EpisodeRow`] objects (`json()` because a subquery's
 /// column is text to the aggregate), with their count and last id:
@@ -22,11 +34,9 @@ macro_rules! select_episodes {
     ($condition:literal) => {
         concat!(
             "SELECT json_group_array(json(j)), count(*), max(id) FROM (\
-                SELECT json_patch('{}', json_object(\
-                    'i', e.id, 'k', e.kind, 't', e.target, 'd', e.db_user, \
-                    'c', e.ic_user_id, 'p', e.idp_user_id, 'u', e.user_name, \
-                    'r', e.reason, 's', e.severity, 'S', e.superuser, 'm', e.matched_by, \
-                    'C', e.candidates, 'o', e.opened_run, 'O', o.finished_at, \
+                SELECT json_patch('{}', json_object('i', e.id, ",
+            finding_json!(),
+            ", 'o', e.opened_run, 'O', o.finished_at, \
                     'x', e.resolved_run, 'X', r.finished_at, 'R', e.resolution)) AS j, \
                     e.id AS id \
                 FROM episodes AS e \
@@ -56,48 +66,49 @@ enum Which<'a> {
     All(Option<&'a str>),
 }
 
-/// An element of [`select_episodes!`]: the columns of an episode and the finish times of
-/// its runs, read by name so that the order of the SQL does not matter. The names are one
-/// letter and NULL columns are left out (`json_patch` drops them; serde reads a missing
-/// `Option` as `None`): at 36,000 open episodes that halves the text SQLite hands over.
+/// An element of [`select_episodes!`], or of the chain's episode versions (which carry only
+/// the id and [`finding_json!`]: their run columns are left at their defaults). Read by
+/// name so that the order of the SQL does not matter. The names are one letter and NULL
+/// columns are left out (`json_patch` drops them; serde reads a missing `Option` as
+/// `None`): at 36,000 open episodes that halves the text SQLite hands over.
 #[derive(serde::Deserialize)]
-struct EpisodeRow {
+pub(crate) struct EpisodeRow {
     #[serde(rename = "i")]
-    id: i64,
+    pub(crate) id: i64,
     #[serde(rename = "k")]
-    kind: String,
+    pub(crate) kind: String,
     #[serde(rename = "t")]
-    target: Option<String>,
+    pub(crate) target: Option<String>,
     #[serde(rename = "d")]
-    db_user: Option<String>,
+    pub(crate) db_user: Option<String>,
     #[serde(rename = "c")]
-    ic_user_id: Option<String>,
+    pub(crate) ic_user_id: Option<String>,
     #[serde(rename = "p")]
-    idp_user_id: Option<String>,
+    pub(crate) idp_user_id: Option<String>,
     #[serde(rename = "u")]
-    user_name: Option<String>,
+    pub(crate) user_name: Option<String>,
     #[serde(rename = "r")]
-    reason: String,
+    pub(crate) reason: String,
     #[serde(rename = "s")]
-    severity: String,
+    pub(crate) severity: String,
     #[serde(rename = "S")]
-    superuser: i64,
+    pub(crate) superuser: i64,
     #[serde(rename = "m")]
-    matched_by: Option<String>,
+    pub(crate) matched_by: Option<String>,
     #[serde(rename = "C")]
-    candidates: Option<String>,
-    #[serde(rename = "o")]
-    opened_run: i64,
+    pub(crate) candidates: Option<String>,
+    #[serde(rename = "o", default)]
+    pub(crate) opened_run: i64,
     /// The `finished_at` of the opening run.
-    #[serde(rename = "O")]
-    opened_at: String,
+    #[serde(rename = "O", default)]
+    pub(crate) opened_at: String,
     #[serde(rename = "x")]
-    resolved_run: Option<i64>,
+    pub(crate) resolved_run: Option<i64>,
     /// The `finished_at` of the resolving run.
     #[serde(rename = "X")]
-    resolved_at: Option<String>,
+    pub(crate) resolved_at: Option<String>,
     #[serde(rename = "R")]
-    resolution: Option<String>,
+    pub(crate) resolution: Option<String>,
 }
 
 impl Store {
