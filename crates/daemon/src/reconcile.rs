@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
 use idgraph_model::{
     check_snapshot, Accounting, AsSnapshot, Finding, Graph, IcUser, IdpUser, Mapping, Scope,
-    ShrinkGuard, TargetSnapshot,
+    ShrinkGuard, Suspicion, TargetSnapshot,
 };
 use idgraph_sources::{
     Deadline, IdentityCenterRole, IdpRole, Progress, Source, SourceError, TargetRole,
@@ -182,10 +182,15 @@ struct Guard {
 }
 
 impl Guard {
-    /// Whether `snapshot` of source `name` can be used; every suspicion is an error.
-    fn check(&self, name: &str, snapshot: &impl AsSnapshot) -> Result<(), SourceError> {
-        let objects = snapshot.objects() as u64;
-        let suspicion = match check_snapshot(snapshot) {
+    /// Whether a snapshot of `objects` objects from source `name` can be used, given what
+    /// [`check_snapshot`] found in it (`own`); every suspicion is an error.
+    fn judge(
+        &self,
+        name: &str,
+        objects: u64,
+        own: Result<(), Suspicion>,
+    ) -> Result<(), SourceError> {
+        let suspicion = match own {
             Err(suspicion) => suspicion,
             Ok(()) => match self.shrink.check(self.last.get(name).copied(), objects) {
                 Ok(()) => return Ok(()),
@@ -220,10 +225,7 @@ async fn fetch<T: AsSnapshot + Send + 'static>(
     guard: &Guard,
 ) -> Fetched<T> {
     let start = Instant::now();
-    let result = source.fetch().await.and_then(|snapshot| {
-        guard.check(source.name(), &snapshot)?;
-        Ok(snapshot)
-    });
+    let fetched = source.fetch().await;
     let duration_ms = start.elapsed().as_millis() as u64;
     let mut record = SourceRecord {
         name: source.name().to_owned(),
@@ -234,25 +236,35 @@ async fn fetch<T: AsSnapshot + Send + 'static>(
         error: None,
         duration_ms,
     };
-    match result {
+    let result = match fetched {
         Ok(snapshot) => {
-            let objects = snapshot.objects();
+            let objects = snapshot.objects() as u64;
             info!(source = %record.name, objects, duration_ms, "Fetched snapshot.");
-            // Sorting and hashing 200,000 users is CPU work: keep it off the async workers.
-            let (digest, snapshot) = tokio::task::spawn_blocking(move || {
+            // Looking for repeated ids and sorting and hashing 200,000 users is CPU work:
+            // keep it off the async workers.
+            let (own, digest, snapshot) = tokio::task::spawn_blocking(move || {
                 let start = Instant::now();
-                let digest = idgraph_model::digest(&snapshot);
+                let own = check_snapshot(&snapshot);
+                let digest = own.is_ok().then(|| idgraph_model::digest(&snapshot));
                 debug!(
                     duration_ms = start.elapsed().as_millis() as u64,
-                    "Digested the snapshot."
+                    "Checked and digested the snapshot."
                 );
-                (digest, snapshot)
+                (own, digest, snapshot)
             })
             .await
-            .expect("digesting a snapshot does not panic");
+            .expect("checking and digesting a snapshot does not panic");
+            guard
+                .judge(&record.name, objects, own)
+                .map(|()| (objects, digest, snapshot))
+        }
+        Err(error) => Err(error),
+    };
+    match result {
+        Ok((objects, digest, snapshot)) => {
             record.status = SourceStatus::Ok;
-            record.objects = Some(objects as u64);
-            record.digest = Some(digest);
+            record.objects = Some(objects);
+            record.digest = digest;
             Fetched {
                 snapshot: Some(snapshot),
                 record,

@@ -189,7 +189,8 @@ fn first_duplicate<'a>(
     ids: impl ExactSizeIterator<Item = &'a str>,
     field: &'static str,
 ) -> Result<(), Suspicion> {
-    let mut seen = HashSet::with_capacity(ids.len());
+    let mut seen =
+        HashSet::with_capacity_and_hasher(ids.len(), foldhash::fast::RandomState::default());
     for id in ids {
         if !seen.insert(id) {
             return Err(Suspicion::DuplicateId {
