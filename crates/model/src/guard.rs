@@ -205,7 +205,7 @@ fn first_duplicate<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::{DbUser, IdpUser, Snapshot, TargetSnapshot};
+    use crate::identity::{DbUser, IdpUser, TargetSnapshot};
 
     fn guard() -> ShrinkGuard {
         ShrinkGuard::default()
@@ -275,7 +275,7 @@ mod tests {
 
     #[test]
     fn a_repeated_id_is_named() {
-        let snapshot = Snapshot::Idp(vec![idp("a"), idp("b"), idp("a")]);
+        let snapshot = vec![idp("a"), idp("b"), idp("a")];
         assert_eq!(
             check_snapshot(&snapshot),
             Err(Suspicion::DuplicateId {
@@ -290,7 +290,7 @@ mod tests {
     #[test]
     fn a_long_id_is_quoted_as_an_excerpt() {
         let long = "x".repeat(20_000);
-        let snapshot = Snapshot::Idp(vec![idp(&long), idp(&long)]);
+        let snapshot = vec![idp(&long), idp(&long)];
         let message = check_snapshot(&snapshot).unwrap_err().to_string();
         assert!(message.len() < 400, "{} bytes", message.len());
         assert!(message.contains("20000 bytes"), "{message}");
@@ -300,12 +300,12 @@ mod tests {
     fn a_catalog_must_hold_its_master_user() {
         let mut target = TargetSnapshot::new("t", vec![db("awsuser"), db("IAMA:ann")]);
         target.master_user = Some("awsuser".to_owned());
-        assert_eq!(check_snapshot(&Snapshot::Target(target.clone())), Ok(()));
+        assert_eq!(check_snapshot(&target.clone()), Ok(()));
         target.master_user = Some("AWSUSER".to_owned());
-        assert_eq!(check_snapshot(&Snapshot::Target(target.clone())), Ok(()));
+        assert_eq!(check_snapshot(&target.clone()), Ok(()));
         target.users.remove(0);
         assert_eq!(
-            check_snapshot(&Snapshot::Target(target)),
+            check_snapshot(&target),
             Err(Suspicion::MasterUserMissing {
                 master_user: "AWSUSER".to_owned()
             })
@@ -315,10 +315,10 @@ mod tests {
     #[test]
     fn usenames_that_differ_only_in_case_are_different_users() {
         let target = TargetSnapshot::new("t", vec![db("IAMA:Ann"), db("IAMA:ann")]);
-        assert_eq!(check_snapshot(&Snapshot::Target(target)), Ok(()));
+        assert_eq!(check_snapshot(&target), Ok(()));
         let target = TargetSnapshot::new("t", vec![db("bob"), db("bob")]);
         assert!(matches!(
-            check_snapshot(&Snapshot::Target(target)),
+            check_snapshot(&target),
             Err(Suspicion::DuplicateId {
                 field: "usename",
                 ..

@@ -78,24 +78,6 @@ impl TargetSnapshot {
     }
 }
 
-/// The complete content of one source at one moment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Snapshot {
-    /// The identity provider's users.
-    Idp(Vec<IdpUser>),
-    /// The Identity Center users.
-    IdentityCenter(Vec<IcUser>),
-    /// One database target.
-    Target(TargetSnapshot),
-}
-
-impl Snapshot {
-    /// How many objects (users) the snapshot holds.
-    pub fn objects(&self) -> usize {
-        AsSnapshot::objects(self)
-    }
-}
-
 /// A snapshot of any role, borrowed: what digests and the guard read, whichever role's
 /// type holds it.
 #[derive(Debug, Clone, Copy)]
@@ -109,7 +91,7 @@ pub enum SnapshotRef<'a> {
 }
 
 /// What a source delivers: the snapshot of one role ([`Vec<IdpUser>`], [`Vec<IcUser>`],
-/// [`TargetSnapshot`]), or a [`Snapshot`] of any.
+/// [`TargetSnapshot`]).
 pub trait AsSnapshot {
     /// The snapshot, borrowed.
     fn view(&self) -> SnapshotRef<'_>;
@@ -120,16 +102,6 @@ pub trait AsSnapshot {
             SnapshotRef::Idp(users) => users.len(),
             SnapshotRef::IdentityCenter(users) => users.len(),
             SnapshotRef::Target(target) => target.users.len(),
-        }
-    }
-}
-
-impl AsSnapshot for Snapshot {
-    fn view(&self) -> SnapshotRef<'_> {
-        match self {
-            Snapshot::Idp(users) => SnapshotRef::Idp(users),
-            Snapshot::IdentityCenter(users) => SnapshotRef::IdentityCenter(users),
-            Snapshot::Target(target) => SnapshotRef::Target(target),
         }
     }
 }

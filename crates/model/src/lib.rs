@@ -67,7 +67,5 @@ pub use finding::{
 };
 pub use graph::{Accounting, DbClass, Graph};
 pub use guard::{check_snapshot, Excerpt, ShrinkGuard, Suspicion};
-pub use identity::{
-    AsSnapshot, DbUser, ExternalId, IcUser, IdpUser, Snapshot, SnapshotRef, TargetSnapshot,
-};
+pub use identity::{AsSnapshot, DbUser, ExternalId, IcUser, IdpUser, SnapshotRef, TargetSnapshot};
 pub use mapping::{Mapping, MatchOn, NameForm};
