@@ -23,13 +23,12 @@ use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
 use idgraph_model::{Finding, FindingKind};
 use idgraph_sources::ownership::{self, Function, FunctionKind, Owned, Relation, RelationKind};
-use idgraph_sources::{NoProgress, SourceError, TargetRole};
+use idgraph_sources::{SourceError, TargetRole};
 use idgraph_store::{Episode, Store};
 use tracing::warn;
 
 use crate::config::Settings;
 use crate::output::{clean, needs_escape};
-use crate::reconcile::Sources;
 
 /// The plan for one orphaned database user on one target.
 #[derive(Debug, Clone)]
@@ -112,9 +111,7 @@ pub async fn plan(
     ordered.extend(groups);
 
     // The targets as a run builds them: each knows how its catalog is reached.
-    let sources = Sources::new(settings, std::sync::Arc::new(NoProgress))
-        .await
-        .context("cannot set up the targets")?;
+    let targets = crate::reconcile::targets(settings).await;
     let discoveries: Vec<Result<BTreeMap<String, Owned>, String>> = stream::iter(
         ordered
             .iter()
@@ -123,14 +120,14 @@ pub async fn plan(
                     .iter()
                     .filter_map(|e| e.finding.db_user.clone())
                     .collect();
-                let target = sources.targets.iter().find(|t| t.name() == name);
+                let target = targets.iter().find(|t| t.name() == name);
                 Box::pin(
                     async move { discover_target(target.map(AsRef::as_ref), name, users).await },
                 )
             })
             .collect::<Vec<_>>(),
     )
-    .buffered(sources.target_concurrency)
+    .buffered(settings.target_concurrency.max(1))
     .collect()
     .await;
 

@@ -45,13 +45,7 @@ impl Sources {
     ) -> Result<Self, SourceError> {
         let idp = settings.idp.build(progress.clone())?;
         let identity_center = settings.identity_center.build(progress).await;
-        let mut targets: Vec<Box<TargetRole>> = Vec::with_capacity(settings.targets.len());
-        for target in &settings.targets {
-            targets.push(Box::new(Deadline::new(
-                target.build().await,
-                target.deadline,
-            )));
-        }
+        let targets = targets(settings).await;
         Ok(Self {
             idp: Box::new(Deadline::new(idp, settings.idp_deadline)),
             identity_center: Box::new(Deadline::new(
@@ -100,6 +94,19 @@ impl Sources {
             .chain(targets.into_iter().map(|fetched| fetched.record))
             .collect()
     }
+}
+
+/// A source for each configured target, in config order, each bounded by its deadline:
+/// what a remediation plan reads catalogs through, without the IdP and Identity Center.
+pub async fn targets(settings: &Settings) -> Vec<Box<TargetRole>> {
+    let mut targets: Vec<Box<TargetRole>> = Vec::with_capacity(settings.targets.len());
+    for target in &settings.targets {
+        targets.push(Box::new(Deadline::new(
+            target.build().await,
+            target.deadline,
+        )));
+    }
+    targets
 }
 
 /// Everything a run needs: the settings, the store, and a source per system.
