@@ -115,10 +115,27 @@ pub struct Deadline<T> {
     limit: Duration,
 }
 
-impl<T> Deadline<T> {
+impl<T: AsSnapshot + Send + 'static> Deadline<T> {
     /// `source`, failing with [`SourceError::Deadline`] when a fetch takes longer than `limit`.
     pub fn new(source: Box<dyn Source<Snapshot = T>>, limit: Duration) -> Self {
         Self { source, limit }
+    }
+
+    /// `call` of the source, or [`SourceError::Deadline`] once `limit` has passed. A call
+    /// blocked in a thread (a read of a stalled mount) stays blocked there, but the run
+    /// goes on without it.
+    async fn bounded<R>(
+        &self,
+        call: impl std::future::Future<Output = Result<R, SourceError>>,
+    ) -> Result<R, SourceError> {
+        tokio::time::timeout(self.limit, call)
+            .await
+            .unwrap_or_else(|_| {
+                Err(SourceError::Deadline {
+                    origin: self.source.name().to_owned(),
+                    seconds: self.limit.as_secs(),
+                })
+            })
     }
 }
 
@@ -135,27 +152,11 @@ impl<T: AsSnapshot + Send + 'static> Source for Deadline<T> {
     }
 
     async fn catalog(&self) -> Result<CatalogAccess, SourceError> {
-        tokio::time::timeout(self.limit, self.source.catalog())
-            .await
-            .unwrap_or_else(|_| {
-                Err(SourceError::Deadline {
-                    origin: self.source.name().to_owned(),
-                    seconds: self.limit.as_secs(),
-                })
-            })
+        self.bounded(self.source.catalog()).await
     }
 
     async fn fetch(&self) -> Result<T, SourceError> {
-        // A fetch blocked in a thread (a read of a stalled mount) stays blocked there, but
-        // the run goes on without it.
-        tokio::time::timeout(self.limit, self.source.fetch())
-            .await
-            .unwrap_or_else(|_| {
-                Err(SourceError::Deadline {
-                    origin: self.source.name().to_owned(),
-                    seconds: self.limit.as_secs(),
-                })
-            })
+        self.bounded(self.source.fetch()).await
     }
 }
 
