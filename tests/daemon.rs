@@ -537,14 +537,7 @@ fn sighup_reloads_the_configuration_and_keeps_it_when_the_new_one_is_invalid() {
 // first way found to do it, is now refused before it is opened.)
 #[test]
 fn sigterm_stops_the_daemon_while_a_run_is_stuck() {
-    // Connections complete in the kernel's backlog, and nothing ever answers them.
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let target = format!(
-        "[[targets]]\nname = \"silent\"\nkind = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\n\
-         database = \"postgres\"\nuser_env = \"SILENT_USER\"\nsslmode = \"disable\"\n\
-         timeout_seconds = 600\ndeadline_seconds = 600\n",
-        silent.local_addr().unwrap().port()
-    );
+    let (_silent, target) = crate::util::silent_target(600);
     let ws = Workspace::with_targets(&org(), &target);
     let mut daemon = Daemon::start_with(
         &ws,

@@ -307,14 +307,7 @@ fn match_on_email_only_is_honoured() {
 // Regression: a peer that never answers held the run for as long as it liked.
 #[test]
 fn a_target_that_never_answers_fails_at_its_deadline() {
-    // Connections complete in the kernel's backlog, and nothing ever answers them.
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = silent.local_addr().expect("address").port();
-    let target = format!(
-        "[[targets]]\nname = \"silent\"\nkind = \"postgres\"\nhost = \"127.0.0.1\"\nport = {port}\n\
-         database = \"postgres\"\nuser_env = \"SILENT_USER\"\nsslmode = \"disable\"\n\
-         timeout_seconds = 600\ndeadline_seconds = 1\n"
-    );
+    let (_silent, target) = crate::util::silent_target(1);
     let ws = Workspace::with_targets(&org(), &target);
     let output = ws.idgraph_env(
         &["reconcile", "--format", "json"],

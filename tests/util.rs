@@ -364,3 +364,17 @@ pub fn stderr(output: &Output) -> String {
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
+
+/// A PostgreSQL port that accepts connections (the kernel's backlog completes them) and
+/// never answers, and a `postgres` target named `silent` pointing at it with
+/// `deadline_seconds`; its user comes from `SILENT_USER`. Keep the listener alive.
+pub fn silent_target(deadline_seconds: u64) -> (std::net::TcpListener, String) {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("address").port();
+    let target = format!(
+        "[[targets]]\nname = \"silent\"\nkind = \"postgres\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+         database = \"postgres\"\nuser_env = \"SILENT_USER\"\nsslmode = \"disable\"\n\
+         timeout_seconds = 600\ndeadline_seconds = {deadline_seconds}\n"
+    );
+    (silent, target)
+}
