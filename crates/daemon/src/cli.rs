@@ -276,9 +276,9 @@ async fn check(common: Common) -> anyhow::Result<u8> {
 /// `idgraph export`: the evidence bundle of a period, one path per line.
 async fn export_bundle(common: Common, since: &str, until: &str, out: &Path) -> anyhow::Result<u8> {
     let period = export::period(since, until)?;
-    let settings = config::load_without_secrets(&common.config)?;
-    let store = Store::open_read_only(&settings.store_path).await?;
-    let written = export::export(&settings, &store, period, out).await;
+    let config = config::for_store(&common.config)?;
+    let store = Store::open_read_only(&config.store_path).await?;
+    let written = export::export(&config, &store, period, out).await;
     store.close().await;
     for path in written? {
         emit_line(&path.display().to_string())?;
@@ -396,6 +396,6 @@ fn emit_line(text: &str) -> io::Result<()> {
 
 /// The store, read-only, of a command that needs no source (and so no secret).
 async fn open_store(common: &Common) -> anyhow::Result<Store> {
-    let settings = config::load_without_secrets(&common.config)?;
-    Ok(Store::open_read_only(&settings.store_path).await?)
+    let config = config::for_store(&common.config)?;
+    Ok(Store::open_read_only(&config.store_path).await?)
 }

@@ -16,7 +16,7 @@ use idgraph_store::{Episode, RunRow, RunStatus, SourceStatus, Store};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::Settings;
+use crate::config::StoreConfig;
 use crate::output::{timestamp, FindingJson, RunJson};
 
 /// The period an export covers: `[since, until)`.
@@ -105,7 +105,7 @@ struct ManifestFile {
 ///
 /// When the store cannot be read or a file cannot be written.
 pub async fn export(
-    settings: &Settings,
+    config: &StoreConfig,
     store: &Store,
     period: Period,
     out: &Path,
@@ -154,7 +154,7 @@ pub async fn export(
         "idgraph_version": env!("CARGO_PKG_VERSION"),
         "generated_at": timestamp(generated_at),
         "period": {"since": timestamp(period.since), "until": timestamp(period.until)},
-        "store": settings.store_path.display().to_string(),
+        "store": config.store_path.display().to_string(),
         "chain": {
             "head": chain.head,
             "runs": chain.runs,
@@ -162,9 +162,7 @@ pub async fn export(
             "first_mismatch": chain.first_mismatch,
             "changed_episode": chain.changed_episode,
         },
-        // Settings print secrets as [redacted]: the digest identifies the configuration
-        // without holding or revealing any secret.
-        "config_sha256": hex::encode(Sha256::digest(format!("{settings:?}").as_bytes())),
+        "config_sha256": config.digest,
         "files": listed,
     });
     let path = out.join("manifest.json");

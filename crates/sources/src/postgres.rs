@@ -26,8 +26,10 @@ const USERS: &str = "SELECT CAST(usename AS varchar) AS usename, \
 /// PostgreSQL.
 const NAMESPACES: &str = "SELECT CAST(namespc AS varchar) AS namespc FROM svv_identity_providers";
 
-/// How the SQL connection uses TLS, as libpq's `sslmode`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// How the SQL connection uses TLS, as libpq's `sslmode`; configured as `disable`,
+/// `prefer`, `require` or `verify-full`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum SslMode {
     /// Plain text only.
     Disable,
@@ -41,17 +43,6 @@ pub enum SslMode {
 }
 
 impl SslMode {
-    /// Parses the config spelling (`disable`, `prefer`, `require`, `verify-full`).
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "disable" => Some(Self::Disable),
-            "prefer" => Some(Self::Prefer),
-            "require" => Some(Self::Require),
-            "verify-full" => Some(Self::VerifyFull),
-            _ => None,
-        }
-    }
-
     fn to_sqlx(self) -> PgSslMode {
         match self {
             Self::Disable => PgSslMode::Disable,
@@ -387,8 +378,10 @@ pub(crate) mod tests {
 
     #[test]
     fn sslmode_spellings() {
-        assert_eq!(SslMode::parse("verify-full"), Some(SslMode::VerifyFull));
-        assert_eq!(SslMode::parse("verify_full"), None);
+        let parse = |s: &str| serde_json::from_value::<SslMode>(serde_json::json!(s)).ok();
+        assert_eq!(parse("verify-full"), Some(SslMode::VerifyFull));
+        assert_eq!(parse("disable"), Some(SslMode::Disable));
+        assert_eq!(parse("verify_full"), None);
         assert_eq!(SslMode::default(), SslMode::Require);
     }
 

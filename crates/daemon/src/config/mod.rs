@@ -17,6 +17,8 @@
 
 use std::path::{Path, PathBuf};
 
+use sha2::{Digest, Sha256};
+
 mod build;
 mod raw;
 mod settings;
@@ -62,10 +64,11 @@ pub enum ConfigError {
 /// [`ConfigError::Load`] when the file cannot be read or parsed, names unknown keys, or
 /// lacks required ones; [`ConfigError::Invalid`] listing every inconsistent value.
 pub fn load(path: &Path) -> Result<Settings, ConfigError> {
-    load_with_env(path, None)
+    load_inner(path, Secrets::Process)
 }
 
-/// [`load`] with the environment given as a map instead of read from the process, for tests.
+/// [`load`] with the environment given as a map instead of read from the process, for
+/// tests; `None` reads the process's.
 ///
 /// # Errors
 ///
@@ -74,26 +77,48 @@ pub fn load_with_env(
     path: &Path,
     env: Option<config::Map<String, String>>,
 ) -> Result<Settings, ConfigError> {
-    load_inner(path, env, true)
+    load_inner(path, env.map_or(Secrets::Process, Secrets::Map))
 }
 
-/// [`load`] for commands that only read the store (`findings`, `history`, `verify`,
-/// `export`): no token or password is read, so none needs to be set. The settings it
-/// returns must not be used to build sources.
+/// What the commands that only read the store (`findings`, `history`, `verify`, `export`)
+/// need of the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// The SQLite store.
+    pub store_path: PathBuf,
+    /// SHA-256 (hex) of the validated settings as they print, secrets shown as
+    /// `[redacted]`: it identifies the configuration in evidence without holding or
+    /// revealing any secret.
+    pub digest: String,
+}
+
+/// The configuration at `path` for commands that only read the store. The whole
+/// configuration is validated, as [`load`] does, but no token or password is read: none
+/// needs to be set.
 ///
 /// # Errors
 ///
-/// As [`load`].
-pub fn load_without_secrets(path: &Path) -> Result<Settings, ConfigError> {
-    load_inner(path, None, false)
+/// As [`load`], but for secrets.
+pub fn for_store(path: &Path) -> Result<StoreConfig, ConfigError> {
+    let settings = load_inner(path, Secrets::Skip)?;
+    Ok(StoreConfig {
+        digest: hex::encode(Sha256::digest(format!("{settings:?}").as_bytes())),
+        store_path: settings.store_path,
+    })
 }
 
-fn load_inner(
-    path: &Path,
-    env: Option<config::Map<String, String>>,
-    secrets: bool,
-) -> Result<Settings, ConfigError> {
-    let overrides = env.clone();
+/// Where validation reads the secrets a configuration names.
+enum Secrets {
+    /// From the process environment.
+    Process,
+    /// From a map standing for the environment (tests).
+    Map(config::Map<String, String>),
+    /// Nowhere: every variable reads as a placeholder and no token file is read, so the
+    /// settings must not leave this module.
+    Skip,
+}
+
+fn load_inner(path: &Path, secrets: Secrets) -> Result<Settings, ConfigError> {
     let load_error = |message: String| ConfigError::Load {
         path: path.to_owned(),
         message,
@@ -101,6 +126,10 @@ fn load_inner(
     if !path.is_file() {
         return Err(load_error("no such configuration file".to_owned()));
     }
+    let overrides = match &secrets {
+        Secrets::Map(map) => Some(map.clone()),
+        Secrets::Process | Secrets::Skip => None,
+    };
     let mut raw: RawConfig = config::Config::builder()
         .add_source(config::File::from(path).format(config::FileFormat::Toml))
         .add_source(
@@ -117,14 +146,14 @@ fn load_inner(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    if !secrets {
-        raw.idp.token_env = None;
-        raw.idp.token_file = None;
+    if let Secrets::Skip = secrets {
+        raw.idp.remove("token_env");
+        raw.idp.remove("token_file");
     }
-    let lookup = |name: &str| match &env {
-        _ if !secrets => Some("unresolved".to_owned()),
-        Some(map) => map.get(name).cloned(),
-        None => std::env::var(name).ok(),
+    let lookup = |name: &str| match &secrets {
+        Secrets::Process => std::env::var(name).ok(),
+        Secrets::Map(map) => map.get(name).cloned(),
+        Secrets::Skip => Some("withheld".to_owned()),
     };
     validate::validate(raw, base, &lookup).map_err(|problems| ConfigError::Invalid {
         path: path.to_owned(),

@@ -1,14 +1,16 @@
-//! The configuration file as written: one serde type per section, every kind's keys
-//! optional, unknown keys refused. The doc comment on each field is the key's
-//! documentation.
+//! The configuration file as written: one serde type per section and one per source
+//! kind, unknown keys refused (so a key of another kind too). The doc comment on each
+//! field is the key's documentation.
 
 use std::path::PathBuf;
 
 use idgraph_model::{Mapping, ShrinkGuard};
+use idgraph_sources::postgres::SslMode;
+use idgraph_sources::scim::Paging;
 use serde::Deserialize;
 
-/// The file as written: every kind's fields are optional here and checked in
-/// [`validate`](super::validate).
+/// The file as written. A source's table is typed once its `kind` is read, in
+/// [`validate`](super::validate), so that its problems join the one list.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
@@ -18,10 +20,10 @@ pub(super) struct RawConfig {
     pub(super) schedule: ScheduleSection,
     #[serde(default)]
     pub(super) http: HttpSection,
-    pub(super) idp: IdpSection,
-    pub(super) identity_center: IdentityCenterSection,
+    pub(super) idp: Table,
+    pub(super) identity_center: Table,
     #[serde(default)]
-    pub(super) targets: Vec<TargetSection>,
+    pub(super) targets: Vec<Table>,
     #[serde(default)]
     pub(super) mapping: Mapping,
     #[serde(default)]
@@ -115,99 +117,239 @@ impl Default for HttpSection {
     }
 }
 
-/// `[idp]`: the identity provider.
+/// A source's table before its `kind` is known: `[idp]`, `[identity_center]` or one of
+/// `[[targets]]`. Validation reads `kind` and deserializes the rest into that kind's table
+/// below, which refuses the keys of every other kind.
+pub(super) type Table = serde_json::Map<String, serde_json::Value>;
+
+/// The kinds of `[idp]`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum IdpKind {
+    /// A live SCIM 2.0 service provider: [`ScimIdpTable`].
+    Scim,
+    /// A SCIM export on disk: [`FileTable`].
+    File,
+}
+
+/// `[idp]` of kind `scim`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct IdpSection {
-    /// `scim` or `file`.
-    pub(super) kind: String,
-    /// scim: the base URL; users are read from `{url}/Users`. No user info
-    /// (`user:password@`): the token comes from `token_env` or `token_file`.
+pub(super) struct ScimIdpTable {
+    /// The base URL; users are read from `{url}/Users`. No user info (`user:password@`):
+    /// the token comes from `token_env` or `token_file`.
     pub(super) url: Option<String>,
-    /// scim: the environment variable holding the bearer token.
+    /// The environment variable holding the bearer token.
     pub(super) token_env: Option<String>,
-    /// scim: a file holding the bearer token.
+    /// A file holding the bearer token.
     pub(super) token_file: Option<PathBuf>,
-    /// scim: users per page (`count`).
+    /// Users per page (`count`).
     pub(super) page_size: Option<u32>,
-    /// scim: `auto` (read /ServiceProviderConfig), `index` or `cursor`.
-    pub(super) paging: Option<String>,
-    /// scim: pages in flight at once once the total is known (default 4).
+    /// `auto` (read /ServiceProviderConfig), `index` or `cursor`.
+    pub(super) paging: Option<Paging>,
+    /// Pages in flight at once once the total is known (default 4).
     pub(super) concurrency: Option<usize>,
-    /// scim: seconds one request may take, at least 1 (default 30).
+    /// Seconds one request may take, at least 1 (default 30).
     pub(super) timeout_seconds: Option<u64>,
-    /// scim: the largest response body read, in bytes (default 64 MiB); a larger answer
-    /// fails the fetch as soon as it passes this, without a retry.
+    /// The largest response body read, in bytes (default 64 MiB); a larger answer fails
+    /// the fetch as soon as it passes this, without a retry.
     pub(super) max_response_bytes: Option<u64>,
-    /// scim: the most users the listing may hold (default 1,000,000): a larger
-    /// `totalResults` fails the fetch at once, and paging stops with an error once more
-    /// users, or more pages than they can need, arrive.
+    /// The most users the listing may hold (default 1,000,000): a larger `totalResults`
+    /// fails the fetch at once, and paging stops with an error once more users, or more
+    /// pages than they can need, arrive.
     pub(super) max_users: Option<u64>,
-    /// file: a SCIM ListResponse, an array of them, or an array of User resources.
+    /// How long the whole fetch may take, in seconds (default 1800).
+    pub(super) deadline_seconds: Option<u64>,
+}
+
+/// `[idp]` or `[identity_center]` of kind `file`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileTable {
+    /// idp: a SCIM ListResponse, an array of them, or an array of User resources;
+    /// identity_center: the output of `aws identitystore list-users`.
     pub(super) path: Option<PathBuf>,
     /// How long the whole fetch may take, in seconds (default 1800).
     pub(super) deadline_seconds: Option<u64>,
 }
 
-/// `[identity_center]`: the IAM Identity Center identity store.
+/// The kinds of `[identity_center]`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum IdentityCenterKind {
+    /// The identitystore API: [`AwsIdentityCenterTable`].
+    Aws,
+    /// An export on disk: [`FileTable`].
+    File,
+}
+
+/// `[identity_center]` of kind `aws`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct IdentityCenterSection {
-    /// `aws` or `file`.
-    pub(super) kind: String,
-    /// aws: the identity store id (`d-1234567890`).
+pub(super) struct AwsIdentityCenterTable {
+    /// The identity store id (`d-1234567890`).
     pub(super) identity_store_id: Option<String>,
-    /// aws: the region.
+    /// The region.
     pub(super) region: Option<String>,
-    /// aws: an endpoint override (VPC endpoint, local emulator).
+    /// An endpoint override (VPC endpoint, local emulator).
     pub(super) endpoint_url: Option<String>,
-    /// aws: client-side limit of `ListUsers` calls a second (default 20, the service quota).
+    /// Client-side limit of `ListUsers` calls a second (default 20, the service quota).
     pub(super) requests_per_second: Option<u32>,
-    /// file: the output of `aws identitystore list-users`.
-    pub(super) path: Option<PathBuf>,
     /// How long the whole fetch may take, in seconds (default 1800).
     pub(super) deadline_seconds: Option<u64>,
 }
 
-/// `[[targets]]`: one Redshift cluster, serverless workgroup, PostgreSQL database or export.
+/// The kinds of `[[targets]]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum TargetKind {
+    /// A provisioned Redshift cluster: [`ProvisionedTable`].
+    Provisioned,
+    /// A Redshift Serverless workgroup: [`ServerlessTable`].
+    Serverless,
+    /// A PostgreSQL-protocol endpoint with static credentials: [`PostgresTable`].
+    Postgres,
+    /// A `pg_user` export on disk: [`FileTargetTable`].
+    File,
+}
+
+/// `credentials` of a provisioned target.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum ProvisionedLogin {
+    /// `GetClusterCredentials` for `db_user`.
+    #[default]
+    GetClusterCredentials,
+    /// `GetClusterCredentialsWithIAM` for the caller's IAM identity.
+    GetClusterCredentialsWithIam,
+    /// `user_env` and `password_env`.
+    Static,
+}
+
+/// `credentials` of a serverless target.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum ServerlessLogin {
+    /// `GetCredentials` for the caller's IAM identity.
+    #[default]
+    ServerlessGetCredentials,
+    /// `user_env` and `password_env`.
+    Static,
+}
+
+/// `credentials` of a postgres target: only `static` applies.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum PostgresLogin {
+    /// `user_env` and `password_env`.
+    Static,
+}
+
+/// `[[targets]]` of kind `provisioned`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct TargetSection {
+pub(super) struct ProvisionedTable {
     /// Unique name, used in findings, metric labels and history.
     pub(super) name: String,
-    /// `provisioned`, `serverless`, `postgres` or `file`.
-    pub(super) kind: String,
-    /// provisioned: the `ClusterIdentifier`.
+    /// The `ClusterIdentifier`.
     pub(super) cluster_identifier: Option<String>,
-    /// serverless: the `WorkgroupName`.
-    pub(super) workgroup_name: Option<String>,
-    /// The database to connect to.
-    pub(super) database: Option<String>,
-    /// The AWS region of the cluster or workgroup.
-    pub(super) region: Option<String>,
-    /// An endpoint override for the redshift / redshift-serverless API.
-    pub(super) endpoint_url: Option<String>,
-    /// How idgraph gets credentials for its SQL connection.
-    pub(super) credentials: Option<String>,
+    /// How idgraph gets credentials for its SQL connection (default
+    /// `get_cluster_credentials`).
+    pub(super) credentials: Option<ProvisionedLogin>,
     /// get_cluster_credentials: the database user to get credentials for.
     pub(super) db_user: Option<String>,
+    /// The database to connect to.
+    pub(super) database: Option<String>,
+    /// The AWS region of the cluster.
+    pub(super) region: Option<String>,
+    /// An endpoint override for the redshift API.
+    pub(super) endpoint_url: Option<String>,
     /// static: the environment variable holding the user name.
     pub(super) user_env: Option<String>,
     /// static: the environment variable holding the password.
     pub(super) password_env: Option<String>,
-    /// Overrides the endpoint address the API reports.
+    /// Overrides the endpoint address the redshift API reports.
     pub(super) host: Option<String>,
-    /// Overrides the endpoint port the API reports.
+    /// Overrides the endpoint port the redshift API reports.
     pub(super) port: Option<u16>,
-    /// `disable`, `prefer`, `require` or `verify-full`.
-    pub(super) sslmode: Option<String>,
-    /// file: a CSV of `pg_user` as `psql --csv -c 'select * from pg_user'` prints it.
-    pub(super) path: Option<PathBuf>,
-    /// file, postgres: the master/admin user, which is never a finding (the APIs report it
-    /// for provisioned and serverless targets).
+    /// `disable`, `prefer`, `require` (default) or `verify-full`.
+    pub(super) sslmode: Option<SslMode>,
+    /// How long connecting and each query may take, in seconds, at least 1 (default 60).
+    pub(super) timeout_seconds: Option<u64>,
+    /// How long the whole fetch may take, in seconds (default 1800).
+    pub(super) deadline_seconds: Option<u64>,
+}
+
+/// `[[targets]]` of kind `serverless`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ServerlessTable {
+    /// Unique name, used in findings, metric labels and history.
+    pub(super) name: String,
+    /// The `WorkgroupName`.
+    pub(super) workgroup_name: Option<String>,
+    /// How idgraph gets credentials for its SQL connection (default
+    /// `serverless_get_credentials`).
+    pub(super) credentials: Option<ServerlessLogin>,
+    /// The database to connect to.
+    pub(super) database: Option<String>,
+    /// The AWS region of the workgroup.
+    pub(super) region: Option<String>,
+    /// An endpoint override for the redshift-serverless API.
+    pub(super) endpoint_url: Option<String>,
+    /// static: the environment variable holding the user name.
+    pub(super) user_env: Option<String>,
+    /// static: the environment variable holding the password.
+    pub(super) password_env: Option<String>,
+    /// Overrides the endpoint address the redshift-serverless API reports.
+    pub(super) host: Option<String>,
+    /// Overrides the endpoint port the redshift-serverless API reports.
+    pub(super) port: Option<u16>,
+    /// `disable`, `prefer`, `require` (default) or `verify-full`.
+    pub(super) sslmode: Option<SslMode>,
+    /// How long connecting and each query may take, in seconds, at least 1 (default 60).
+    pub(super) timeout_seconds: Option<u64>,
+    /// How long the whole fetch may take, in seconds (default 1800).
+    pub(super) deadline_seconds: Option<u64>,
+}
+/// `[[targets]]` of kind `postgres`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PostgresTable {
+    /// Unique name, used in findings, metric labels and history.
+    pub(super) name: String,
+    /// The server's address.
+    pub(super) host: Option<String>,
+    /// The server's port (default 5432).
+    pub(super) port: Option<u16>,
+    /// The database to connect to.
+    pub(super) database: Option<String>,
+    /// Only `static`, the default.
+    pub(super) credentials: Option<PostgresLogin>,
+    /// The environment variable holding the user name.
+    pub(super) user_env: Option<String>,
+    /// The environment variable holding the password, if the server asks for one.
+    pub(super) password_env: Option<String>,
+    /// `disable`, `prefer`, `require` (default) or `verify-full`.
+    pub(super) sslmode: Option<SslMode>,
+    /// The admin user of the database, which is never a finding.
     pub(super) master_user: Option<String>,
     /// How long connecting and each query may take, in seconds, at least 1 (default 60).
     pub(super) timeout_seconds: Option<u64>,
+    /// How long the whole fetch may take, in seconds (default 1800).
+    pub(super) deadline_seconds: Option<u64>,
+}
+
+/// `[[targets]]` of kind `file`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileTargetTable {
+    /// Unique name, used in findings, metric labels and history.
+    pub(super) name: String,
+    /// A CSV of `pg_user` as `psql --csv -c 'select * from pg_user'` prints it.
+    pub(super) path: Option<PathBuf>,
+    /// The master/admin user of the exported target, which is never a finding.
+    pub(super) master_user: Option<String>,
     /// How long the whole fetch may take, in seconds (default 1800).
     pub(super) deadline_seconds: Option<u64>,
 }

@@ -1,5 +1,5 @@
-//! Validating `[[targets]]`: unique names, and a function per kind that turns a table
-//! into a [`TargetSource`], pushing one problem per bad key.
+//! Validating `[[targets]]`: unique names, and a function per kind that turns that kind's
+//! table into a [`TargetSource`], pushing one problem per bad key.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -11,99 +11,105 @@ use idgraph_aws::{
 use idgraph_sources::postgres::Connection;
 use idgraph_sources::Secret;
 
-use super::raw::TargetSection;
-use super::settings::{TargetSettings, TargetSource};
-use super::settings::{DEFAULT_DEADLINE, DEFAULT_SQL_TIMEOUT};
-use super::validate::{from_env, required, required_path, seconds, sslmode};
+use super::raw::{
+    FileTargetTable, PostgresLogin, PostgresTable, ProvisionedLogin, ProvisionedTable,
+    ServerlessLogin, ServerlessTable, Table, TargetKind,
+};
+use super::settings::{TargetSettings, TargetSource, DEFAULT_SQL_TIMEOUT};
+use super::validate::{deadline, from_env, kind, required, required_path, seconds, typed};
 
 /// Source names reserved for the IdP and Identity Center; no target may take them.
 const RESERVED_NAMES: [&str; 2] = ["idp", "identity_center"];
 
+/// Environment lookup, as [`super::validate::validate`] takes it.
+type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
 /// `[[targets]]`: unique names that no source reserves, and each table's kind. A target
 /// with a problem is left out, so the result only counts when `problems` stays empty.
 pub(super) fn target_settings(
-    sections: Vec<TargetSection>,
+    tables: Vec<Table>,
     base: &Path,
-    env: &dyn Fn(&str) -> Option<String>,
+    env: Env<'_>,
     problems: &mut Vec<String>,
 ) -> Vec<TargetSettings> {
     let mut names = HashSet::new();
-    let mut targets = Vec::with_capacity(sections.len());
-    for (i, target) in sections.into_iter().enumerate() {
+    let mut targets = Vec::with_capacity(tables.len());
+    for (i, table) in tables.into_iter().enumerate() {
         let key = format!("targets[{i}]");
-        let name = target.name.clone();
-        if target.name.trim().is_empty() {
-            problems.push(format!("{key}.name must not be empty"));
-        } else if RESERVED_NAMES.contains(&target.name.as_str()) {
-            problems.push(format!(
-                "{key}.name = \"{}\" is reserved for a source; choose another name",
-                target.name
-            ));
-        } else if !names.insert(target.name.clone()) {
-            problems.push(format!(
-                "{key}.name = \"{}\" is used by another target",
-                target.name
-            ));
+        // Read before the kind, so that a name is checked even in a table of no kind.
+        if let Some(name) = table.get("name").and_then(|name| name.as_str()) {
+            check_name(&key, name, &mut names, problems);
         }
-        let deadline = seconds(
-            &format!("{key}.deadline_seconds"),
-            target.deadline_seconds,
-            DEFAULT_DEADLINE,
-            problems,
-        );
-        if let Some(source) = target_source(&key, target, base, env, problems) {
-            targets.push(TargetSettings {
-                name,
-                source,
-                deadline,
-            });
+        if let Some(target) = target(&key, table, base, env, problems) {
+            targets.push(target);
         }
     }
     targets
 }
 
-/// One `[[targets]]` table (`key`): its kind decides which keys apply.
-fn target_source(
-    key: &str,
-    target: TargetSection,
-    base: &Path,
-    env: &dyn Fn(&str) -> Option<String>,
-    problems: &mut Vec<String>,
-) -> Option<TargetSource> {
-    match target.kind.as_str() {
-        "file" => required_path(&format!("{key}.path"), base, target.path, problems).map(|path| {
-            TargetSource::File {
-                path,
-                master_user: target.master_user,
-            }
-        }),
-        "postgres" => postgres_target(key, target, env, problems),
-        "provisioned" | "serverless" => redshift_target(key, target, env, problems),
-        other => {
-            problems.push(format!(
-                "{key}.kind = \"{other}\" is unknown: expected \"provisioned\", \"serverless\", \"postgres\" or \"file\""
-            ));
-            None
-        }
+/// A target's name: not empty, not a reserved source name, not another target's.
+fn check_name(key: &str, name: &str, names: &mut HashSet<String>, problems: &mut Vec<String>) {
+    if name.trim().is_empty() {
+        problems.push(format!("{key}.name must not be empty"));
+    } else if RESERVED_NAMES.contains(&name) {
+        problems.push(format!(
+            "{key}.name = \"{name}\" is reserved for a source; choose another name"
+        ));
+    } else if !names.insert(name.to_owned()) {
+        problems.push(format!("{key}.name = \"{name}\" is used by another target"));
     }
+}
+
+/// One `[[targets]]` table (`key`): its kind decides its table.
+fn target(
+    key: &str,
+    mut table: Table,
+    base: &Path,
+    env: Env<'_>,
+    problems: &mut Vec<String>,
+) -> Option<TargetSettings> {
+    let (name, deadline_seconds, source) = match kind(key, &mut table, problems)? {
+        TargetKind::File => {
+            let file: FileTargetTable = typed(key, table, problems)?;
+            let path = required_path(&format!("{key}.path"), base, file.path, problems);
+            let source = path.map(|path| TargetSource::File {
+                path,
+                master_user: file.master_user,
+            });
+            (file.name, file.deadline_seconds, source)
+        }
+        TargetKind::Postgres => postgres_target(key, typed(key, table, problems)?, env, problems),
+        TargetKind::Provisioned => {
+            provisioned_target(key, typed(key, table, problems)?, env, problems)
+        }
+        TargetKind::Serverless => {
+            serverless_target(key, typed(key, table, problems)?, env, problems)
+        }
+    };
+    let deadline = deadline(key, deadline_seconds, problems);
+    Some(TargetSettings {
+        name,
+        deadline,
+        source: source?,
+    })
 }
 
 /// The user and password of static credentials, read from the variables `user_env` and
 /// `password_env` name; the password may be optional (trust authentication).
 fn static_credentials(
     key: &str,
-    target: &TargetSection,
+    (user_env, password_env): (Option<String>, Option<String>),
     password_required: bool,
-    env: &dyn Fn(&str) -> Option<String>,
+    env: Env<'_>,
     problems: &mut Vec<String>,
 ) -> Option<(String, Option<Secret>)> {
     let user_key = format!("{key}.user_env");
     let password_key = format!("{key}.password_env");
     let kind = "static credentials";
-    let user_env = required(&user_key, kind, target.user_env.clone(), problems);
+    let user_env = required(&user_key, kind, user_env, problems);
     let password_env = match password_required {
-        true => required(&password_key, kind, target.password_env.clone(), problems),
-        false => target.password_env.clone(),
+        true => required(&password_key, kind, password_env, problems),
+        false => password_env,
     };
     let user = from_env(&user_key, user_env.as_deref(), env, problems);
     let password = from_env(&password_key, password_env.as_deref(), env, problems).map(Secret::new);
@@ -113,184 +119,166 @@ fn static_credentials(
     Some((user?, password))
 }
 
+/// Static credentials of a Redshift target, where the password is required.
+fn static_login(
+    key: &str,
+    variables: (Option<String>, Option<String>),
+    env: Env<'_>,
+    problems: &mut Vec<String>,
+) -> Option<(String, Secret)> {
+    match static_credentials(key, variables, true, env, problems) {
+        Some((user, Some(password))) => Some((user, password)),
+        _ => None,
+    }
+}
+
+/// `{key}.timeout_seconds` of a database target, [`DEFAULT_SQL_TIMEOUT`] when absent.
+fn sql_timeout(key: &str, value: Option<u64>, problems: &mut Vec<String>) -> std::time::Duration {
+    seconds(
+        &format!("{key}.timeout_seconds"),
+        value,
+        DEFAULT_SQL_TIMEOUT,
+        problems,
+    )
+}
+
+/// What each kind's validation gives: the target's name, its `deadline_seconds`, and its
+/// source unless a key had a problem.
+type Validated = (String, Option<u64>, Option<TargetSource>);
+
 /// A `[[targets]]` table of kind `postgres`: a PostgreSQL-protocol endpoint with static
 /// credentials.
 fn postgres_target(
     key: &str,
-    target: TargetSection,
-    env: &dyn Fn(&str) -> Option<String>,
+    table: PostgresTable,
+    env: Env<'_>,
     problems: &mut Vec<String>,
-) -> Option<TargetSource> {
+) -> Validated {
     let kind = "postgres";
-    let host = required(&format!("{key}.host"), kind, target.host.clone(), problems);
-    let database = required(
-        &format!("{key}.database"),
-        kind,
-        target.database.clone(),
+    // The one login a postgres target has; the enum refuses the others.
+    let PostgresLogin::Static = table.credentials.unwrap_or(PostgresLogin::Static);
+    let host = required(&format!("{key}.host"), kind, table.host, problems);
+    let database = required(&format!("{key}.database"), kind, table.database, problems);
+    let login = static_credentials(
+        key,
+        (table.user_env, table.password_env),
+        false,
+        env,
         problems,
     );
-    if let Some(other) = target.credentials.as_deref().filter(|c| *c != "static") {
-        problems.push(format!(
-            "{key}.credentials = \"{other}\" does not apply: a postgres target uses \"static\" credentials from user_env and password_env"
-        ));
-    }
-    let login = static_credentials(key, &target, false, env, problems);
-    let sslmode = sslmode(
-        &format!("{key}.sslmode"),
-        target.sslmode.as_deref(),
-        problems,
-    );
-    let timeout = seconds(
-        &format!("{key}.timeout_seconds"),
-        target.timeout_seconds,
-        DEFAULT_SQL_TIMEOUT,
-        problems,
-    );
-    let (user, password) = login?;
-    Some(TargetSource::Postgres {
-        connection: Connection {
-            host: host?,
-            port: target.port.unwrap_or(5432),
-            database: database?,
-            user,
-            password,
-            sslmode,
-        },
-        master_user: target.master_user,
-        timeout,
-    })
-}
-
-/// A `[[targets]]` table of kind `provisioned` or `serverless`.
-fn redshift_target(
-    key: &str,
-    target: TargetSection,
-    env: &dyn Fn(&str) -> Option<String>,
-    problems: &mut Vec<String>,
-) -> Option<TargetSource> {
-    let kind = target.kind.as_str();
-    let database = required(
-        &format!("{key}.database"),
-        kind,
-        target.database.clone(),
-        problems,
-    );
-    let sslmode = sslmode(
-        &format!("{key}.sslmode"),
-        target.sslmode.as_deref(),
-        problems,
-    );
-    let timeout = seconds(
-        &format!("{key}.timeout_seconds"),
-        target.timeout_seconds,
-        DEFAULT_SQL_TIMEOUT,
-        problems,
-    );
-    let options = database.map(|database| TargetOptions {
-        name: target.name.clone(),
-        database,
-        region: target.region.clone(),
-        endpoint_url: target.endpoint_url.clone(),
-        host: target.host.clone(),
-        port: target.port,
-        sslmode,
-        timeout,
+    let timeout = sql_timeout(key, table.timeout_seconds, problems);
+    let source = login.and_then(|(user, password)| {
+        Some(TargetSource::Postgres {
+            connection: Connection {
+                host: host?,
+                port: table.port.unwrap_or(5432),
+                database: database?,
+                user,
+                password,
+                sslmode: table.sslmode.unwrap_or_default(),
+            },
+            master_user: table.master_user,
+            timeout,
+        })
     });
-    if kind == "provisioned" {
-        let cluster_identifier = required(
-            &format!("{key}.cluster_identifier"),
-            kind,
-            target.cluster_identifier.clone(),
-            problems,
-        );
-        let credentials = provisioned_credentials(key, &target, env, problems);
-        Some(TargetSource::Provisioned(ProvisionedOptions {
-            cluster_identifier: cluster_identifier?,
-            credentials: credentials?,
-            target: options?,
-        }))
-    } else {
-        let workgroup_name = required(
-            &format!("{key}.workgroup_name"),
-            kind,
-            target.workgroup_name.clone(),
-            problems,
-        );
-        let credentials = serverless_credentials(key, &target, env, problems);
-        Some(TargetSource::Serverless(ServerlessOptions {
-            workgroup_name: workgroup_name?,
-            credentials: credentials?,
-            target: options?,
-        }))
-    }
+    (table.name, table.deadline_seconds, source)
 }
 
-/// `credentials` of a provisioned target, `get_cluster_credentials` when absent.
-fn provisioned_credentials(
+/// A `[[targets]]` table of kind `provisioned`.
+fn provisioned_target(
     key: &str,
-    target: &TargetSection,
-    env: &dyn Fn(&str) -> Option<String>,
+    table: ProvisionedTable,
+    env: Env<'_>,
     problems: &mut Vec<String>,
-) -> Option<ProvisionedCredentials> {
-    match target
-        .credentials
-        .as_deref()
-        .unwrap_or("get_cluster_credentials")
-    {
-        "get_cluster_credentials" => required(
+) -> Validated {
+    let kind = "provisioned";
+    let cluster_identifier = required(
+        &format!("{key}.cluster_identifier"),
+        kind,
+        table.cluster_identifier,
+        problems,
+    );
+    let database = required(&format!("{key}.database"), kind, table.database, problems);
+    let timeout = sql_timeout(key, table.timeout_seconds, problems);
+    let variables = (table.user_env, table.password_env);
+    let credentials = match table.credentials.unwrap_or_default() {
+        ProvisionedLogin::GetClusterCredentials => required(
             &format!("{key}.db_user"),
             "get_cluster_credentials",
-            target.db_user.clone(),
+            table.db_user,
             problems,
         )
         .map(|db_user| ProvisionedCredentials::GetClusterCredentials { db_user }),
-        "get_cluster_credentials_with_iam" => {
+        ProvisionedLogin::GetClusterCredentialsWithIam => {
             Some(ProvisionedCredentials::GetClusterCredentialsWithIam)
         }
-        "static" => static_login(key, target, env, problems)
+        ProvisionedLogin::Static => static_login(key, variables, env, problems)
             .map(|(user, password)| ProvisionedCredentials::Static { user, password }),
-        other => {
-            problems.push(format!(
-                "{key}.credentials = \"{other}\" does not apply to a provisioned target: expected \"get_cluster_credentials\", \"get_cluster_credentials_with_iam\" or \"static\""
-            ));
-            None
+    };
+    let options = database.map(|database| TargetOptions {
+        name: table.name.clone(),
+        database,
+        region: table.region,
+        endpoint_url: table.endpoint_url,
+        host: table.host,
+        port: table.port,
+        sslmode: table.sslmode.unwrap_or_default(),
+        timeout,
+    });
+    let source = match (cluster_identifier, credentials, options) {
+        (Some(cluster_identifier), Some(credentials), Some(target)) => {
+            Some(TargetSource::Provisioned(ProvisionedOptions {
+                cluster_identifier,
+                credentials,
+                target,
+            }))
         }
-    }
-}
-
-/// `credentials` of a serverless target, `serverless_get_credentials` when absent.
-fn serverless_credentials(
-    key: &str,
-    target: &TargetSection,
-    env: &dyn Fn(&str) -> Option<String>,
-    problems: &mut Vec<String>,
-) -> Option<ServerlessCredentials> {
-    match target
-        .credentials
-        .as_deref()
-        .unwrap_or("serverless_get_credentials")
-    {
-        "serverless_get_credentials" => Some(ServerlessCredentials::GetCredentials),
-        "static" => static_login(key, target, env, problems)
-            .map(|(user, password)| ServerlessCredentials::Static { user, password }),
-        other => {
-            problems.push(format!(
-                "{key}.credentials = \"{other}\" does not apply to a serverless target: expected \"serverless_get_credentials\" or \"static\""
-            ));
-            None
-        }
-    }
-}
-
-/// Static credentials of a Redshift target, where the password is required.
-fn static_login(
-    key: &str,
-    target: &TargetSection,
-    env: &dyn Fn(&str) -> Option<String>,
-    problems: &mut Vec<String>,
-) -> Option<(String, Secret)> {
-    match static_credentials(key, target, true, env, problems) {
-        Some((user, Some(password))) => Some((user, password)),
         _ => None,
-    }
+    };
+    (table.name, table.deadline_seconds, source)
+}
+
+/// A `[[targets]]` table of kind `serverless`.
+fn serverless_target(
+    key: &str,
+    table: ServerlessTable,
+    env: Env<'_>,
+    problems: &mut Vec<String>,
+) -> Validated {
+    let kind = "serverless";
+    let workgroup_name = required(
+        &format!("{key}.workgroup_name"),
+        kind,
+        table.workgroup_name,
+        problems,
+    );
+    let database = required(&format!("{key}.database"), kind, table.database, problems);
+    let timeout = sql_timeout(key, table.timeout_seconds, problems);
+    let variables = (table.user_env, table.password_env);
+    let credentials = match table.credentials.unwrap_or_default() {
+        ServerlessLogin::ServerlessGetCredentials => Some(ServerlessCredentials::GetCredentials),
+        ServerlessLogin::Static => static_login(key, variables, env, problems)
+            .map(|(user, password)| ServerlessCredentials::Static { user, password }),
+    };
+    let options = database.map(|database| TargetOptions {
+        name: table.name.clone(),
+        database,
+        region: table.region,
+        endpoint_url: table.endpoint_url,
+        host: table.host,
+        port: table.port,
+        sslmode: table.sslmode.unwrap_or_default(),
+        timeout,
+    });
+    let source = match (workgroup_name, credentials, options) {
+        (Some(workgroup_name), Some(credentials), Some(target)) => {
+            Some(TargetSource::Serverless(ServerlessOptions {
+                workgroup_name,
+                credentials,
+                target,
+            }))
+        }
+        _ => None,
+    };
+    (table.name, table.deadline_seconds, source)
 }

@@ -132,16 +132,19 @@ kind = "redshift"
     let message = err.unwrap_err().to_string();
     for expected in [
         "idp.token_env names the environment variable NOT_SET_ANYWHERE, which is not set",
-        "idp.paging = \"pages\" is unknown",
+        "idp.paging: unknown variant `pages`, expected one of `auto`, `index`, `cursor`",
         "identity_center.path is required",
         "targets[0].name = \"idp\" is reserved",
         "targets[0].cluster_identifier is required for kind \"provisioned\"",
         "targets[0].database is required for kind \"provisioned\"",
         "targets[0].db_user is required for kind \"get_cluster_credentials\"",
-        "targets[0].sslmode = \"verify_full\" is unknown",
-        "targets[1].credentials = \"get_cluster_credentials\" does not apply to a serverless target",
+        "targets[0].sslmode: unknown variant `verify_full`, expected one of `disable`, \
+         `prefer`, `require`, `verify-full`",
+        "targets[1].credentials: unknown variant `get_cluster_credentials`, expected \
+         `serverless_get_credentials` or `static`",
         "targets[3].name = \"a\" is used by another target",
-        "targets[3].kind = \"redshift\" is unknown",
+        "targets[3].kind: unknown variant `redshift`, expected one of `provisioned`, \
+         `serverless`, `postgres`, `file`",
     ] {
         assert!(
             message.contains(expected),
@@ -434,4 +437,43 @@ fn a_listen_that_is_no_address_and_zero_limits_are_named() {
 fn missing_file_is_named() {
     let err = load_with_env(Path::new("/nonexistent/idgraph.toml"), None).unwrap_err();
     assert!(err.to_string().contains("/nonexistent/idgraph.toml"));
+}
+
+#[test]
+fn a_key_of_another_kind_is_refused_with_the_keys_that_apply() {
+    // Regression: every kind's keys were accepted by every kind, and ignored.
+    let text = format!(
+        "{MINIMAL}\n[[targets]]\nname = \"db\"\nkind = \"file\"\npath = \"db.csv\"\n\
+         cluster_identifier = \"c\"\nsslmode = \"require\"\n"
+    )
+    .replace(
+        "path = \"exports/scim.json\"",
+        "path = \"exports/scim.json\"\nurl = \"https://idp.example.com/scim/v2\"",
+    );
+    let (_dir, err) = load_text(&text);
+    let message = err.unwrap_err().to_string();
+    for expected in [
+        "idp.url: unknown field `url`, expected `path` or `deadline_seconds`",
+        "targets[1].cluster_identifier: unknown field `cluster_identifier`",
+        "targets[1].sslmode: unknown field `sslmode`",
+    ] {
+        assert!(
+            message.contains(expected),
+            "missing {expected:?} in {message}"
+        );
+    }
+}
+
+#[test]
+fn a_value_of_the_wrong_type_names_its_key() {
+    let (_dir, err) = load_scim("page_size = \"fifty\"\nconcurrency = -1");
+    let message = err.unwrap_err().to_string();
+    assert!(
+        message.contains("idp.page_size: invalid type: string \"fifty\""),
+        "{message}"
+    );
+    assert!(
+        message.contains("idp.concurrency: invalid value"),
+        "{message}"
+    );
 }

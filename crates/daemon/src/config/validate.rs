@@ -1,5 +1,5 @@
 //! The one validation pass: every key checked, every problem listed with its key, every
-//! secret read from the environment, every kind string turned into a typed variant.
+//! secret read from the environment, every source's table typed by its kind.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -7,11 +7,16 @@ use std::time::Duration;
 
 use idgraph_aws::IdentityCenterOptions;
 use idgraph_model::{Mapping, ShrinkGuard};
-use idgraph_sources::postgres::SslMode;
-use idgraph_sources::scim::{parse_base_url, Paging, ScimOptions};
+use idgraph_sources::scim::{parse_base_url, ScimOptions};
 use idgraph_sources::Secret;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use serde_path_to_error::Segment;
 
-use super::raw::{HttpSection, IdentityCenterSection, IdpSection, RawConfig, ReconcileSection};
+use super::raw::{
+    AwsIdentityCenterTable, FileTable, HttpSection, IdentityCenterKind, IdpKind, RawConfig,
+    ReconcileSection, ScimIdpTable, Table,
+};
 use super::settings::{
     HttpSettings, IdentityCenterSettings, IdpSettings, Settings, DEFAULT_DEADLINE,
 };
@@ -27,18 +32,6 @@ pub(super) fn validate(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Settings, Vec<String>> {
     let mut problems = Vec::new();
-    let idp_deadline = seconds(
-        "idp.deadline_seconds",
-        raw.idp.deadline_seconds,
-        DEFAULT_DEADLINE,
-        &mut problems,
-    );
-    let identity_center_deadline = seconds(
-        "identity_center.deadline_seconds",
-        raw.identity_center.deadline_seconds,
-        DEFAULT_DEADLINE,
-        &mut problems,
-    );
     let idp = idp_settings(raw.idp, base, env, &mut problems);
     let identity_center = identity_center_settings(raw.identity_center, base, &mut problems);
     let targets = super::targets::target_settings(raw.targets, base, env, &mut problems);
@@ -48,7 +41,11 @@ pub(super) fn validate(
     check_cron(&raw.schedule.cron, &mut problems);
 
     match (idp, identity_center, http) {
-        (Some(idp), Some(identity_center), Some(http)) if problems.is_empty() => Ok(Settings {
+        (
+            Some((idp, idp_deadline)),
+            Some((identity_center, identity_center_deadline)),
+            Some(http),
+        ) if problems.is_empty() => Ok(Settings {
             store_path: base.join(&raw.store.path),
             retention: raw
                 .store
@@ -73,41 +70,85 @@ pub(super) fn validate(
     }
 }
 
-/// `[idp]`: its kind decides which keys apply.
+/// `[idp]`: its kind decides its table; with the deadline of its fetch.
 fn idp_settings(
-    section: IdpSection,
+    mut table: Table,
     base: &Path,
     env: &dyn Fn(&str) -> Option<String>,
     problems: &mut Vec<String>,
-) -> Option<IdpSettings> {
-    match section.kind.as_str() {
-        "file" => required_path("idp.path", base, section.path, problems)
-            .map(|path| IdpSettings::File { path }),
-        "scim" => scim_options(section, env, base, problems).map(IdpSettings::Scim),
-        other => {
-            problems.push(format!(
-                "idp.kind = \"{other}\" is unknown: expected \"scim\" or \"file\""
-            ));
-            None
+) -> Option<(IdpSettings, Duration)> {
+    match kind("idp", &mut table, problems)? {
+        IdpKind::File => {
+            let file: FileTable = typed("idp", table, problems)?;
+            let deadline = deadline("idp", file.deadline_seconds, problems);
+            let path = required_path("idp.path", base, file.path, problems)?;
+            Some((IdpSettings::File { path }, deadline))
+        }
+        IdpKind::Scim => {
+            let scim: ScimIdpTable = typed("idp", table, problems)?;
+            let deadline = deadline("idp", scim.deadline_seconds, problems);
+            let options = scim_options(scim, env, base, problems)?;
+            Some((IdpSettings::Scim(options), deadline))
         }
     }
 }
 
 /// `[idp]` of kind `scim`.
 fn scim_options(
-    section: IdpSection,
+    table: ScimIdpTable,
     env: &dyn Fn(&str) -> Option<String>,
     base: &Path,
     problems: &mut Vec<String>,
 ) -> Option<ScimOptions> {
-    let url = required("idp.url", "scim", section.url, problems)?;
+    let url = required("idp.url", "scim", table.url, problems)?;
     // The source's own check, so that what validates also connects. Its message leaves
     // the URL out, and so does this one: it may hold a password as user info.
     if let Err(e) = parse_base_url(&url) {
         problems.push(format!("idp.url is not usable: {e}"));
     }
     let mut options = ScimOptions::new(url);
-    options.token = match (section.token_env, section.token_file) {
+    options.token = scim_token(table.token_env, table.token_file, env, base, problems);
+    if let Some(page_size) = table.page_size {
+        options.page_size = page_size;
+    }
+    options.paging = table.paging.unwrap_or_default();
+    if let Some(concurrency) = table.concurrency {
+        if concurrency == 0 {
+            problems.push("idp.concurrency must be at least 1".into());
+        }
+        options.concurrency = concurrency;
+    }
+    options.timeout = seconds(
+        "idp.timeout_seconds",
+        table.timeout_seconds,
+        options.timeout,
+        problems,
+    );
+    if let Some(bytes) = table.max_response_bytes {
+        if bytes == 0 {
+            problems.push("idp.max_response_bytes must be at least 1".into());
+        }
+        options.max_response_bytes = bytes;
+    }
+    if let Some(users) = table.max_users {
+        if users == 0 {
+            problems.push("idp.max_users must be at least 1".into());
+        }
+        options.max_users = users;
+    }
+    Some(options)
+}
+
+/// The SCIM bearer token, from the variable `token_env` names or from `token_file`; at
+/// most one of them.
+fn scim_token(
+    token_env: Option<String>,
+    token_file: Option<PathBuf>,
+    env: &dyn Fn(&str) -> Option<String>,
+    base: &Path,
+    problems: &mut Vec<String>,
+) -> Option<Secret> {
+    match (token_env, token_file) {
         (Some(_), Some(_)) => {
             problems.push("idp.token_env and idp.token_file are both set; set one".into());
             None
@@ -131,79 +172,97 @@ fn scim_options(
             }
         }
         (None, None) => None,
-    };
-    if let Some(page_size) = section.page_size {
-        options.page_size = page_size;
     }
-    options.paging = match section.paging.as_deref() {
-        None | Some("auto") => Paging::Auto,
-        Some("index") => Paging::Index,
-        Some("cursor") => Paging::Cursor,
-        Some(other) => {
-            problems.push(format!(
-                "idp.paging = \"{other}\" is unknown: expected \"auto\", \"index\" or \"cursor\""
-            ));
-            Paging::Auto
-        }
-    };
-    if let Some(concurrency) = section.concurrency {
-        if concurrency == 0 {
-            problems.push("idp.concurrency must be at least 1".into());
-        }
-        options.concurrency = concurrency;
-    }
-    options.timeout = seconds(
-        "idp.timeout_seconds",
-        section.timeout_seconds,
-        options.timeout,
-        problems,
-    );
-    if let Some(bytes) = section.max_response_bytes {
-        if bytes == 0 {
-            problems.push("idp.max_response_bytes must be at least 1".into());
-        }
-        options.max_response_bytes = bytes;
-    }
-    if let Some(users) = section.max_users {
-        if users == 0 {
-            problems.push("idp.max_users must be at least 1".into());
-        }
-        options.max_users = users;
-    }
-    Some(options)
 }
 
-/// `[identity_center]`: its kind decides which keys apply.
+/// `[identity_center]`: its kind decides its table; with the deadline of its fetch.
 fn identity_center_settings(
-    section: IdentityCenterSection,
+    mut table: Table,
     base: &Path,
     problems: &mut Vec<String>,
-) -> Option<IdentityCenterSettings> {
-    match section.kind.as_str() {
-        "file" => required_path("identity_center.path", base, section.path, problems)
-            .map(|path| IdentityCenterSettings::File { path }),
-        "aws" => required(
-            "identity_center.identity_store_id",
-            "aws",
-            section.identity_store_id,
-            problems,
-        )
-        .map(|identity_store_id| {
+) -> Option<(IdentityCenterSettings, Duration)> {
+    let key = "identity_center";
+    match kind(key, &mut table, problems)? {
+        IdentityCenterKind::File => {
+            let file: FileTable = typed(key, table, problems)?;
+            let deadline = deadline(key, file.deadline_seconds, problems);
+            let path = required_path("identity_center.path", base, file.path, problems)?;
+            Some((IdentityCenterSettings::File { path }, deadline))
+        }
+        IdentityCenterKind::Aws => {
+            let aws: AwsIdentityCenterTable = typed(key, table, problems)?;
+            let deadline = deadline(key, aws.deadline_seconds, problems);
+            let identity_store_id = required(
+                "identity_center.identity_store_id",
+                "aws",
+                aws.identity_store_id,
+                problems,
+            )?;
             let mut options = IdentityCenterOptions::new(identity_store_id);
-            options.region = section.region;
-            options.endpoint_url = section.endpoint_url;
-            if let Some(rate) = section.requests_per_second {
+            options.region = aws.region;
+            options.endpoint_url = aws.endpoint_url;
+            if let Some(rate) = aws.requests_per_second {
                 options.requests_per_second = rate;
             }
-            IdentityCenterSettings::Aws(options)
-        }),
-        other => {
-            problems.push(format!(
-                "identity_center.kind = \"{other}\" is unknown: expected \"aws\" or \"file\""
-            ));
-            None
+            Some((IdentityCenterSettings::Aws(options), deadline))
         }
     }
+}
+
+/// Takes the `kind` out of the source's table at `key`, typed as `K`: `None` and a problem
+/// naming the key when it is missing or names no kind.
+pub(super) fn kind<K: DeserializeOwned>(
+    key: &str,
+    table: &mut Table,
+    problems: &mut Vec<String>,
+) -> Option<K> {
+    let Some(kind) = table.remove("kind") else {
+        problems.push(format!("{key}.kind is required"));
+        return None;
+    };
+    serde_json::from_value(kind)
+        .map_err(|e| problems.push(format!("{key}.kind: {e}")))
+        .ok()
+}
+
+/// The rest of the source's table at `key` as its kind's table `T`. Every key that does
+/// not apply to the kind, or holds a value of the wrong type, is a problem that names it
+/// (and is left out, so that the others are checked too); `None` when what is left still
+/// does not make a `T` (a missing `name`).
+pub(super) fn typed<T: DeserializeOwned>(
+    key: &str,
+    mut table: Table,
+    problems: &mut Vec<String>,
+) -> Option<T> {
+    loop {
+        let error = match serde_path_to_error::deserialize(Value::Object(table.clone())) {
+            Ok(typed) => return Some(typed),
+            Err(error) => error,
+        };
+        let field = match error.path().iter().next() {
+            Some(Segment::Map { key: field }) => Some(field.clone()),
+            _ => None,
+        };
+        match field {
+            Some(field) if table.remove(&field).is_some() => {
+                problems.push(format!("{key}.{field}: {}", error.inner()));
+            }
+            _ => {
+                problems.push(format!("{key}: {}", error.inner()));
+                return None;
+            }
+        }
+    }
+}
+
+/// `{key}.deadline_seconds`, [`DEFAULT_DEADLINE`] when absent.
+pub(super) fn deadline(key: &str, value: Option<u64>, problems: &mut Vec<String>) -> Duration {
+    seconds(
+        &format!("{key}.deadline_seconds"),
+        value,
+        DEFAULT_DEADLINE,
+        problems,
+    )
 }
 
 /// `[http]`: `listen` is an address and port, or a host name and port that resolves
@@ -364,18 +423,5 @@ pub(super) fn seconds(
             default
         }
         Some(seconds) => Duration::from_secs(seconds),
-    }
-}
-
-/// Parses `sslmode`, defaulting to `require`.
-pub(super) fn sslmode(key: &str, value: Option<&str>, problems: &mut Vec<String>) -> SslMode {
-    match value {
-        None => SslMode::default(),
-        Some(s) => SslMode::parse(s).unwrap_or_else(|| {
-            problems.push(format!(
-                "{key} = \"{s}\" is unknown: expected \"disable\", \"prefer\", \"require\" or \"verify-full\""
-            ));
-            SslMode::default()
-        }),
     }
 }

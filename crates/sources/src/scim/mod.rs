@@ -68,8 +68,9 @@ const SCIM_JSON: &str = "application/scim+json";
 /// The source's name in progress reports, metrics and history rows.
 const NAME: &str = "idp";
 
-/// How [`ScimSource`] pages through `/Users`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How [`ScimSource`] pages through `/Users`; configured as `auto`, `index` or `cursor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Paging {
     /// Reads `/ServiceProviderConfig` first: cursor paging when the server advertises
     /// it (RFC 9865 `pagination.cursor`), index paging otherwise. The page size is also
