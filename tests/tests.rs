@@ -16,6 +16,7 @@ mod guard;
 mod live;
 mod peers;
 mod plan;
+mod plan_cluster;
 mod postgres;
 mod reconcile;
 mod scim;

@@ -156,7 +156,12 @@ impl Postgres {
                 "-h",
             ])
             .arg(self.dir.path())
-            .args(["-p", &self.port.to_string(), "-d", database])
+            .args(["-p", &self.port.to_string(), "-d"])
+            // As a connection string, so that a database name holding `=` stays a name.
+            .arg(format!(
+                "dbname='{}'",
+                database.replace('\\', "\\\\").replace('\'', "\\'")
+            ))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

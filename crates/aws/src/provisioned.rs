@@ -89,6 +89,15 @@ impl TargetApi for ClusterApi {
         format!("redshift DescribeClusters {}", self.cluster_identifier)
     }
 
+    fn cluster(&self) -> String {
+        let region = self.client.config().region().map(|r| r.to_string());
+        crate::target::cluster_name(
+            "provisioned cluster",
+            &self.cluster_identifier,
+            region.as_deref(),
+        )
+    }
+
     /// Asks the API where to connect, who the master user is, and for a login.
     async fn resolve(&self, options: &TargetOptions) -> Result<Resolved, SourceError> {
         let origin = self.origin();

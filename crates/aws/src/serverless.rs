@@ -82,6 +82,15 @@ impl TargetApi for WorkgroupApi {
         format!("redshift-serverless GetWorkgroup {}", self.workgroup_name)
     }
 
+    fn cluster(&self) -> String {
+        let region = self.client.config().region().map(|r| r.to_string());
+        crate::target::cluster_name(
+            "serverless workgroup",
+            &self.workgroup_name,
+            region.as_deref(),
+        )
+    }
+
     /// Asks the API where to connect, who the admin user is, and for a login.
     async fn resolve(&self, options: &TargetOptions) -> Result<Resolved, SourceError> {
         let origin = self.origin();

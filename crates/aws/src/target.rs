@@ -159,8 +159,20 @@ pub trait TargetApi: Send + Sync + fmt::Debug {
     /// The call whose answer says where to connect, as error messages name it.
     fn origin(&self) -> String;
 
+    /// The cluster or workgroup, as [`Source::cluster`] names it.
+    fn cluster(&self) -> String;
+
     /// Asks the API where to connect to the database `options` names, and for a login.
     async fn resolve(&self, options: &TargetOptions) -> Result<Resolved, SourceError>;
+}
+
+/// How [`Source::cluster`] names a cluster or workgroup: `what` and `name`, and the region
+/// when one is configured, since the same name in two regions is two clusters.
+pub(crate) fn cluster_name(what: &str, name: &str, region: Option<&str>) -> String {
+    match region {
+        Some(region) => format!("{what} {name} in {region}"),
+        None => format!("{what} {name}"),
+    }
 }
 
 /// The database users of a Redshift target: its API says where to connect and how to
@@ -200,6 +212,10 @@ impl<A: TargetApi> Source for RedshiftTarget<A> {
 
     fn kind(&self) -> &str {
         A::KIND
+    }
+
+    fn cluster(&self) -> Option<String> {
+        Some(self.api.cluster())
     }
 
     async fn catalog(&self) -> Result<idgraph_sources::CatalogAccess, SourceError> {

@@ -81,6 +81,15 @@ pub trait Source: Send + Sync {
     /// Fetches a full snapshot. Safe to retry.
     async fn fetch(&self) -> Result<Self::Snapshot, SourceError>;
 
+    /// The database cluster a target is one database of, as a plan names it (`postgres
+    /// db.example.com:5432`, `provisioned cluster analytics in eu-west-1`): targets of the
+    /// same cluster share their users, which are cluster-wide, while objects are per
+    /// database. `None` for a source that is no database (the IdP, Identity Center, an
+    /// export).
+    fn cluster(&self) -> Option<String> {
+        None
+    }
+
     /// Where a database target's catalog is read, for what its users own (remediation
     /// plans). A source that is no database (the IdP, Identity Center, an export) fails
     /// with [`SourceError::NoCatalog`] saying why.
@@ -149,6 +158,10 @@ impl<T: AsSnapshot + Send + 'static> Source for Deadline<T> {
 
     fn kind(&self) -> &str {
         self.source.kind()
+    }
+
+    fn cluster(&self) -> Option<String> {
+        self.source.cluster()
     }
 
     async fn catalog(&self) -> Result<CatalogAccess, SourceError> {

@@ -196,6 +196,75 @@ async fn read(
     })
 }
 
+/// Databases of a cluster that a plan never visits: PostgreSQL's templates and Redshift's
+/// internal `padb_harvest`, which `pg_database` lists (names starting `sys:` are
+/// Redshift's too). `pg_database` rather than `SVV_REDSHIFT_DATABASES`, which shows a
+/// user other than a superuser only its own databases:
+/// https://docs.aws.amazon.com/redshift/latest/dg/r_SVV_REDSHIFT_DATABASES.html
+const SYSTEM_DATABASES: [&str; 3] = ["template0", "template1", "padb_harvest"];
+
+/// What a whole cluster says, read through one of its databases: users are cluster-wide
+/// and so is the list of databases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterCatalog {
+    /// Every database of the cluster that can hold a user's objects, sorted: `pg_database`
+    /// less the templates and Redshift's internal ones.
+    pub databases: Vec<String>,
+    /// The superusers, sorted.
+    pub superusers: Vec<String>,
+}
+
+/// Connects, lists the cluster's databases and superusers, disconnects. `origin` names the
+/// target in errors.
+///
+/// # Errors
+///
+/// As [`read_catalog`].
+pub async fn read_cluster(
+    origin: &str,
+    connection: &Connection,
+    timeout: Duration,
+) -> Result<ClusterCatalog, SourceError> {
+    let origin = format!("target {origin} ({connection})");
+    let mut conn = connect(&origin, connection, timeout).await?;
+    let mut list = async |what: &str, sql: &str| -> Result<Vec<String>, SourceError> {
+        let rows = tokio::time::timeout(
+            timeout,
+            sqlx::query_scalar::<_, Option<String>>(sql).fetch_all(&mut conn),
+        )
+        .await
+        .map_err(|_| SourceError::Unreachable {
+            origin: origin.clone(),
+            detail: format!("{what} did not answer within {timeout:?}"),
+        })?
+        .map_err(|error| SourceError::Remote {
+            origin: origin.clone(),
+            status: None,
+            detail: format!("reading {what}: {}", describe(&error)),
+        })?;
+        let mut names: Vec<String> = rows.into_iter().flatten().collect();
+        names.sort();
+        Ok(names)
+    };
+    let databases = list(
+        "pg_database",
+        "SELECT CAST(datname AS varchar) FROM pg_catalog.pg_database",
+    )
+    .await;
+    let superusers = list(
+        "pg_user",
+        "SELECT CAST(usename AS varchar) FROM pg_catalog.pg_user WHERE usesuper",
+    )
+    .await;
+    let _ = conn.close().await;
+    let mut databases = databases?;
+    databases.retain(|d| !SYSTEM_DATABASES.contains(&d.as_str()) && !d.starts_with("sys:"));
+    Ok(ClusterCatalog {
+        databases,
+        superusers: superusers?,
+    })
+}
+
 /// Connects with options Redshift accepts, and limits every statement of the session to
 /// `timeout` on the server too (`statement_timeout`), so that a query idgraph gave up on
 /// does not go on running on the leader. Errors name `origin`, never the password.
@@ -310,6 +379,13 @@ impl Source for PostgresTarget {
 
     fn kind(&self) -> &str {
         "postgres"
+    }
+
+    fn cluster(&self) -> Option<String> {
+        Some(format!(
+            "postgres {}:{}",
+            self.connection.host, self.connection.port
+        ))
     }
 
     async fn catalog(&self) -> Result<crate::CatalogAccess, SourceError> {
