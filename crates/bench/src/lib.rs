@@ -327,26 +327,7 @@ pub fn write_exports(args: &Params, out: &Path) -> anyhow::Result<serde_json::Va
     )?;
     let mut ic = create(&out.join("identitystore-users.json"))?;
     write!(ic, "{{\"Users\":[")?;
-    let mut targets = (0..args.targets)
-        .map(|t| {
-            let mut w =
-                csv::Writer::from_writer(create(&out.join(format!("target{t:02}-pg_user.csv")))?);
-            w.write_record([
-                "usename",
-                "usesysid",
-                "usecreatedb",
-                "usesuper",
-                "usecatupd",
-                "passwd",
-                "valuntil",
-                "useconfig",
-            ])?;
-            for user in args.fixed_users(t) {
-                pg_user_row(&mut w, &user)?;
-            }
-            Ok(w)
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut targets = target_writers(args, out)?;
 
     let mut expected = BTreeMap::<&str, u64>::new();
     expected.insert(
@@ -406,18 +387,7 @@ pub fn write_exports(args: &Params, out: &Path) -> anyhow::Result<serde_json::Va
             .flush()?;
     }
 
-    let mut config = String::from(
-        "# Written by idgraph-synth.\n[store]\npath = \"idgraph.db\"\n\n\
-         [idp]\nkind = \"file\"\npath = \"scim-users.json\"\n\n\
-         [identity_center]\nkind = \"file\"\npath = \"identitystore-users.json\"\n\n",
-    );
-    for t in 0..args.targets {
-        config.push_str(&format!(
-            "[[targets]]\nname = \"target{t:02}\"\nkind = \"file\"\npath = \"target{t:02}-pg_user.csv\"\nmaster_user = \"awsuser\"\n\n"
-        ));
-    }
-    config.push_str("[mapping]\nlocal_allowlist = [\"etl_service\"]\n");
-    std::fs::write(out.join("idgraph.toml"), config)?;
+    write_config(args, out)?;
 
     let summary = json!({
         "users": args.users,
@@ -431,6 +401,47 @@ pub fn write_exports(args: &Params, out: &Path) -> anyhow::Result<serde_json::Va
         serde_json::to_vec_pretty(&summary)?,
     )?;
     Ok(summary)
+}
+
+/// A `pg_user` CSV per target, with its header and the users that are no person's.
+fn target_writers(args: &Params, out: &Path) -> anyhow::Result<Vec<csv::Writer<BufWriter<File>>>> {
+    (0..args.targets)
+        .map(|t| {
+            let mut w =
+                csv::Writer::from_writer(create(&out.join(format!("target{t:02}-pg_user.csv")))?);
+            w.write_record([
+                "usename",
+                "usesysid",
+                "usecreatedb",
+                "usesuper",
+                "usecatupd",
+                "passwd",
+                "valuntil",
+                "useconfig",
+            ])?;
+            for user in args.fixed_users(t) {
+                pg_user_row(&mut w, &user)?;
+            }
+            Ok(w)
+        })
+        .collect()
+}
+
+/// The `idgraph.toml` that reads the exports: a file source each.
+fn write_config(args: &Params, out: &Path) -> anyhow::Result<()> {
+    let mut config = String::from(
+        "# Written by idgraph-synth.\n[store]\npath = \"idgraph.db\"\n\n\
+         [idp]\nkind = \"file\"\npath = \"scim-users.json\"\n\n\
+         [identity_center]\nkind = \"file\"\npath = \"identitystore-users.json\"\n\n",
+    );
+    for t in 0..args.targets {
+        config.push_str(&format!(
+            "[[targets]]\nname = \"target{t:02}\"\nkind = \"file\"\npath = \"target{t:02}-pg_user.csv\"\nmaster_user = \"awsuser\"\n\n"
+        ));
+    }
+    config.push_str("[mapping]\nlocal_allowlist = [\"etl_service\"]\n");
+    std::fs::write(out.join("idgraph.toml"), config)?;
+    Ok(())
 }
 
 /// An organisation as the sources' snapshots, what idgraph would read from its exports.

@@ -68,8 +68,6 @@ impl fmt::Display for ScimLocation {
 pub(super) fn parse_scim(path: &Path) -> Result<Vec<IdpUser>, Problem> {
     let mut s = open_json(path)?;
     let mut users = Vec::new();
-    let mut total_results = None;
-
     let mut add = |user: ScimUser, location: ScimLocation| -> Result<(), Problem> {
         let index = users.len();
         let user = idp_user(user).map_err(|missing| {
@@ -81,7 +79,7 @@ pub(super) fn parse_scim(path: &Path) -> Result<Vec<IdpUser>, Problem> {
         Ok(())
     };
 
-    match s.peek()? {
+    let total_results = match s.peek()? {
         None => return Err(Problem::Malformed("the file is empty".to_owned())),
         Some(b'{') => {
             let page = scim_item(&mut s, &mut |user, i| add(user, ScimLocation::Resource(i)))?;
@@ -92,42 +90,16 @@ pub(super) fn parse_scim(path: &Path) -> Result<Vec<IdpUser>, Problem> {
                         .to_owned(),
                 ));
             }
-            total_results = page.total_results;
+            page.total_results
         }
-        Some(b'[') => {
-            let mut pages_of_users = None;
-            s.array(|s, p| {
-                let item = scim_item(s, &mut |user, i| {
-                    add(user, ScimLocation::PageResource(p, i))
-                })?;
-                let pages_of_users = *pages_of_users.get_or_insert(item.is_page());
-                if item.is_page() != pages_of_users {
-                    let (this, first) = if pages_of_users {
-                        ("a User resource", "a ListResponse page")
-                    } else {
-                        ("a ListResponse page", "a User resource")
-                    };
-                    return Err(Problem::Malformed(format!(
-                        "element [{p}] is {this} but element [0] is {first}; the array must \
-                         hold only users or only pages"
-                    )));
-                }
-                if pages_of_users {
-                    // The first page's count is the one the listing started from.
-                    total_results = total_results.or(item.total_results);
-                } else {
-                    add(item.into_user(), ScimLocation::Element(p))?;
-                }
-                Ok(())
-            })?;
-        }
+        Some(b'[') => scim_array(&mut s, &mut add)?,
         Some(_) => {
             return Err(unexpected_start(
                 &s,
                 "a SCIM ListResponse object or a JSON array",
             ))
         }
-    }
+    };
     s.end()?;
 
     if let Some(total) = total_results {
@@ -139,6 +111,41 @@ pub(super) fn parse_scim(path: &Path) -> Result<Vec<IdpUser>, Problem> {
         }
     }
     Ok(users)
+}
+
+/// Walks a SCIM export that is a JSON array: of ListResponse pages or of User resources,
+/// never both, each user going to `add` with where it stands. Returns the first page's
+/// `totalResults`, the count the listing started from.
+fn scim_array<R: Read>(
+    s: &mut JsonStream<R>,
+    add: &mut dyn FnMut(ScimUser, ScimLocation) -> Result<(), Problem>,
+) -> Result<Option<u64>, Problem> {
+    let mut total_results = None;
+    let mut pages_of_users = None;
+    s.array(|s, p| {
+        let item = scim_item(s, &mut |user, i| {
+            add(user, ScimLocation::PageResource(p, i))
+        })?;
+        let pages_of_users = *pages_of_users.get_or_insert(item.is_page());
+        if item.is_page() != pages_of_users {
+            let (this, first) = if pages_of_users {
+                ("a User resource", "a ListResponse page")
+            } else {
+                ("a ListResponse page", "a User resource")
+            };
+            return Err(Problem::Malformed(format!(
+                "element [{p}] is {this} but element [0] is {first}; the array must \
+                 hold only users or only pages"
+            )));
+        }
+        if pages_of_users {
+            total_results = total_results.or(item.total_results);
+        } else {
+            add(item.into_user(), ScimLocation::Element(p))?;
+        }
+        Ok(())
+    })?;
+    Ok(total_results)
 }
 
 /// Walks an element of a SCIM export: a ListResponse page, whose `Resources` go to
