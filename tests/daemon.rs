@@ -257,9 +257,18 @@ fn the_daemon_serves_metrics_isolates_a_failed_source_and_stops_on_sigterm() {
             .unwrap()
             > 1.7e9
     );
-    assert_eq!(
-        daemon.sample("idgraph_build_info{version=\"0.1.0\"}"),
-        Some(1.0)
+    let (_, exposed) = daemon.get("/metrics");
+    let build_info = exposed
+        .lines()
+        .find(|l| l.starts_with("idgraph_build_info{"))
+        .expect("idgraph_build_info");
+    assert!(
+        build_info.contains("version=\"0.1.0\"") && build_info.contains("revision=\""),
+        "{build_info}"
+    );
+    assert!(
+        exposed.contains("\nprocess_resident_memory_bytes "),
+        "process metrics"
     );
     let (_, metrics) = daemon.get("/metrics");
     for name in ["ann@", "bob@", "cat@", "gone@", "report_bot"] {
@@ -575,4 +584,53 @@ fn the_daemon_listens_on_a_host_name() {
         },
     );
     assert_eq!(daemon.get("/healthz").0, 200);
+}
+
+// Regression: after a restart the gauges started from nothing, so partial runs after it
+// reported that no run had ever succeeded (IdgraphReconcileStale blind,
+// IdgraphReconcileNeverCompleted firing).
+#[test]
+fn a_restart_followed_by_partial_runs_keeps_what_the_store_knows() {
+    let ws = Workspace::new(&org());
+    let (code, report) = ws.reconcile();
+    assert_eq!(code, 0, "{report}");
+    let finished = chrono::DateTime::parse_from_rfc3339(report["finished_at"].as_str().unwrap())
+        .unwrap()
+        .timestamp_millis() as f64
+        / 1000.0;
+    // From now on every run is partial.
+    ws.remove("exports/identitystore.json");
+    let daemon = Daemon::start_with(
+        &ws,
+        Setup {
+            cron: "0 0 0 1 1 *",
+            ..Setup::default()
+        },
+    );
+    daemon.wait_for(
+        "idgraph_reconcile_runs_total{status=\"partial\"}",
+        1.0,
+        Duration::from_secs(20),
+    );
+    // The report shows whole seconds.
+    let last_success = daemon
+        .sample("idgraph_last_successful_reconcile_timestamp_seconds")
+        .unwrap();
+    assert!(
+        (last_success - finished).abs() < 1.0,
+        "{last_success} vs {finished}"
+    );
+    assert_eq!(
+        daemon.sample("idgraph_orphaned_db_users{target=\"analytics\"}"),
+        Some(2.0)
+    );
+    let oldest = daemon
+        .sample("idgraph_oldest_open_finding_timestamp_seconds{kind=\"orphaned_db_user\"}")
+        .expect("the oldest open orphan's first sighting");
+    assert!((oldest - finished).abs() < 60.0, "{oldest} vs {finished}");
+    // No unmanaged finding is open: no oldest one either.
+    assert_eq!(
+        daemon.sample("idgraph_oldest_open_finding_timestamp_seconds{kind=\"ambiguous_mapping\"}"),
+        None
+    );
 }

@@ -157,7 +157,13 @@ pub async fn run(
 
     let mut cron = settings.cron.clone();
     let ctx = Context::open(settings, Arc::new(NoProgress)).await?;
-    metrics.observe_open(&ctx.store.open_episodes().await?, Utc::now());
+    // What the store knows, before the first run of this process ends: a restart changes
+    // nothing a dashboard or an alert sees.
+    metrics.seed(
+        &ctx.store.open_episodes().await?,
+        ctx.store.last_complete_run_at().await?,
+        Utc::now(),
+    );
     ready.store(true, Ordering::Release);
     info!(store = %ctx.settings.store_path.display(), %cron, "Store ready.");
     // Every run takes the context current when it starts; a reload replaces it between runs.

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use idgraph_model::{FindingKind, Severity};
+use idgraph_model::FindingKind;
 use idgraph_store::{Episode, RunStatus, SourceStatus};
 use prometheus::core::Collector;
 use prometheus::{
@@ -23,12 +23,35 @@ const DURATION_BUCKETS: &[f64] = &[
     0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
 ];
 
+/// Sets every series of `gauges` to its value in `values` (label values in the gauge's
+/// label order), and the series that `values` lacks to 0 rather than dropping them, so that
+/// graphs and alerts see the drop to 0. Every series is written once.
+fn replace(gauges: &GaugeVec, mut values: BTreeMap<Vec<String>, f64>) {
+    for family in gauges.collect() {
+        for series in family.get_metric() {
+            let labels: Vec<String> = series
+                .get_label()
+                .iter()
+                .map(|l| l.value().to_owned())
+                .collect();
+            let value = values.remove(&labels).unwrap_or(0.0);
+            let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+            gauges.with_label_values(&labels).set(value);
+        }
+    }
+    for (labels, value) in values {
+        let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+        gauges.with_label_values(&labels).set(value);
+    }
+}
+
 /// Every metric idgraph exports.
 pub struct Metrics {
     registry: Registry,
     findings_open: GaugeVec,
     orphaned_db_users: GaugeVec,
     oldest_open_finding_age: GaugeVec,
+    oldest_open_finding_timestamp: GaugeVec,
     source_up: GaugeVec,
     source_objects: GaugeVec,
     source_fetch_duration: HistogramVec,
@@ -42,18 +65,28 @@ fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> Ga
     registered(registry, GaugeVec::new(Opts::new(name, help), labels))
 }
 
-/// `idgraph_build_info{version} 1`, which never changes while the process runs.
+/// `idgraph_build_info{version,revision} 1`, which never changes while the process runs,
+/// and the `process_*` metrics of the process itself (CPU, memory, open files, start time).
 fn register_build_info(registry: &Registry) {
     let build_info = registered(
         registry,
         GaugeVec::new(
-            Opts::new("idgraph_build_info", "The running idgraph's version."),
-            &["version"],
+            Opts::new(
+                "idgraph_build_info",
+                "The running idgraph's version and the commit it was built from.",
+            ),
+            &["version", "revision"],
         ),
     );
     build_info
-        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .with_label_values(&[env!("CARGO_PKG_VERSION"), env!("IDGRAPH_REVISION")])
         .set(1.0);
+    #[cfg(target_os = "linux")]
+    registry
+        .register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("registered once");
 }
 
 /// `metric`, registered in `registry`. Names and labels are constants of this file: a
@@ -90,6 +123,12 @@ impl Metrics {
             &registry,
             "idgraph_oldest_open_finding_age_seconds",
             "Age of the oldest open finding of each kind.",
+            &["kind"],
+        );
+        let oldest_open_finding_timestamp = gauge_vec(
+            &registry,
+            "idgraph_oldest_open_finding_timestamp_seconds",
+            "Unix time the oldest open finding of each kind was first seen; absent while none is open.",
             &["kind"],
         );
         let source_up = gauge_vec(
@@ -158,6 +197,7 @@ impl Metrics {
             findings_open,
             orphaned_db_users,
             oldest_open_finding_age,
+            oldest_open_finding_timestamp,
             source_up,
             source_objects,
             source_fetch_duration,
@@ -220,60 +260,65 @@ impl Metrics {
         self.ticks_skipped.inc();
     }
 
-    /// Sets the finding gauges from the open episodes.
+    /// Seeds the gauges with what the store knows, before the first run of this process:
+    /// the open findings and when the last complete run finished. A restart then changes
+    /// nothing a dashboard or an alert sees, even when the runs after it are partial.
+    pub fn seed(&self, open: &[Episode], last_complete: Option<DateTime<Utc>>, now: DateTime<Utc>) {
+        if let Some(finished) = last_complete {
+            self.last_success
+                .set(finished.timestamp_millis() as f64 / 1000.0);
+        }
+        self.observe_open(open, now);
+    }
+
+    /// Sets the finding gauges from the open episodes. Each series is written once, to its
+    /// new value or to 0 if its findings closed, so that a scrape during an update sees
+    /// every series either as it was or as it is now, never a passing 0 that would reset
+    /// an alert's `for:`.
     pub fn observe_open(&self, open: &[Episode], now: DateTime<Utc>) {
-        let mut counts: BTreeMap<(FindingKind, Severity, &str), u64> = BTreeMap::new();
-        let mut orphans: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut counts: BTreeMap<Vec<String>, f64> = BTreeMap::new();
+        let mut orphans: BTreeMap<Vec<String>, f64> = BTreeMap::new();
         let mut oldest: BTreeMap<FindingKind, DateTime<Utc>> = BTreeMap::new();
         for episode in open {
             let f = &episode.finding;
-            let target = f.target.as_deref().unwrap_or("");
-            *counts.entry((f.kind, f.severity, target)).or_default() += 1;
+            let target = f.target.clone().unwrap_or_default();
+            let labels = vec![
+                f.kind.as_str().to_owned(),
+                f.severity.as_str().to_owned(),
+                target.clone(),
+            ];
+            *counts.entry(labels).or_default() += 1.0;
             if f.kind == FindingKind::OrphanedDbUser {
-                *orphans.entry(target).or_default() += 1;
+                *orphans.entry(vec![target]).or_default() += 1.0;
             }
             let first = oldest.entry(f.kind).or_insert(episode.opened_at);
             *first = (*first).min(episode.opened_at);
         }
-        // Zero what is no longer open rather than dropping the series, so that graphs and
-        // alerts see the drop to 0.
-        for metric in self.findings_open.collect() {
-            for m in metric.get_metric() {
-                let labels: Vec<&str> = m.get_label().iter().map(|l| l.value()).collect();
-                if let [kind, severity, target] = labels[..] {
-                    self.findings_open
-                        .with_label_values(&[kind, severity, target])
-                        .set(0.0);
-                }
-            }
-        }
-        for ((kind, severity, target), n) in counts {
-            self.findings_open
-                .with_label_values(&[kind.as_str(), severity.as_str(), target])
-                .set(n as f64);
-        }
-        for metric in self.orphaned_db_users.collect() {
-            for m in metric.get_metric() {
-                if let Some(target) = m.get_label().first() {
-                    self.orphaned_db_users
-                        .with_label_values(&[target.value()])
-                        .set(0.0);
-                }
-            }
-        }
-        for (target, n) in orphans {
-            self.orphaned_db_users
-                .with_label_values(&[target])
-                .set(n as f64);
-        }
+        replace(&self.findings_open, counts);
+        replace(&self.orphaned_db_users, orphans);
         for kind in FindingKind::ALL {
-            let age = oldest
-                .get(kind)
-                .map(|t| (now - *t).num_milliseconds().max(0) as f64 / 1000.0)
-                .unwrap_or(0.0);
-            self.oldest_open_finding_age
-                .with_label_values(&[kind.as_str()])
-                .set(age);
+            let label = [kind.as_str()];
+            match oldest.get(kind) {
+                Some(opened) => {
+                    let age = (now - *opened).num_milliseconds().max(0) as f64 / 1000.0;
+                    self.oldest_open_finding_age
+                        .with_label_values(&label)
+                        .set(age);
+                    self.oldest_open_finding_timestamp
+                        .with_label_values(&label)
+                        .set(opened.timestamp_millis() as f64 / 1000.0);
+                }
+                None => {
+                    self.oldest_open_finding_age
+                        .with_label_values(&label)
+                        .set(0.0);
+                    // No open finding, no oldest one: the series goes, so that
+                    // `time() - …` never computes an age from nothing.
+                    let _ = self
+                        .oldest_open_finding_timestamp
+                        .remove_label_values(&label);
+                }
+            }
         }
     }
 
@@ -284,5 +329,84 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut buffer)
             .expect("the text encoder writes to memory");
         String::from_utf8(buffer).expect("the text format is UTF-8")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use idgraph_model::{Finding, Reason, Severity};
+
+    use super::*;
+
+    fn episode(id: i64, kind: FindingKind, target: &str, user: &str) -> Episode {
+        Episode {
+            id,
+            finding: Finding {
+                kind,
+                reason: Reason::IdpUserInactive,
+                severity: Severity::High,
+                target: Some(target.into()),
+                db_user: Some(user.into()),
+                ic_user_id: None,
+                idp_user_id: None,
+                user_name: None,
+                superuser: false,
+                matched_by: None,
+                candidates: Vec::new(),
+            },
+            opened_run: 1,
+            opened_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            resolved_run: None,
+            resolved_at: None,
+            resolution: None,
+        }
+    }
+
+    /// The value of the sample `series` (name and labels as exposed) in `text`.
+    fn sample(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    }
+
+    // Regression: every update zeroed every finding series and then set the new values, so
+    // a scrape in between saw 0, which resets an alert's `for:` and can resolve it.
+    #[test]
+    fn a_scrape_never_sees_an_open_finding_at_zero_while_updates_race() {
+        let metrics = Arc::new(Metrics::new(&["a".to_owned()]));
+        let steady = episode(1, FindingKind::OrphanedDbUser, "a", "bob");
+        let coming_and_going = episode(2, FindingKind::OrphanedDbUser, "a", "eve");
+        metrics.observe_open(std::slice::from_ref(&steady), Utc::now());
+        let done = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (metrics, done) = (metrics.clone(), done.clone());
+            std::thread::spawn(move || {
+                for i in 0..20_000 {
+                    let open = match i % 2 {
+                        0 => vec![steady.clone(), coming_and_going.clone()],
+                        _ => vec![steady.clone()],
+                    };
+                    metrics.observe_open(&open, Utc::now());
+                }
+                done.store(true, Ordering::Release);
+            })
+        };
+        let series = [
+            r#"idgraph_findings_open{kind="orphaned_db_user",severity="high",target="a"}"#,
+            r#"idgraph_orphaned_db_users{target="a"}"#,
+        ];
+        let mut scrapes = 0;
+        while !done.load(Ordering::Acquire) {
+            let text = metrics.render();
+            for series in series {
+                let value = sample(&text, series).expect("the series is exposed");
+                assert!(value >= 1.0, "a scrape saw {series} {value}");
+            }
+            scrapes += 1;
+        }
+        writer.join().unwrap();
+        assert!(scrapes > 0);
     }
 }

@@ -165,6 +165,25 @@ impl Store {
         Ok(counts)
     }
 
+    /// When the newest complete run finished, if there was one: what
+    /// `idgraph_last_successful_reconcile_timestamp_seconds` shows from the start, so that
+    /// a restart followed by partial runs does not report that no run ever succeeded.
+    ///
+    /// # Errors
+    /// [`StoreError::Query`] if reading fails, [`StoreError::Corrupt`] if the time cannot
+    /// be read back.
+    pub async fn last_complete_run_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let finished: Option<(i64, String)> = sqlx::query_as(
+            "SELECT id, finished_at FROM runs WHERE status = 'complete' ORDER BY id DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(self.query("read the last complete run"))?;
+        finished
+            .map(|(id, text)| self.parse_time(&text, "finished_at", || format!("run {id}")))
+            .transpose()
+    }
+
     /// Episodes still open, most urgent first: by severity (critical first), then kind,
     /// target and subject (database user or Identity Center user id).
     ///
