@@ -12,6 +12,7 @@ mod daemon;
 mod demo;
 mod disk;
 mod export;
+mod gates;
 mod guard;
 mod live;
 mod peers;

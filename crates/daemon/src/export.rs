@@ -35,6 +35,15 @@ pub struct Period {
 ///
 /// When the text is neither, or `since` is not before `until`.
 pub fn period(since: &str, until: &str) -> anyhow::Result<Period> {
+    bounded(Some(since), Some(until))
+}
+
+/// [`period`] where either end may be open: from the first run, to the last.
+///
+/// # Errors
+///
+/// As [`period`].
+pub fn bounded(since: Option<&str>, until: Option<&str>) -> anyhow::Result<Period> {
     let parse = |text: &str, end_of_day: bool| -> anyhow::Result<DateTime<Utc>> {
         if let Ok(t) = DateTime::parse_from_rfc3339(text) {
             return Ok(t.with_timezone(&Utc));
@@ -53,8 +62,14 @@ pub fn period(since: &str, until: &str) -> anyhow::Result<Period> {
             .and_utc())
     };
     let period = Period {
-        since: parse(since, false).context("--since")?,
-        until: parse(until, true).context("--until")?,
+        since: match since {
+            Some(since) => parse(since, false).context("--since")?,
+            None => DateTime::<Utc>::MIN_UTC,
+        },
+        until: match until {
+            Some(until) => parse(until, true).context("--until")?,
+            None => DateTime::<Utc>::MAX_UTC,
+        },
     };
     if period.since >= period.until {
         bail!("--since must be before --until");
@@ -63,11 +78,13 @@ pub fn period(since: &str, until: &str) -> anyhow::Result<Period> {
 }
 
 impl Period {
-    fn covers_run(&self, run: &RunRow) -> bool {
+    /// Whether `run` finished within the period.
+    pub fn covers_run(&self, run: &RunRow) -> bool {
         run.finished_at >= self.since && run.finished_at < self.until
     }
 
-    fn overlaps(&self, e: &Episode) -> bool {
+    /// Whether the episode `e` was open at some time within the period.
+    pub fn overlaps(&self, e: &Episode) -> bool {
         e.opened_at < self.until && e.resolved_at.is_none_or(|r| r >= self.since)
     }
 }

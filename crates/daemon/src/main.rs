@@ -32,7 +32,10 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| EnvFilter::new(cli.default_log_level()));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(cli.color.enabled(
+            std::io::stderr().is_terminal(),
+            std::env::var("NO_COLOR").ok().as_deref(),
+        ))
         .with_writer(|| Scrubbing(std::io::stderr()));
     match cli.log_format {
         LogFormat::Text => logs.init(),

@@ -158,6 +158,51 @@ pub fn findings_json(open: &[Episode]) -> String {
     })
 }
 
+/// `check --format json`: `{"config": path, "sources": [...]}`, each source as in a run
+/// report.
+pub fn check_json(config: &std::path::Path, records: &[SourceRecord]) -> String {
+    #[derive(Serialize)]
+    struct Check<'a> {
+        config: String,
+        sources: Vec<SourceJson<'a>>,
+    }
+    to_json(&Check {
+        config: config.display().to_string(),
+        sources: records.iter().map(SourceJson::from).collect(),
+    })
+}
+
+/// `verify --format json`: the chain's state, whether it passed (`ok`: intact, and at
+/// `expected_head` when one was given), and the sentence the text output prints.
+pub fn verify_json(
+    report: &idgraph_store::ChainReport,
+    expected_head: Option<&str>,
+    ok: bool,
+    message: &str,
+) -> String {
+    #[derive(Serialize)]
+    struct Verify<'a> {
+        ok: bool,
+        intact: bool,
+        runs: u64,
+        head: Option<&'a str>,
+        expected_head: Option<&'a str>,
+        first_mismatch: Option<i64>,
+        changed_episode: Option<i64>,
+        message: &'a str,
+    }
+    to_json(&Verify {
+        ok,
+        intact: report.is_intact(),
+        runs: report.runs,
+        head: report.head.as_deref(),
+        expected_head,
+        first_mismatch: report.first_mismatch,
+        changed_episode: report.changed_episode,
+        message,
+    })
+}
+
 /// `history --format json`: `{"episodes": [...], "runs": [...]}`.
 pub fn history_json(episodes: &[Episode], runs: &[RunRow]) -> String {
     #[derive(Serialize)]

@@ -37,6 +37,76 @@ use crate::config::Settings;
 pub use render::render;
 pub use sql::quote_ident;
 
+/// A plan as gathered: what `idgraph plan` prints as SQL ([`Planned::sql`]) or JSON
+/// ([`Planned::json`]).
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// The clusters with orphans, in config order.
+    pub clusters: Vec<ClusterPlan>,
+    /// `[remediation] new_owner`.
+    pub new_owner: String,
+}
+
+impl Planned {
+    /// The script ([`render`]).
+    pub fn sql(&self) -> String {
+        render(&self.clusters, &self.new_owner)
+    }
+
+    /// `plan --format json`: per cluster its databases and what becomes of each orphan
+    /// (`drop`, `gone`, `new_owner`, `blocked` with its reasons), and the script.
+    pub fn json(&self) -> String {
+        let clusters: Vec<serde_json::Value> = self
+            .clusters
+            .iter()
+            .map(|cluster| {
+                let users: Vec<serde_json::Value> = cluster
+                    .orphans
+                    .iter()
+                    .map(|orphan| {
+                        let (verdict, reasons) =
+                            match render::verdict(cluster, orphan, &self.new_owner) {
+                                render::Verdict::Drop => ("drop", Vec::new()),
+                                render::Verdict::Gone => ("gone", Vec::new()),
+                                render::Verdict::NewOwner => ("new_owner", Vec::new()),
+                                render::Verdict::Blocked(reasons) => ("blocked", reasons),
+                            };
+                        serde_json::json!({
+                            "db_user": orphan.finding.db_user,
+                            "targets": orphan.targets,
+                            "verdict": verdict,
+                            "reasons": reasons,
+                        })
+                    })
+                    .collect();
+                let databases: Vec<serde_json::Value> = cluster
+                    .databases
+                    .iter()
+                    .map(|d| {
+                        serde_json::json!({
+                            "name": d.name,
+                            "targets": d.targets,
+                            "error": d.owned.as_ref().err(),
+                        })
+                    })
+                    .collect();
+                serde_json::json!({
+                    "cluster": cluster.name,
+                    "databases": databases,
+                    "not_read": cluster.unknown,
+                    "users": users,
+                })
+            })
+            .collect();
+        let value = serde_json::json!({
+            "new_owner": self.new_owner,
+            "clusters": clusters,
+            "sql": self.sql(),
+        });
+        serde_json::to_string_pretty(&value).unwrap_or_default()
+    }
+}
+
 /// One cluster's remediation: its orphaned users and every database of it idgraph read or
 /// tried to read.
 #[derive(Debug, Clone)]
@@ -89,8 +159,7 @@ pub struct DatabasePlan {
 
 /// Builds the plan for the open `orphaned_db_user` findings of `store` — of the cluster of
 /// the target named `target` only, if given — reading what each user owns in every
-/// database of its cluster, and renders it ([`render`]). Only reads: the store, and the
-/// catalogs.
+/// database of its cluster. Only reads: the store, and the catalogs.
 ///
 /// # Errors
 ///
@@ -101,7 +170,7 @@ pub async fn plan(
     settings: &Settings,
     store: &Store,
     target: Option<&str>,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<Planned> {
     let new_owner = new_owner(settings)?;
     if let Some(name) = target {
         if !settings.targets.iter().any(|t| t.name == name) {
@@ -128,7 +197,10 @@ pub async fn plan(
     for (name, members, orphans) in clusters {
         plans.push(gather(name, &members, orphans, new_owner, concurrency).await);
     }
-    Ok(render(&plans, new_owner))
+    Ok(Planned {
+        clusters: plans,
+        new_owner: new_owner.to_owned(),
+    })
 }
 
 /// `[remediation] new_owner`, which a plan cannot do without.

@@ -13,7 +13,7 @@ use crate::output::{clean, needs_escape};
 
 /// What the plan does with an orphan.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Verdict {
+pub(super) enum Verdict {
     /// Every database was read and nothing blocks it: its statements run, then `DROP USER`.
     Drop,
     /// No database of the cluster holds the user anymore: nothing to do.
@@ -172,7 +172,7 @@ fn database_label(database: &DatabasePlan) -> String {
 
 /// Decides what becomes of `orphan`: the reasons to block it are the cluster's own, every
 /// database that could not be read or entered, and what SQL here cannot hand over.
-fn verdict(plan: &ClusterPlan, orphan: &Orphan, new_owner: &str) -> Verdict {
+pub(super) fn verdict(plan: &ClusterPlan, orphan: &Orphan, new_owner: &str) -> Verdict {
     let Some(user) = orphan.finding.db_user.as_deref() else {
         return Verdict::Gone;
     };

@@ -599,7 +599,7 @@ async fn a_plan_needs_new_owner() {
         "{error}"
     );
     let (_dir, settings, store) = settings_and_store("[remediation]\nnew_owner = \"admin\"").await;
-    let sql = plan(&settings, &store, None).await.unwrap();
+    let sql = plan(&settings, &store, None).await.unwrap().sql();
     assert!(sql.contains("nothing to do"), "{sql}");
     let error = plan(&settings, &store, Some("nope"))
         .await
