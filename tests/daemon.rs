@@ -231,6 +231,11 @@ fn the_daemon_serves_metrics_isolates_a_failed_source_and_stops_on_sigterm() {
     let ws = Workspace::new(&org());
     let mut daemon = Daemon::start(&ws);
     assert_eq!(daemon.get("/healthz").0, 200);
+    let (status, landing) = daemon.get("/");
+    assert_eq!(status, 200);
+    for link in ["href=\"/metrics\"", "href=\"/healthz\"", "href=\"/readyz\""] {
+        assert!(landing.contains(link), "{link} in {landing}");
+    }
     let limit = Duration::from_secs(20);
     daemon.wait_for(
         "idgraph_reconcile_runs_total{status=\"complete\"}",

@@ -42,10 +42,28 @@ struct Shared {
 /// The HTTP routes.
 fn router(shared: Shared) -> Router {
     Router::new()
+        .route("/", get(landing))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(shared)
+}
+
+/// `/`: what a person who opens the address in a browser needs, links to the rest.
+async fn landing() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        concat!(
+            "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>idgraph</title></head>\n",
+            "<body><h1>idgraph ",
+            env!("CARGO_PKG_VERSION"),
+            "</h1>\n<p>Finds Amazon Redshift database users whose owner has left.</p>\n<ul>\n",
+            "<li><a href=\"/metrics\">/metrics</a>: Prometheus metrics</li>\n",
+            "<li><a href=\"/healthz\">/healthz</a>: the process is alive</li>\n",
+            "<li><a href=\"/readyz\">/readyz</a>: the store is ready</li>\n",
+            "</ul></body></html>\n"
+        ),
+    )
 }
 
 async fn metrics(State(shared): State<Shared>) -> impl IntoResponse {
