@@ -196,10 +196,12 @@ async fn read(
     })
 }
 
-/// Databases of a cluster that a plan never visits: PostgreSQL's templates and Redshift's
-/// internal `padb_harvest`, which `pg_database` lists (names starting `sys:` are
-/// Redshift's too). `pg_database` rather than `SVV_REDSHIFT_DATABASES`, which shows a
-/// user other than a superuser only its own databases:
+/// Databases of a cluster that a plan never visits: PostgreSQL's templates, and the ones
+/// Redshift keeps for itself (`padb_harvest`, `sys:internal`; AWS lists them with the
+/// templates as the databases that cannot be renamed:
+/// https://docs.aws.amazon.com/redshift/latest/dg/r_ALTER_DATABASE.html). `pg_database`
+/// rather than `SVV_REDSHIFT_DATABASES`, which shows a user other than a superuser only
+/// its own databases:
 /// https://docs.aws.amazon.com/redshift/latest/dg/r_SVV_REDSHIFT_DATABASES.html
 const SYSTEM_DATABASES: [&str; 3] = ["template0", "template1", "padb_harvest"];
 
