@@ -136,8 +136,14 @@ impl ScimSource {
 
     fn transport_failure(&self, error: reqwest::Error, origin: &str) -> Failure {
         // Timeouts, refused or reset connections, bodies cut short: worth another try.
-        let retryable =
-            error.is_timeout() || error.is_connect() || error.is_request() || error.is_body();
+        // reqwest reports a body that ends before its Content-Length while reading it as a
+        // decode error; the JSON is parsed apart from reqwest, so a decode error here is
+        // always the transport's.
+        let retryable = error.is_timeout()
+            || error.is_connect()
+            || error.is_request()
+            || error.is_body()
+            || error.is_decode();
         let what = if error.is_timeout() {
             "no complete answer in time: "
         } else {

@@ -62,6 +62,9 @@ struct Reply {
     /// After `body`, send users without end and without a Content-Length, until the
     /// client hangs up.
     endless: bool,
+    /// Announce the whole body's length but send only this many bytes of it, then close:
+    /// a connection that breaks mid-answer.
+    cut: Option<usize>,
 }
 
 impl Reply {
@@ -72,6 +75,7 @@ impl Reply {
             body: body.to_string(),
             delay: Duration::ZERO,
             endless: false,
+            cut: None,
         }
     }
 
@@ -83,6 +87,7 @@ impl Reply {
             body: r#"{"totalResults": 1, "Resources": [{"id": "u", "userName": "u"},"#.into(),
             delay: Duration::ZERO,
             endless: true,
+            cut: None,
         }
     }
 
@@ -104,6 +109,11 @@ impl Reply {
 
     fn delayed(mut self, delay: Duration) -> Self {
         self.delay = delay;
+        self
+    }
+
+    fn cut_after(mut self, bytes: usize) -> Self {
+        self.cut = Some(bytes);
         self
     }
 }
@@ -183,7 +193,10 @@ impl Stub {
                     head.push_str("\r\n");
                     let _ = write.write_all(head.as_bytes()).await;
                     let more = r#"{"id": "u", "userName": "u"},"#.repeat(2048);
-                    let mut chunk = reply.body.as_str();
+                    let mut chunk = match reply.cut {
+                        Some(n) => &reply.body[..n.min(reply.body.len())],
+                        None => reply.body.as_str(),
+                    };
                     while write.write_all(chunk.as_bytes()).await.is_ok() {
                         sent.fetch_add(chunk.len(), Ordering::SeqCst);
                         if !reply.endless {
@@ -328,6 +341,24 @@ fn starts(stub: &Stub) -> Vec<u64> {
 }
 
 // ----- index paging -------------------------------------------------------------------
+
+// Regression: a body cut off mid-answer (the connection broke after the headers) failed
+// the fetch at once instead of being tried again like any other broken connection.
+#[tokio::test]
+async fn an_answer_cut_off_mid_body_is_tried_again() {
+    let users = directory(5);
+    let stub = Stub::start(move |req, n| {
+        let page = index_page(&users, req, 1000);
+        match n {
+            0 => page.cut_after(40),
+            _ => page,
+        }
+    })
+    .await;
+    let fetched = fetch(&stub.source(stub.options())).await.expect("fetches");
+    assert_eq!(ids(&fetched), expected_ids(5));
+    assert_eq!(stub.user_requests().len(), 2);
+}
 
 #[tokio::test]
 async fn index_paging_fetches_every_user_once_with_the_file_mapping() {
@@ -896,6 +927,7 @@ async fn a_non_scim_error_body_is_excerpted() {
         body: format!("<html>\n  <h1>Not   Found</h1>{}</html>", "x".repeat(500)),
         delay: Duration::ZERO,
         endless: false,
+        cut: None,
     })
     .await;
     let err = fetch(&stub.source(stub.options()))
@@ -1263,6 +1295,7 @@ async fn answers_that_are_not_scim_are_invalid_responses() {
                 body: "<html>login</html>".into(),
                 delay: Duration::ZERO,
                 endless: false,
+                cut: None,
             },
         ),
         (
