@@ -26,8 +26,10 @@ const OPERATION_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Loads the shared AWS configuration the way the AWS CLI does
 /// (`aws_config::defaults(BehaviorVersion::latest())`): region and credentials from the
-/// environment, the profile files, web identity (EKS), the ECS container endpoint or the
-/// instance metadata service, each overridden when given here.
+/// environment, the profile files (`AWS_PROFILE`, including `aws sso login` profiles and
+/// `credential_process` ones such as aws-vault's or granted's), web identity (EKS), the
+/// ECS container endpoint or the instance metadata service, each overridden when given
+/// here.
 ///
 /// Every client built from it uses an HTTPS client on rustls (ring) with the system's
 /// root certificates, the SDK's `standard` retry mode with [`MAX_ATTEMPTS`] tries, and
@@ -36,9 +38,6 @@ const OPERATION_TIMEOUT: Duration = Duration::from_secs(120);
 /// - `region`: overrides the region chain.
 /// - `endpoint_url`: sends every request to this URL (a VPC endpoint, a local emulator).
 /// - `credentials`: fixed credentials instead of the chain, for tests and emulators.
-///
-/// AWS SSO (`aws sso login`) profiles are not supported: the SDK's SSO provider is left
-/// out to keep the build small; use a role, web identity or environment credentials.
 ///
 /// Loading never fails: a missing region or missing credentials surface as the error of
 /// the first request.
