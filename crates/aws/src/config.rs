@@ -5,7 +5,7 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, ConfigLoader, Region};
-use aws_credential_types::provider::ProvideCredentials;
+use aws_credential_types::provider::{future, ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
 use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
 use aws_smithy_http_client::tls::Provider;
@@ -83,7 +83,37 @@ pub(crate) async fn load(
     if let Some(credentials) = credentials {
         loader = loader.credentials_provider(credentials);
     }
-    loader.load().await
+    let config = loader.load().await;
+    match config.credentials_provider() {
+        Some(chain) => config
+            .to_builder()
+            .credentials_provider(SharedCredentialsProvider::new(Remembered(chain)))
+            .build(),
+        None => config,
+    }
+}
+
+/// A credentials provider that remembers the secret key and session token of whatever
+/// credentials it hands out, so that [`idgraph_sources::scrub`] removes them from any log
+/// line or error message, whichever provider of the chain obtained them (the environment,
+/// a `credential_process`, SSO, web identity).
+#[derive(Debug)]
+struct Remembered(SharedCredentialsProvider);
+
+impl ProvideCredentials for Remembered {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(async move {
+            let credentials = self.0.provide_credentials().await?;
+            idgraph_sources::secret::remember(credentials.secret_access_key());
+            if let Some(token) = credentials.session_token() {
+                idgraph_sources::secret::remember(token);
+            }
+            Ok(credentials)
+        })
+    }
 }
 
 /// `config` with `region` and `endpoint_url` in place of its own where they are given:
@@ -101,4 +131,29 @@ pub(crate) fn with_overrides(
         builder.set_endpoint_url(Some(url.to_owned()));
     }
     builder.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Regression: credentials the SDK's chain obtained (a `credential_process`, SSO, web
+    // identity) were unknown to the scrubber, so a peer that echoed them got them logged.
+    #[tokio::test]
+    async fn credentials_from_the_chain_are_scrubbed_from_any_text() {
+        let given = Credentials::new(
+            "AKIDSCRUBTEST",
+            "chain-secret-3f9a1c",
+            Some("chain-token-77b2e0".into()),
+            None,
+            "test",
+        );
+        let config = load(Some("us-east-1"), None, Some(given)).await;
+        let provider = config.credentials_provider().expect("a provider");
+        provider.provide_credentials().await.expect("credentials");
+        assert_eq!(
+            idgraph_sources::scrub("echoed chain-secret-3f9a1c and chain-token-77b2e0"),
+            "echoed [redacted] and [redacted]"
+        );
+    }
 }
