@@ -467,3 +467,100 @@ async fn the_cluster_credentials_password_never_leaks() {
     );
     assert!(!logs.contains(&password), "the password is in the logs");
 }
+
+const PROCESS_SECRET: &str = "process-secret-5e1d0c9b77";
+const PROCESS_TOKEN: &str = "process-session-token-a41f2e";
+
+// Regression: aws-config was built without `credentials-process` (and `sso`), so the
+// profiles engineers have (aws-vault, granted, `aws sso login`) gave no credentials.
+#[tokio::test]
+async fn a_credential_process_profile_reaches_identity_center_and_its_keys_stay_hidden() {
+    let moto = moto();
+    let seed = identitystore::Client::new(&aws_config(&moto.url()).await);
+    seed.create_user()
+        .identity_store_id(STORE)
+        .user_name("ann@example.com")
+        .display_name("Ann")
+        .name(Name::builder().given_name("Ann").family_name("A").build())
+        .send()
+        .await
+        .expect("moto creates the user");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    // What aws-vault or granted print: credentials with an expiry, as JSON on stdout.
+    std::fs::write(
+        path("credentials.sh"),
+        format!(
+            "#!/bin/sh\necho '{{\"Version\": 1, \"AccessKeyId\": \"AKIDPROCESS\", \
+             \"SecretAccessKey\": \"{PROCESS_SECRET}\", \"SessionToken\": \"{PROCESS_TOKEN}\", \
+             \"Expiration\": \"2099-01-01T00:00:00Z\"}}'\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        path("credentials.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::write(
+        path("aws-config"),
+        format!(
+            "[profile engineer]\nregion = {REGION}\ncredential_process = {}\n",
+            path("credentials.sh").display()
+        ),
+    )
+    .unwrap();
+    let scim = crate::util::Org::ann_and_bob().scim_json().to_string();
+    std::fs::write(path("scim.json"), scim).unwrap();
+    std::fs::write(
+        path("idgraph.toml"),
+        format!(
+            "[store]\npath = \"idgraph.db\"\n\n[idp]\nkind = \"file\"\npath = \"scim.json\"\n\n\
+             [identity_center]\nkind = \"aws\"\nidentity_store_id = \"{STORE}\"\n\
+             endpoint_url = \"{}\"\n",
+            moto.url()
+        ),
+    )
+    .unwrap();
+
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_idgraph"));
+    for variable in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_ROLE_ARN",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ] {
+        command.env_remove(variable);
+    }
+    let output = command
+        .args(["check", "--config"])
+        .arg(path("idgraph.toml"))
+        .env("AWS_CONFIG_FILE", path("aws-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", path("no-credentials"))
+        .env("AWS_PROFILE", "engineer")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("RUST_LOG", "trace")
+        .output()
+        .expect("the idgraph binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("identity_center "))
+        .unwrap_or_else(|| panic!("no line for identity_center: {stdout}"));
+    assert!(line.contains(" ok ") && line.contains("1 users"), "{line}");
+    assert!(stderr.contains("TRACE"), "trace logging was on");
+    for secret in [PROCESS_SECRET, PROCESS_TOKEN] {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "the profile's {secret} was printed"
+        );
+    }
+}

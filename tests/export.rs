@@ -133,3 +133,69 @@ fn a_period_before_any_run_is_empty_and_a_bad_date_is_named() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--since"));
 }
+
+/// Database users named like spreadsheet formulas.
+const FORMULAS: [&str; 3] = ["=HYPERLINK(\"http://x\",\"y\")", "-1+2", "@SUM(A1)"];
+
+/// Whether a spreadsheet would read `cell` as a formula (OWASP's "CSV injection" list).
+fn live_formula(cell: &str) -> bool {
+    cell.starts_with(['=', '+', '-', '@', '\t', '\r'])
+}
+
+// Regression: a database user named `=HYPERLINK(…)` was a live formula in findings.csv
+// when an auditor opened the bundle in a spreadsheet.
+#[test]
+fn names_a_spreadsheet_would_evaluate_are_neutralised_in_the_csvs_and_kept_in_the_json() {
+    // The target's name starts with `@` too: runs.csv lists it once it fails.
+    let org = FORMULAS
+        .iter()
+        .fold(Org::ann_and_bob(), |org, name| org.db("@ops", name, false));
+    let ws = Workspace::new(&org);
+    assert_eq!(ws.reconcile().0, 0);
+    ws.remove("exports/_ops.csv");
+    assert_eq!(ws.reconcile().0, 2, "the target failed");
+    let export = ws.export_everything("bundle");
+    assert_eq!(
+        export.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let out = ws.path("bundle");
+
+    let rows = |file: &str| -> Vec<csv::StringRecord> {
+        csv::Reader::from_path(out.join(file))
+            .unwrap()
+            .records()
+            .map(|r| r.unwrap())
+            .collect()
+    };
+    let findings = rows("findings.csv");
+    let runs = rows("runs.csv");
+    for row in findings.iter().chain(&runs) {
+        for cell in row {
+            assert!(!live_formula(cell), "a live formula: {cell:?} in {row:?}");
+        }
+    }
+    for name in FORMULAS {
+        let row = findings
+            .iter()
+            .find(|r| r[5] == format!("'{name}"))
+            .unwrap_or_else(|| panic!("no row for {name}: {findings:?}"));
+        assert_eq!(&row[4], "'@ops");
+    }
+    assert_eq!(&runs[1][7], "'@ops", "the failed target of run 2");
+
+    // The evidence keeps every name byte for byte.
+    let evidence: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("evidence.json")).unwrap()).unwrap();
+    let episodes = evidence["episodes"].as_array().unwrap();
+    for name in FORMULAS {
+        assert!(
+            episodes
+                .iter()
+                .any(|e| e["db_user"] == name && e["target"] == "@ops"),
+            "{name} is not in evidence.json as it is"
+        );
+    }
+}

@@ -378,3 +378,28 @@ fn a_removed_target_resolves_its_findings_as_removed() {
     assert_eq!(code, 0);
     assert_eq!(report["resolved"], serde_json::json!([]));
 }
+
+// Regression: `IDGRAPH__MAPPING__LOCAL_ALLOWLIST=a,b` failed with "expected a sequence",
+// blaming the configuration file.
+#[test]
+fn a_list_from_the_environment_takes_comma_separated_values() {
+    let ws = Workspace::new(&org());
+    let output = ws.idgraph_env(
+        &["reconcile", "--format", "json"],
+        &[("IDGRAPH__MAPPING__LOCAL_ALLOWLIST", "report_bot, other_bot")],
+    );
+    let (code, report) = crate::util::json_output(output);
+    assert_eq!(code, 0, "{report}");
+    let findings = summary(&report["findings"]);
+    assert!(
+        findings.iter().all(|f| f.4 != "report_bot"),
+        "the allowlisted user is a finding: {findings:?}"
+    );
+
+    // A bad value names its variable, not the file.
+    let output = ws.idgraph_env(&["check"], &[("IDGRAPH__MAPPING__MATCH_ON", "email,phone")]);
+    assert_ne!(output.status.code(), Some(0));
+    let stderr = crate::util::stderr(&output);
+    assert!(stderr.contains("IDGRAPH__MAPPING__MATCH_ON"), "{stderr}");
+    assert!(!stderr.contains("idgraph.toml"), "{stderr}");
+}

@@ -10,6 +10,7 @@ mod chain;
 mod cli;
 mod daemon;
 mod demo;
+mod deploy;
 mod disk;
 mod export;
 mod gates;

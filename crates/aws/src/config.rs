@@ -5,7 +5,7 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, ConfigLoader, Region};
-use aws_credential_types::provider::ProvideCredentials;
+use aws_credential_types::provider::{future, ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
 use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
 use aws_smithy_http_client::tls::Provider;
@@ -26,8 +26,10 @@ const OPERATION_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Loads the shared AWS configuration the way the AWS CLI does
 /// (`aws_config::defaults(BehaviorVersion::latest())`): region and credentials from the
-/// environment, the profile files, web identity (EKS), the ECS container endpoint or the
-/// instance metadata service, each overridden when given here.
+/// environment, the profile files (`AWS_PROFILE`, including `aws sso login` profiles and
+/// `credential_process` ones such as aws-vault's or granted's), web identity (EKS), the
+/// ECS container endpoint or the instance metadata service, each overridden when given
+/// here.
 ///
 /// Every client built from it uses an HTTPS client on rustls (ring) with the system's
 /// root certificates, the SDK's `standard` retry mode with [`MAX_ATTEMPTS`] tries, and
@@ -36,9 +38,6 @@ const OPERATION_TIMEOUT: Duration = Duration::from_secs(120);
 /// - `region`: overrides the region chain.
 /// - `endpoint_url`: sends every request to this URL (a VPC endpoint, a local emulator).
 /// - `credentials`: fixed credentials instead of the chain, for tests and emulators.
-///
-/// AWS SSO (`aws sso login`) profiles are not supported: the SDK's SSO provider is left
-/// out to keep the build small; use a role, web identity or environment credentials.
 ///
 /// Loading never fails: a missing region or missing credentials surface as the error of
 /// the first request.
@@ -84,7 +83,37 @@ pub(crate) async fn load(
     if let Some(credentials) = credentials {
         loader = loader.credentials_provider(credentials);
     }
-    loader.load().await
+    let config = loader.load().await;
+    match config.credentials_provider() {
+        Some(chain) => config
+            .to_builder()
+            .credentials_provider(SharedCredentialsProvider::new(Remembered(chain)))
+            .build(),
+        None => config,
+    }
+}
+
+/// A credentials provider that remembers the secret key and session token of whatever
+/// credentials it hands out, so that [`idgraph_sources::scrub`] removes them from any log
+/// line or error message, whichever provider of the chain obtained them (the environment,
+/// a `credential_process`, SSO, web identity).
+#[derive(Debug)]
+struct Remembered(SharedCredentialsProvider);
+
+impl ProvideCredentials for Remembered {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(async move {
+            let credentials = self.0.provide_credentials().await?;
+            idgraph_sources::secret::remember(credentials.secret_access_key());
+            if let Some(token) = credentials.session_token() {
+                idgraph_sources::secret::remember(token);
+            }
+            Ok(credentials)
+        })
+    }
 }
 
 /// `config` with `region` and `endpoint_url` in place of its own where they are given:
@@ -102,4 +131,29 @@ pub(crate) fn with_overrides(
         builder.set_endpoint_url(Some(url.to_owned()));
     }
     builder.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Regression: credentials the SDK's chain obtained (a `credential_process`, SSO, web
+    // identity) were unknown to the scrubber, so a peer that echoed them got them logged.
+    #[tokio::test]
+    async fn credentials_from_the_chain_are_scrubbed_from_any_text() {
+        let given = Credentials::new(
+            "AKIDSCRUBTEST",
+            "chain-secret-3f9a1c",
+            Some("chain-token-77b2e0".into()),
+            None,
+            "test",
+        );
+        let config = load(Some("us-east-1"), None, Some(given)).await;
+        let provider = config.credentials_provider().expect("a provider");
+        provider.provide_credentials().await.expect("credentials");
+        assert_eq!(
+            idgraph_sources::scrub("echoed chain-secret-3f9a1c and chain-token-77b2e0"),
+            "echoed [redacted] and [redacted]"
+        );
+    }
 }

@@ -6,6 +6,7 @@
 //! the run chain, so an auditor can check later that neither the bundle nor the store's
 //! history changed.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -198,8 +199,49 @@ fn sources_where(run: &RunRow, status: SourceStatus) -> String {
         .join(";")
 }
 
+/// The first characters that make a spreadsheet read a cell as a formula (or, for tab and
+/// the line breaks, let one slip past a check): OWASP's "CSV injection" list, which has
+/// named the line feed as well as the carriage return since 2025.
+const FORMULA_TRIGGERS: [char; 7] = ['=', '+', '-', '@', '\t', '\r', '\n'];
+
+/// `cell` as a spreadsheet shows it as text: one that begins with a formula trigger gets
+/// a single quote in front, as OWASP advises
+/// (<https://owasp.org/www-community/attacks/CSV_Injection>). Only the CSV files are
+/// neutralised; `evidence.json` keeps every name as it is.
+fn spreadsheet_safe(cell: &str) -> Cow<'_, str> {
+    if cell.starts_with(FORMULA_TRIGGERS) {
+        Cow::Owned(format!("'{cell}"))
+    } else {
+        Cow::Borrowed(cell)
+    }
+}
+
+/// A CSV writer whose every cell is [`spreadsheet_safe`].
+struct SafeCsv(csv::Writer<Vec<u8>>);
+
+impl SafeCsv {
+    fn new() -> Self {
+        Self(csv::Writer::from_writer(Vec::new()))
+    }
+
+    fn write_record<I>(&mut self, record: I) -> anyhow::Result<()>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let cells = record
+            .into_iter()
+            .map(|cell| spreadsheet_safe(cell.as_ref()).into_owned());
+        Ok(self.0.write_record(cells)?)
+    }
+
+    fn into_inner(self) -> anyhow::Result<Vec<u8>> {
+        Ok(self.0.into_inner()?)
+    }
+}
+
 fn runs_csv(runs: &[RunRow]) -> anyhow::Result<Vec<u8>> {
-    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut w = SafeCsv::new();
     w.write_record([
         "run_id",
         "started_at",
@@ -224,11 +266,11 @@ fn runs_csv(runs: &[RunRow]) -> anyhow::Result<Vec<u8>> {
             r.hash.clone().unwrap_or_default(),
         ])?;
     }
-    Ok(w.into_inner()?)
+    w.into_inner()
 }
 
 fn findings_csv(episodes: &[Episode]) -> anyhow::Result<Vec<u8>> {
-    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut w = SafeCsv::new();
     w.write_record([
         "episode_id",
         "kind",
@@ -273,7 +315,7 @@ fn findings_csv(episodes: &[Episode]) -> anyhow::Result<Vec<u8>> {
                 .unwrap_or_default(),
         ])?;
     }
-    Ok(w.into_inner()?)
+    w.into_inner()
 }
 
 fn evidence_json(
@@ -541,6 +583,28 @@ mod tests {
             escape_html("<script>alert('x')</script> & \"q\""),
             "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"
         );
+    }
+
+    #[test]
+    fn cells_a_spreadsheet_would_evaluate_get_a_quote_and_the_others_stay() {
+        for (cell, shown) in [
+            (
+                "=HYPERLINK(\"http://x\",\"y\")",
+                "'=HYPERLINK(\"http://x\",\"y\")",
+            ),
+            ("+1", "'+1"),
+            ("-1+2", "'-1+2"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("\rx", "'\rx"),
+            ("\nx", "'\nx"),
+            ("IAMA:ann@example.com", "IAMA:ann@example.com"),
+            ("a=b", "a=b"),
+            ("'quoted", "'quoted"),
+            ("", ""),
+        ] {
+            assert_eq!(spreadsheet_safe(cell), shown, "{cell:?}");
+        }
     }
 
     #[test]

@@ -35,6 +35,16 @@ use raw::RawConfig;
 /// Environment variables starting with this (then `__SECTION__KEY`) override the file.
 pub const ENV_PREFIX: &str = "IDGRAPH";
 
+/// The keys whose values are lists: from the environment, each takes comma-separated
+/// values (`IDGRAPH__MAPPING__LOCAL_ALLOWLIST=etl_bot,report_bot`).
+const LIST_KEYS: [&str; 5] = [
+    "mapping.prefixes",
+    "mapping.role_prefixes",
+    "mapping.match_on",
+    "mapping.system_users",
+    "mapping.local_allowlist",
+];
+
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -43,6 +53,15 @@ pub enum ConfigError {
     Load {
         /// The configuration file.
         path: PathBuf,
+        /// What the parser said, naming the key.
+        message: String,
+    },
+    /// An `IDGRAPH__…` variable holds a value of the wrong type or names an unknown key;
+    /// the file alone is fine.
+    #[error("environment variable {}: {message}", variables.join(", "))]
+    Environment {
+        /// The variables the error comes from.
+        variables: Vec<String>,
         /// What the parser said, naming the key.
         message: String,
     },
@@ -56,13 +75,14 @@ pub enum ConfigError {
     },
 }
 
-/// Loads `path`, applies `IDGRAPH__SECTION__KEY` overrides from the process environment,
-/// and validates the result.
+/// Loads `path`, applies `IDGRAPH__SECTION__KEY` overrides from the process environment
+/// (a list as comma-separated values), and validates the result.
 ///
 /// # Errors
 ///
 /// [`ConfigError::Load`] when the file cannot be read or parsed, names unknown keys, or
-/// lacks required ones; [`ConfigError::Invalid`] listing every inconsistent value.
+/// lacks required ones; [`ConfigError::Environment`] when an override does, naming the
+/// variable; [`ConfigError::Invalid`] listing every inconsistent value.
 pub fn load(path: &Path) -> Result<Settings, ConfigError> {
     load_inner(path, Secrets::Process)
 }
@@ -113,9 +133,107 @@ enum Secrets {
     Process,
     /// From a map standing for the environment (tests).
     Map(config::Map<String, String>),
-    /// Nowhere: every variable reads as a placeholder and no token file is read, so the
-    /// settings must not leave this module.
+    /// Nowhere: every variable reads as a placeholder and no token or password file is read,
+    /// so the settings must not leave this module.
     Skip,
+}
+
+/// An `IDGRAPH__SECTION__KEY` variable and the key it sets.
+struct Override {
+    /// The variable's name, as set.
+    variable: String,
+    /// `section.key`, lowercase, as the `config` crate reads it.
+    key: String,
+    /// The variable's value.
+    value: String,
+}
+
+impl Override {
+    /// Whether this variable set `key` (`section`, `section.key`, `section.key[1]`).
+    fn sets(&self, key: &str) -> bool {
+        within(key, &self.key, &['.']) || within(&self.key, key, &['.', '['])
+    }
+
+    /// Whether `problem` (which starts with the key it is about) is about this variable's
+    /// key.
+    fn caused(&self, problem: &str) -> bool {
+        within(&self.key, problem, &[' ', ':', '.', '['])
+    }
+}
+
+/// Whether `text` is `key` or starts with `key` and then one of `next`.
+fn within(key: &str, text: &str, next: &[char]) -> bool {
+    text.strip_prefix(key)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(next))
+}
+
+/// The `IDGRAPH__…` variables of `env`, or of the process when `None`.
+fn overrides(env: Option<&config::Map<String, String>>) -> Vec<Override> {
+    let prefix = format!("{ENV_PREFIX}__");
+    let vars: Vec<(String, String)> = match env {
+        Some(map) => map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        None => std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect(),
+    };
+    let mut overrides: Vec<Override> = vars
+        .into_iter()
+        .filter_map(|(variable, value)| {
+            let key = match variable.split_at_checked(prefix.len()) {
+                Some((head, key)) if head.eq_ignore_ascii_case(&prefix) => key,
+                _ => return None,
+            };
+            Some(Override {
+                key: key.to_lowercase().replace("__", "."),
+                variable,
+                value,
+            })
+        })
+        .collect();
+    overrides.sort_by(|a, b| a.variable.cmp(&b.variable));
+    overrides
+}
+
+/// The file at `path` under `overrides`: lists split at commas, other values parsed as
+/// the `config` crate does (numbers, booleans, strings).
+fn build(path: &Path, overrides: &[Override]) -> Result<RawConfig, config::ConfigError> {
+    let (lists, scalars): (Vec<&Override>, Vec<&Override>) = overrides
+        .iter()
+        .partition(|o| LIST_KEYS.contains(&o.key.as_str()));
+    let scalars = scalars
+        .iter()
+        .map(|o| (o.variable.clone(), o.value.clone()))
+        .collect();
+    let mut builder = config::Config::builder()
+        .add_source(config::File::from(path).format(config::FileFormat::Toml))
+        .add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(scalars)),
+        );
+    for list in lists {
+        let values: Vec<String> = list
+            .value
+            .split(',')
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .collect();
+        builder = builder.set_override(&list.key, values)?;
+    }
+    builder.build()?.try_deserialize()
+}
+
+/// The key a `config` error is about, when it says.
+fn error_key(error: &config::ConfigError) -> Option<&str> {
+    match error {
+        config::ConfigError::Type { key, .. } | config::ConfigError::At { key, .. } => {
+            key.as_deref()
+        }
+        _ => None,
+    }
 }
 
 fn load_inner(path: &Path, secrets: Secrets) -> Result<Settings, ConfigError> {
@@ -126,22 +244,28 @@ fn load_inner(path: &Path, secrets: Secrets) -> Result<Settings, ConfigError> {
     if !path.is_file() {
         return Err(load_error("no such configuration file".to_owned()));
     }
-    let overrides = match &secrets {
-        Secrets::Map(map) => Some(map.clone()),
+    let overrides = overrides(match &secrets {
+        Secrets::Map(map) => Some(map),
         Secrets::Process | Secrets::Skip => None,
-    };
-    let mut raw: RawConfig = config::Config::builder()
-        .add_source(config::File::from(path).format(config::FileFormat::Toml))
-        .add_source(
-            config::Environment::with_prefix(ENV_PREFIX)
-                .prefix_separator("__")
-                .separator("__")
-                .try_parsing(true)
-                .source(overrides),
-        )
-        .build()
-        .and_then(|c| c.try_deserialize())
-        .map_err(|e| load_error(e.to_string()))?;
+    });
+    let mut raw = build(path, &overrides).map_err(|e| {
+        // Blame the environment only when the file alone is fine.
+        if overrides.is_empty() || build(path, &[]).is_err() {
+            return load_error(e.to_string());
+        }
+        let mut variables: Vec<String> = overrides
+            .iter()
+            .filter(|o| error_key(&e).is_some_and(|key| o.sets(key)))
+            .map(|o| o.variable.clone())
+            .collect();
+        if variables.is_empty() {
+            variables = overrides.iter().map(|o| o.variable.clone()).collect();
+        }
+        ConfigError::Environment {
+            variables,
+            message: e.to_string(),
+        }
+    })?;
     let base = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -149,6 +273,12 @@ fn load_inner(path: &Path, secrets: Secrets) -> Result<Settings, ConfigError> {
     if let Secrets::Skip = secrets {
         raw.idp.remove("token_env");
         raw.idp.remove("token_file");
+        // A password file alone reads as the placeholder every variable reads as here.
+        for target in &mut raw.targets {
+            if !target.contains_key("password_env") && target.remove("password_file").is_some() {
+                target.insert("password_env".into(), "IDGRAPH_WITHHELD".into());
+            }
+        }
     }
     let lookup = |name: &str| match &secrets {
         Secrets::Process => std::env::var(name).ok(),
@@ -157,7 +287,15 @@ fn load_inner(path: &Path, secrets: Secrets) -> Result<Settings, ConfigError> {
     };
     validate::validate(raw, base, &lookup).map_err(|problems| ConfigError::Invalid {
         path: path.to_owned(),
-        problems,
+        problems: problems
+            .into_iter()
+            .map(
+                |problem| match overrides.iter().find(|o| o.caused(&problem)) {
+                    Some(o) => format!("{problem} (set by {})", o.variable),
+                    None => problem,
+                },
+            )
+            .collect(),
     })
 }
 

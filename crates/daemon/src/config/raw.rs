@@ -222,7 +222,7 @@ pub(super) enum ProvisionedLogin {
     GetClusterCredentials,
     /// `GetClusterCredentialsWithIAM` for the caller's IAM identity.
     GetClusterCredentialsWithIam,
-    /// `user_env` and `password_env`.
+    /// `user_env` and `password_env` or `password_file`.
     Static,
 }
 
@@ -233,7 +233,7 @@ pub(super) enum ServerlessLogin {
     /// `GetCredentials` for the caller's IAM identity.
     #[default]
     ServerlessGetCredentials,
-    /// `user_env` and `password_env`.
+    /// `user_env` and `password_env` or `password_file`.
     Static,
 }
 
@@ -241,7 +241,7 @@ pub(super) enum ServerlessLogin {
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(super) enum PostgresLogin {
-    /// `user_env` and `password_env`.
+    /// `user_env` and `password_env` or `password_file`.
     Static,
 }
 
@@ -266,8 +266,11 @@ pub(super) struct ProvisionedTable {
     pub(super) endpoint_url: Option<String>,
     /// static: the environment variable holding the user name.
     pub(super) user_env: Option<String>,
-    /// static: the environment variable holding the password.
+    /// static: the environment variable holding the password; or `password_file`.
     pub(super) password_env: Option<String>,
+    /// static: a file holding the password (a mounted Kubernetes secret), trimmed; or
+    /// `password_env`.
+    pub(super) password_file: Option<PathBuf>,
     /// Overrides the endpoint address the redshift API reports.
     pub(super) host: Option<String>,
     /// Overrides the endpoint port the redshift API reports.
@@ -299,8 +302,11 @@ pub(super) struct ServerlessTable {
     pub(super) endpoint_url: Option<String>,
     /// static: the environment variable holding the user name.
     pub(super) user_env: Option<String>,
-    /// static: the environment variable holding the password.
+    /// static: the environment variable holding the password; or `password_file`.
     pub(super) password_env: Option<String>,
+    /// static: a file holding the password (a mounted Kubernetes secret), trimmed; or
+    /// `password_env`.
+    pub(super) password_file: Option<PathBuf>,
     /// Overrides the endpoint address the redshift-serverless API reports.
     pub(super) host: Option<String>,
     /// Overrides the endpoint port the redshift-serverless API reports.
@@ -328,8 +334,12 @@ pub(super) struct PostgresTable {
     pub(super) credentials: Option<PostgresLogin>,
     /// The environment variable holding the user name.
     pub(super) user_env: Option<String>,
-    /// The environment variable holding the password, if the server asks for one.
+    /// The environment variable holding the password, if the server asks for one; or
+    /// `password_file`.
     pub(super) password_env: Option<String>,
+    /// A file holding the password (a mounted Kubernetes secret), trimmed; or
+    /// `password_env`.
+    pub(super) password_file: Option<PathBuf>,
     /// `disable`, `prefer`, `require` (default) or `verify-full`.
     pub(super) sslmode: Option<SslMode>,
     /// The admin user of the database, which is never a finding.

@@ -2,7 +2,7 @@
 //! table into a [`TargetSource`], pushing one problem per bad key.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use idgraph_aws::{
     ProvisionedCredentials, ProvisionedOptions, ServerlessCredentials, ServerlessOptions,
@@ -16,7 +16,9 @@ use super::raw::{
     ServerlessLogin, ServerlessTable, Table, TargetKind,
 };
 use super::settings::{TargetSettings, TargetSource, DEFAULT_SQL_TIMEOUT};
-use super::validate::{deadline, from_env, kind, required, required_path, seconds, typed};
+use super::validate::{
+    deadline, from_env, kind, required, required_path, seconds, secret_from_env_or_file, typed,
+};
 
 /// Source names reserved for the IdP and Identity Center; no target may take them.
 const RESERVED_NAMES: [&str; 2] = ["idp", "identity_center"];
@@ -78,12 +80,14 @@ fn target(
             });
             (file.name, file.deadline_seconds, source)
         }
-        TargetKind::Postgres => postgres_target(key, typed(key, table, problems)?, env, problems),
+        TargetKind::Postgres => {
+            postgres_target(key, typed(key, table, problems)?, (env, base), problems)
+        }
         TargetKind::Provisioned => {
-            provisioned_target(key, typed(key, table, problems)?, env, problems)
+            provisioned_target(key, typed(key, table, problems)?, (env, base), problems)
         }
         TargetKind::Serverless => {
-            serverless_target(key, typed(key, table, problems)?, env, problems)
+            serverless_target(key, typed(key, table, problems)?, (env, base), problems)
         }
     };
     let deadline = deadline(key, deadline_seconds, problems);
@@ -94,25 +98,37 @@ fn target(
     })
 }
 
-/// The user and password of static credentials, read from the variables `user_env` and
-/// `password_env` name; the password may be optional (trust authentication).
+/// Where static credentials come from: the variables `user_env` and `password_env` name,
+/// or `password_file`.
+type StaticKeys = (Option<String>, Option<String>, Option<PathBuf>);
+
+/// The user and password of static credentials: the user from the variable `user_env`
+/// names, the password from the variable `password_env` names or from `password_file`
+/// (one of them); the password may be optional (trust authentication).
 fn static_credentials(
     key: &str,
-    (user_env, password_env): (Option<String>, Option<String>),
+    (user_env, password_env, password_file): StaticKeys,
     password_required: bool,
-    env: Env<'_>,
+    (env, base): (Env<'_>, &Path),
     problems: &mut Vec<String>,
 ) -> Option<(String, Option<Secret>)> {
     let user_key = format!("{key}.user_env");
-    let password_key = format!("{key}.password_env");
     let kind = "static credentials";
     let user_env = required(&user_key, kind, user_env, problems);
-    let password_env = match password_required {
-        true => required(&password_key, kind, password_env, problems),
-        false => password_env,
-    };
     let user = from_env(&user_key, user_env.as_deref(), env, problems);
-    let password = from_env(&password_key, password_env.as_deref(), env, problems).map(Secret::new);
+    if password_required && password_env.is_none() && password_file.is_none() {
+        problems.push(format!(
+            "{key}.password_env or {key}.password_file is required for kind \"{kind}\""
+        ));
+        return None;
+    }
+    let password = secret_from_env_or_file(
+        &format!("{key}.password"),
+        (password_env, password_file),
+        env,
+        base,
+        problems,
+    );
     if password_required && password.is_none() {
         return None;
     }
@@ -122,11 +138,11 @@ fn static_credentials(
 /// Static credentials of a Redshift target, where the password is required.
 fn static_login(
     key: &str,
-    variables: (Option<String>, Option<String>),
-    env: Env<'_>,
+    keys: StaticKeys,
+    sources: (Env<'_>, &Path),
     problems: &mut Vec<String>,
 ) -> Option<(String, Secret)> {
-    match static_credentials(key, variables, true, env, problems) {
+    match static_credentials(key, keys, true, sources, problems) {
         Some((user, Some(password))) => Some((user, password)),
         _ => None,
     }
@@ -151,7 +167,7 @@ type Validated = (String, Option<u64>, Option<TargetSource>);
 fn postgres_target(
     key: &str,
     table: PostgresTable,
-    env: Env<'_>,
+    sources: (Env<'_>, &Path),
     problems: &mut Vec<String>,
 ) -> Validated {
     let kind = "postgres";
@@ -161,9 +177,9 @@ fn postgres_target(
     let database = required(&format!("{key}.database"), kind, table.database, problems);
     let login = static_credentials(
         key,
-        (table.user_env, table.password_env),
+        (table.user_env, table.password_env, table.password_file),
         false,
-        env,
+        sources,
         problems,
     );
     let timeout = sql_timeout(key, table.timeout_seconds, problems);
@@ -188,7 +204,7 @@ fn postgres_target(
 fn provisioned_target(
     key: &str,
     table: ProvisionedTable,
-    env: Env<'_>,
+    sources: (Env<'_>, &Path),
     problems: &mut Vec<String>,
 ) -> Validated {
     let kind = "provisioned";
@@ -200,7 +216,7 @@ fn provisioned_target(
     );
     let database = required(&format!("{key}.database"), kind, table.database, problems);
     let timeout = sql_timeout(key, table.timeout_seconds, problems);
-    let variables = (table.user_env, table.password_env);
+    let keys = (table.user_env, table.password_env, table.password_file);
     let credentials = match table.credentials.unwrap_or_default() {
         ProvisionedLogin::GetClusterCredentials => required(
             &format!("{key}.db_user"),
@@ -212,7 +228,7 @@ fn provisioned_target(
         ProvisionedLogin::GetClusterCredentialsWithIam => {
             Some(ProvisionedCredentials::GetClusterCredentialsWithIam)
         }
-        ProvisionedLogin::Static => static_login(key, variables, env, problems)
+        ProvisionedLogin::Static => static_login(key, keys, sources, problems)
             .map(|(user, password)| ProvisionedCredentials::Static { user, password }),
     };
     let options = database.map(|database| TargetOptions {
@@ -242,7 +258,7 @@ fn provisioned_target(
 fn serverless_target(
     key: &str,
     table: ServerlessTable,
-    env: Env<'_>,
+    sources: (Env<'_>, &Path),
     problems: &mut Vec<String>,
 ) -> Validated {
     let kind = "serverless";
@@ -254,10 +270,10 @@ fn serverless_target(
     );
     let database = required(&format!("{key}.database"), kind, table.database, problems);
     let timeout = sql_timeout(key, table.timeout_seconds, problems);
-    let variables = (table.user_env, table.password_env);
+    let keys = (table.user_env, table.password_env, table.password_file);
     let credentials = match table.credentials.unwrap_or_default() {
         ServerlessLogin::ServerlessGetCredentials => Some(ServerlessCredentials::GetCredentials),
-        ServerlessLogin::Static => static_login(key, variables, env, problems)
+        ServerlessLogin::Static => static_login(key, keys, sources, problems)
             .map(|(user, password)| ServerlessCredentials::Static { user, password }),
     };
     let options = database.map(|database| TargetOptions {

@@ -477,3 +477,187 @@ fn a_value_of_the_wrong_type_names_its_key() {
         "{message}"
     );
 }
+
+/// [`MINIMAL`] loaded with the environment `vars`.
+fn load_env(
+    text: &str,
+    vars: &[(&str, &str)],
+) -> (tempfile::TempDir, Result<Settings, ConfigError>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), text);
+    let env = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let result = load_with_env(&path, Some(env));
+    (dir, result)
+}
+
+// Regression: `IDGRAPH__MAPPING__LOCAL_ALLOWLIST=a,b` failed with "expected a sequence".
+#[test]
+fn lists_take_comma_separated_values_from_the_environment() {
+    let (_dir, settings) = load_env(
+        MINIMAL,
+        &[
+            ("IDGRAPH__MAPPING__LOCAL_ALLOWLIST", "a,b"),
+            ("IDGRAPH__MAPPING__SYSTEM_USERS", "rdsdb, postgres"),
+            ("IDGRAPH__MAPPING__MATCH_ON", "email"),
+            ("IDGRAPH__MAPPING__PREFIXES", "IAM:,IAMA:,IAMR:,ns:"),
+            ("IDGRAPH__MAPPING__ROLE_PREFIXES", ""),
+        ],
+    );
+    let mapping = settings.unwrap().mapping;
+    assert_eq!(mapping.local_allowlist, ["a", "b"]);
+    assert_eq!(mapping.system_users, ["rdsdb", "postgres"]);
+    assert_eq!(mapping.match_on, [idgraph_model::MatchOn::Email]);
+    assert_eq!(mapping.prefixes, ["IAM:", "IAMA:", "IAMR:", "ns:"]);
+    assert!(mapping.role_prefixes.is_empty(), "an empty value, no list");
+    // A list of one that looks like a number is still a list of names.
+    let (_dir, settings) = load_env(MINIMAL, &[("IDGRAPH__MAPPING__LOCAL_ALLOWLIST", "42")]);
+    assert_eq!(settings.unwrap().mapping.local_allowlist, ["42"]);
+}
+
+#[test]
+fn every_list_of_the_mapping_is_read_as_a_list_from_the_environment() {
+    let lists: Vec<String> = serde_json::to_value(Mapping::default())
+        .unwrap()
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, v)| v.is_array())
+        .map(|(k, _)| format!("mapping.{k}"))
+        .collect();
+    for list in &lists {
+        assert!(
+            LIST_KEYS.contains(&list.as_str()),
+            "{list} is not in LIST_KEYS"
+        );
+    }
+    assert_eq!(lists.len(), LIST_KEYS.len());
+}
+
+// Regression: a bad value from the environment was reported against the file.
+#[test]
+fn an_error_from_the_environment_names_the_variable_not_the_file() {
+    for (variable, value, expected) in [
+        ("IDGRAPH__MAPPING__MATCH_ON", "email,phone", "phone"),
+        ("IDGRAPH__RECONCILE__TARGET_CONCURRENCY", "many", "many"),
+        ("IDGRAPH__STORE__BOGUS", "x", "bogus"),
+    ] {
+        let (dir, err) = load_env(MINIMAL, &[(variable, value)]);
+        let message = err.unwrap_err().to_string();
+        assert!(message.contains(variable), "{message}");
+        assert!(message.contains(expected), "{message}");
+        let file = dir.path().join("idgraph.toml");
+        assert!(!message.contains(&file.display().to_string()), "{message}");
+    }
+    // A value of the right type that validation refuses: the problem names the variable.
+    let (_dir, err) = load_env(MINIMAL, &[("IDGRAPH__RECONCILE__TARGET_CONCURRENCY", "0")]);
+    let message = err.unwrap_err().to_string();
+    assert!(
+        message.contains(
+            "reconcile.target_concurrency must be at least 1 (set by IDGRAPH__RECONCILE__TARGET_CONCURRENCY)"
+        ),
+        "{message}"
+    );
+    // A mistake in the file still names the file.
+    let (dir, err) = load_env(&format!("{MINIMAL}\n[store]\nbogus = 1\n"), &[]);
+    let message = err.unwrap_err().to_string();
+    assert!(
+        message.contains(&dir.path().join("idgraph.toml").display().to_string()),
+        "{message}"
+    );
+}
+
+/// A target of `kind` with static credentials whose password comes from `password`
+/// (`password_env = …` or `password_file = …` lines).
+fn static_target(kind: &str, password: &str) -> String {
+    let specific = match kind {
+        "postgres" => "host = \"db.example.com\"\n",
+        "provisioned" => "cluster_identifier = \"c1\"\ncredentials = \"static\"\n",
+        _ => "workgroup_name = \"wg\"\ncredentials = \"static\"\n",
+    };
+    format!(
+        "{MINIMAL}\n[[targets]]\nname = \"db\"\nkind = \"{kind}\"\ndatabase = \"dev\"\n\
+         {specific}user_env = \"DB_USER\"\n{password}\n"
+    )
+}
+
+/// The password of the second target, as validated.
+fn static_password(settings: &Settings) -> Option<&Secret> {
+    match &settings.targets[1].source {
+        TargetSource::Postgres { connection, .. } => connection.password.as_ref(),
+        TargetSource::Provisioned(o) => match &o.credentials {
+            ProvisionedCredentials::Static { password, .. } => Some(password),
+            other => panic!("{other:?}"),
+        },
+        TargetSource::Serverless(o) => match &o.credentials {
+            ServerlessCredentials::Static { password, .. } => Some(password),
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_database_password_may_come_from_a_file() {
+    for kind in ["postgres", "provisioned", "serverless"] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("db-password"), "  pw-from-file\n").unwrap();
+        std::fs::write(dir.path().join("empty"), "\n").unwrap();
+        let env = config::Map::from([
+            ("DB_USER".to_owned(), "reader".to_owned()),
+            ("DB_PASSWORD".to_owned(), "pw-from-env".to_owned()),
+        ]);
+        let load = |password: &str| {
+            let path = write(dir.path(), &static_target(kind, password));
+            load_with_env(&path, Some(env.clone()))
+        };
+
+        let settings = load("password_file = \"db-password\"").unwrap();
+        assert_eq!(
+            static_password(&settings).map(Secret::expose),
+            Some("pw-from-file"),
+            "{kind}"
+        );
+        assert!(!format!("{settings:?}").contains("pw-from-file"));
+        let settings = load("password_env = \"DB_PASSWORD\"").unwrap();
+        assert_eq!(
+            static_password(&settings).map(Secret::expose),
+            Some("pw-from-env"),
+            "{kind}"
+        );
+
+        for (password, expected) in [
+            (
+                "password_env = \"DB_PASSWORD\"\npassword_file = \"db-password\"",
+                "targets[1].password_env and targets[1].password_file are both set; set one",
+            ),
+            ("password_file = \"empty\"", "targets[1].password_file"),
+            ("password_file = \"missing\"", "targets[1].password_file"),
+        ] {
+            let message = load(password).unwrap_err().to_string();
+            assert!(message.contains(expected), "{kind}: {message}");
+        }
+        let message = load("password_file = \"empty\"").unwrap_err().to_string();
+        assert!(message.contains("is empty"), "{kind}: {message}");
+        let message = load("password_file = \"missing\"").unwrap_err().to_string();
+        assert!(message.contains("cannot be read"), "{kind}: {message}");
+
+        // Commands that only read the store read no password file.
+        let path = write(
+            dir.path(),
+            &static_target(kind, "password_file = \"missing\""),
+        );
+        assert!(for_store(&path).is_ok(), "{kind}");
+    }
+    // Redshift targets need a password from one place or the other.
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), &static_target("provisioned", ""));
+    let env = config::Map::from([("DB_USER".to_owned(), "reader".to_owned())]);
+    let message = load_with_env(&path, Some(env)).unwrap_err().to_string();
+    assert!(
+        message.contains("targets[1].password_env or targets[1].password_file"),
+        "{message}"
+    );
+}

@@ -107,7 +107,13 @@ fn scim_options(
         problems.push(format!("idp.url is not usable: {e}"));
     }
     let mut options = ScimOptions::new(url);
-    options.token = scim_token(table.token_env, table.token_file, env, base, problems);
+    options.token = secret_from_env_or_file(
+        "idp.token",
+        (table.token_env, table.token_file),
+        env,
+        base,
+        problems,
+    );
     if let Some(page_size) = table.page_size {
         options.page_size = page_size;
     }
@@ -139,34 +145,34 @@ fn scim_options(
     Some(options)
 }
 
-/// The SCIM bearer token, from the variable `token_env` names or from `token_file`; at
-/// most one of them.
-fn scim_token(
-    token_env: Option<String>,
-    token_file: Option<PathBuf>,
+/// A secret from the variable `{key}_env` names or from the file `{key}_file` (resolved
+/// against `base`, its content trimmed): at most one of them, `None` when neither is set.
+/// An unreadable or empty file is a problem naming `{key}_file`.
+pub(super) fn secret_from_env_or_file(
+    key: &str,
+    (var, file): (Option<String>, Option<PathBuf>),
     env: &dyn Fn(&str) -> Option<String>,
     base: &Path,
     problems: &mut Vec<String>,
 ) -> Option<Secret> {
-    match (token_env, token_file) {
+    match (var, file) {
         (Some(_), Some(_)) => {
-            problems.push("idp.token_env and idp.token_file are both set; set one".into());
+            problems.push(format!("{key}_env and {key}_file are both set; set one"));
             None
         }
-        (Some(var), None) => from_env("idp.token_env", Some(&var), env, problems).map(Secret::new),
+        (Some(var), None) => {
+            from_env(&format!("{key}_env"), Some(&var), env, problems).map(Secret::new)
+        }
         (None, Some(file)) => {
             let file = base.join(file);
             match std::fs::read_to_string(&file) {
-                Ok(token) if !token.trim().is_empty() => Some(Secret::new(token.trim())),
+                Ok(secret) if !secret.trim().is_empty() => Some(Secret::new(secret.trim())),
                 Ok(_) => {
-                    problems.push(format!("idp.token_file {} is empty", file.display()));
+                    problems.push(format!("{key}_file {} is empty", file.display()));
                     None
                 }
                 Err(e) => {
-                    problems.push(format!(
-                        "idp.token_file {} cannot be read: {e}",
-                        file.display()
-                    ));
+                    problems.push(format!("{key}_file {} cannot be read: {e}", file.display()));
                     None
                 }
             }
