@@ -80,3 +80,44 @@ fn the_image_is_one_the_user_builds_and_the_unit_starts_without_its_environment_
         assert!(!text.contains(absent), "{file} still has {absent:?}");
     }
 }
+
+/// The port idgraph listens on by default: outside 9100–9999, the range the Prometheus
+/// wiki's "default port allocations" gives to exporters and has filled (9187 is
+/// postgres_exporter's, likely to run next to idgraph).
+const PORT: &str = "10187";
+
+// Regression: idgraph listened on 9187, postgres_exporter's port; the image and the
+// Deployment only listened on all interfaces if the config said so; nothing restricted who
+// may reach /metrics.
+#[test]
+fn the_container_listens_on_all_interfaces_at_a_port_of_its_own_reachable_from_monitoring_only() {
+    let dockerfile = read("deploy/Dockerfile");
+    assert!(
+        dockerfile.contains(&format!("IDGRAPH__HTTP__LISTEN=0.0.0.0:{PORT}")),
+        "the image listens on all interfaces"
+    );
+    assert!(dockerfile.contains(&format!("EXPOSE {PORT}")));
+    assert!(read("deploy/kubernetes/deployment.yaml").contains(&format!("containerPort: {PORT}")));
+    assert!(read("deploy/kubernetes/service.yaml").contains(&format!("port: {PORT}")));
+    assert!(configmap_toml().contains(&format!("listen = \"0.0.0.0:{PORT}\"")));
+    assert!(read("config/demo.toml").contains(&format!("127.0.0.1:{PORT}")));
+    for file in [
+        "README.md",
+        "deploy/README.md",
+        "deploy/RUNBOOK.md",
+        "deploy/Dockerfile",
+    ] {
+        assert!(!read(file).contains("9187"), "{file} still names 9187");
+    }
+
+    let policy = read("deploy/kubernetes/networkpolicy.yaml");
+    for line in [
+        "kind: NetworkPolicy",
+        "    - Ingress",
+        "kubernetes.io/metadata.name: monitoring",
+        "port: http",
+    ] {
+        assert!(policy.contains(line), "the NetworkPolicy lacks {line:?}");
+    }
+    assert!(read("deploy/kubernetes/kustomization.yaml").contains("  - networkpolicy.yaml\n"));
+}

@@ -110,7 +110,7 @@ pub(super) struct HttpSection {
 impl Default for HttpSection {
     fn default() -> Self {
         Self {
-            listen: "127.0.0.1:9187".to_owned(),
+            listen: "127.0.0.1:10187".to_owned(),
             header_timeout_seconds: 10,
             max_connections: 128,
         }

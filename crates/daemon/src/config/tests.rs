@@ -387,24 +387,24 @@ fn environment_overrides_the_file() {
 fn http_defaults_bound_slow_clients() {
     let (_dir, settings) = load_text(MINIMAL);
     let http = settings.unwrap().http;
-    assert_eq!(http.addresses, vec!["127.0.0.1:9187".parse().unwrap()]);
+    assert_eq!(http.addresses, vec!["127.0.0.1:10187".parse().unwrap()]);
     assert_eq!(http.header_timeout, Duration::from_secs(10));
     assert_eq!(http.max_connections, 128);
 }
 
-// Regression: `listen = "localhost:9187"` was rejected as not an address.
+// Regression: `listen = "localhost:10187"` was rejected as not an address.
 #[test]
 fn listen_takes_a_host_name() {
     let (_dir, settings) = load_text(&format!(
-        "[http]\nlisten = \"localhost:9187\"\nheader_timeout_seconds = 2\nmax_connections = 8\n{MINIMAL}"
+        "[http]\nlisten = \"localhost:10187\"\nheader_timeout_seconds = 2\nmax_connections = 8\n{MINIMAL}"
     ));
     let http = settings.unwrap().http;
-    assert_eq!(http.listen, "localhost:9187");
+    assert_eq!(http.listen, "localhost:10187");
     assert!(!http.addresses.is_empty());
     assert!(
         http.addresses
             .iter()
-            .all(|a| a.ip().is_loopback() && a.port() == 9187),
+            .all(|a| a.ip().is_loopback() && a.port() == 10187),
         "{:?}",
         http.addresses
     );
@@ -660,4 +660,13 @@ fn a_database_password_may_come_from_a_file() {
         message.contains("targets[1].password_env or targets[1].password_file"),
         "{message}"
     );
+}
+
+// Regression: the default port was 9187, postgres_exporter's.
+#[test]
+fn the_default_port_is_not_an_exporter_s_the_prometheus_wiki_lists() {
+    let (_dir, settings) = load_text(MINIMAL);
+    let port = settings.unwrap().http.addresses[0].port();
+    assert_eq!(port, 10187);
+    assert!(!(9100..=9999).contains(&port));
 }

@@ -272,7 +272,7 @@ pub(super) fn deadline(key: &str, value: Option<u64>, problems: &mut Vec<String>
 }
 
 /// `[http]`: `listen` is an address and port, or a host name and port that resolves
-/// (`localhost:9187`); the limits are positive.
+/// (`localhost:10187`); the limits are positive.
 fn http_settings(section: HttpSection, problems: &mut Vec<String>) -> Option<HttpSettings> {
     if section.header_timeout_seconds == 0 {
         problems.push("http.header_timeout_seconds must be at least 1".into());
