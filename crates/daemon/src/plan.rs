@@ -46,6 +46,8 @@ pub struct UserPlan {
 }
 
 /// What is known about what a user owns.
+// One value per orphaned user, short-lived: boxing `Owned` would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Discovery {
     /// Read from the live catalog.
@@ -677,6 +679,7 @@ mod tests {
             table_privileges: Vec::new(),
             database: "dev".into(),
             redshift: false,
+            ..Owned::default()
         }
     }
 

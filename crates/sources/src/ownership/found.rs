@@ -1,0 +1,194 @@
+//! What discovery has found so far, per wanted user, as the catalogs are read.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::acl::{AclItem, Grantee};
+use super::types::{Blocker, BlockerKind, ColumnGrant, Owned, SchemaAccess};
+use super::UserIds;
+
+/// Everything found, by user name.
+pub(super) struct Found<'a> {
+    ids: &'a UserIds,
+    owned: BTreeMap<String, Owned>,
+    /// By user and schema.
+    access: BTreeMap<(String, String), SchemaAccess>,
+    /// By user, schema and table: the columns.
+    columns: BTreeMap<(String, String, String), BTreeSet<String>>,
+}
+
+impl<'a> Found<'a> {
+    pub(super) fn new(ids: &'a UserIds, database: &str, redshift: bool) -> Self {
+        let owned = ids
+            .names
+            .values()
+            .map(|name| {
+                (
+                    name.clone(),
+                    Owned {
+                        database: database.to_owned(),
+                        redshift,
+                        ..Owned::default()
+                    },
+                )
+            })
+            .collect();
+        Self {
+            ids,
+            owned,
+            access: BTreeMap::new(),
+            columns: BTreeMap::new(),
+        }
+    }
+
+    /// The wanted users' ids as an SQL list of integers.
+    pub(super) fn sql_ids(&self) -> &'a str {
+        &self.ids.sql_list
+    }
+
+    /// The wanted user with `id`.
+    pub(super) fn by_id(&mut self, id: i32) -> Option<&mut Owned> {
+        let name = self.ids.name(id)?;
+        self.owned.get_mut(name)
+    }
+
+    /// The wanted user called `name`.
+    pub(super) fn by_name(&mut self, name: &str) -> Option<&mut Owned> {
+        self.owned.get_mut(name)
+    }
+
+    /// Whether `name` is a wanted user.
+    pub(super) fn wanted(&self, name: &str) -> bool {
+        self.owned.contains_key(name)
+    }
+
+    /// What `user` may do in `schema`, created empty on first use.
+    pub(super) fn schema_access(&mut self, user: &str, schema: &str) -> &mut SchemaAccess {
+        self.access
+            .entry((user.to_owned(), schema.to_owned()))
+            .or_insert_with(|| SchemaAccess {
+                schema: schema.to_owned(),
+                ..SchemaAccess::default()
+            })
+    }
+
+    /// Notes that `user` holds a privilege on `column` of `schema.table`.
+    pub(super) fn column(&mut self, user: &str, schema: &str, table: &str, column: String) {
+        self.columns
+            .entry((user.to_owned(), schema.to_owned(), table.to_owned()))
+            .or_default()
+            .insert(column);
+    }
+
+    /// The items of an object's ACL that grant to a wanted user other than the object's
+    /// owner (`owner_id`; `None` when the catalog does not say), by that user's name.
+    /// Items a wanted user granted on an object it does not own — through a grant
+    /// option — become that user's blockers: `object` names the object in the sentence.
+    pub(super) fn grants<'i>(
+        &mut self,
+        acl: &'i [AclItem],
+        owner_id: Option<i32>,
+        object: &str,
+    ) -> Vec<(String, &'i AclItem)> {
+        let mut granted = Vec::new();
+        for item in acl {
+            if let Some(grantor) = self.ids.id(&item.grantor) {
+                if Some(grantor) != owner_id {
+                    self.grant_option_blocker(item, object);
+                }
+            }
+            if let Grantee::User(name) = &item.grantee {
+                if let Some(id) = self.ids.id(name) {
+                    if Some(id) != owner_id {
+                        granted.push((name.clone(), item));
+                    }
+                }
+            }
+        }
+        granted
+    }
+
+    fn grant_option_blocker(&mut self, item: &AclItem, object: &str) {
+        let sentence = format!(
+            "{object}: the user granted {} privileges ({}) on it through a grant option; \
+             the grant depends on the user, so revoke it (REVOKE … FROM the grantee, \
+             CASCADE as the owner) or have the owner re-grant it before DROP USER.",
+            item.grantee, item.privileges
+        );
+        self.blocker(
+            &item.grantor.clone(),
+            BlockerKind::GrantOption,
+            object,
+            sentence,
+        );
+    }
+
+    /// Records a blocker of the wanted user with `id`.
+    pub(super) fn blocker_by_id(
+        &mut self,
+        id: i32,
+        kind: BlockerKind,
+        object: &str,
+        sentence: String,
+    ) {
+        if let Some(name) = self.ids.name(id) {
+            self.blocker(name, kind, object, sentence);
+        }
+    }
+
+    /// Records a blocker of the wanted user `user`.
+    pub(super) fn blocker(
+        &mut self,
+        user: &str,
+        kind: BlockerKind,
+        object: &str,
+        sentence: String,
+    ) {
+        if let Some(owned) = self.owned.get_mut(user) {
+            owned.blockers.push(Blocker {
+                kind,
+                object: object.to_owned(),
+                sentence,
+            });
+        }
+    }
+
+    /// Every user's findings, each list sorted and without repeats.
+    pub(super) fn finish(mut self) -> BTreeMap<String, Owned> {
+        for ((user, _), access) in std::mem::take(&mut self.access) {
+            if let Some(owned) = self.owned.get_mut(&user) {
+                owned.schema_privileges.push(access);
+            }
+        }
+        for ((user, schema, table), columns) in std::mem::take(&mut self.columns) {
+            if let Some(owned) = self.owned.get_mut(&user) {
+                owned.column_privileges.push(ColumnGrant {
+                    schema,
+                    table,
+                    columns: columns.into_iter().collect(),
+                });
+            }
+        }
+        for owned in self.owned.values_mut() {
+            sort(&mut owned.relations);
+            sort(&mut owned.functions);
+            sort(&mut owned.schemas);
+            sort(&mut owned.schema_privileges);
+            sort(&mut owned.table_privileges);
+            sort(&mut owned.column_privileges);
+            sort(&mut owned.function_privileges);
+            sort(&mut owned.language_privileges);
+            sort(&mut owned.databases);
+            sort(&mut owned.database_privileges);
+            sort(&mut owned.default_acls);
+            sort(&mut owned.roles);
+            sort(&mut owned.owned_roles);
+            sort(&mut owned.blockers);
+        }
+        self.owned
+    }
+}
+
+fn sort<T: Ord>(list: &mut Vec<T>) {
+    list.sort();
+    list.dedup();
+}
