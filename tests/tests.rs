@@ -14,6 +14,7 @@ mod disk;
 mod export;
 mod guard;
 mod live;
+mod ownership;
 mod peers;
 mod plan;
 mod postgres;

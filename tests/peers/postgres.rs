@@ -201,6 +201,21 @@ impl Postgres {
             ),
         );
     }
+
+    /// Makes `database` look like Redshift to `login`: the Redshift catalog surface idgraph
+    /// reads (`redshift_catalog.sql`), in a schema first on the login's `search_path`
+    /// there, before `pg_catalog` (named, so that the fixture shadows it).
+    pub fn redshift_catalog(&self, database: &str, login: &str) {
+        self.sql(database, include_str!("redshift_catalog.sql"));
+        self.sql(
+            database,
+            &format!(
+                "ALTER ROLE {} IN DATABASE {} SET search_path = redshift_catalog, pg_catalog, public;",
+                quote_ident(login),
+                quote_ident(database)
+            ),
+        );
+    }
 }
 
 impl Drop for Postgres {

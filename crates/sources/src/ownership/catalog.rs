@@ -156,3 +156,73 @@ impl Reader<'_> {
         Ok(surface)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn surface(relations: &[&str], columns: &[(&str, &str)]) -> Surface {
+        Surface {
+            relations: relations.iter().map(|r| (*r).to_owned()).collect(),
+            columns: columns
+                .iter()
+                .map(|(r, c)| ((*r).to_owned(), (*c).to_owned()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn postgres_reads_its_own_catalog() {
+        let pg = surface(
+            &[
+                "pg_proc",
+                "pg_attribute",
+                "pg_default_acl",
+                "pg_auth_members",
+            ],
+            &[
+                ("pg_proc", "prokind"),
+                ("pg_attribute", "attacl"),
+                ("pg_default_acl", "defaclrole"),
+            ],
+        );
+        assert_eq!(pg.routines(false), Routines::ProKind);
+        assert_eq!(pg.column_acls(false), Some("pg_catalog.pg_attribute a"));
+        assert_eq!(
+            pg.default_acls(false),
+            Some(("pg_catalog.pg_default_acl d", "defaclrole"))
+        );
+    }
+
+    #[test]
+    fn redshift_prefers_its_own_views_where_both_exist() {
+        // The test fixture: PostgreSQL's catalog with Redshift's views beside it.
+        let both = surface(
+            &[
+                "pg_proc",
+                "pg_proc_info",
+                "pg_attribute_info",
+                "pg_default_acl",
+            ],
+            &[
+                ("pg_proc", "prokind"),
+                ("pg_attribute", "attacl"),
+                ("pg_attribute_info", "attacl"),
+                ("pg_default_acl", "defaclrole"),
+                ("pg_default_acl", "defacluser"),
+            ],
+        );
+        assert_eq!(both.routines(true), Routines::ProcInfo);
+        assert_eq!(both.column_acls(true), Some("pg_attribute_info a"));
+        assert_eq!(
+            both.default_acls(true),
+            Some(("pg_default_acl d", "defacluser"))
+        );
+        assert_eq!(both.routines(false), Routines::ProKind);
+        // A catalog with neither form reads nothing rather than fail.
+        let none = surface(&[], &[]);
+        assert_eq!(none.routines(true), Routines::PlainProc);
+        assert_eq!(none.column_acls(true), None);
+        assert_eq!(none.default_acls(false), None);
+    }
+}
