@@ -10,7 +10,6 @@ use idgraph_sources::ownership::{
     self, BlockerKind, ColumnGrant, DefaultAcl, DefaultAclObject, Function, FunctionKind, Grantee,
     Owned, Relation, RelationKind, SchemaAccess,
 };
-use idgraph_sources::postgres::{Connection, SslMode};
 
 use crate::peers::postgres::{quote_ident, Postgres};
 
@@ -150,14 +149,7 @@ VALUES ('postgres', {schema}, {user}, 'mv'), ('elsewhere', {schema}, {user}, 'v'
 /// What discovery finds for `USER` (and a user the catalog does not hold), read as
 /// idgraph's own unprivileged login.
 fn discover(pg: &Postgres) -> Owned {
-    let connection = Connection {
-        host: "127.0.0.1".into(),
-        port: pg.port,
-        database: "postgres".into(),
-        user: "idgraph_reader".into(),
-        password: None,
-        sslmode: SslMode::Disable,
-    };
+    let connection = pg.connection("postgres", "idgraph_reader");
     let users = [USER, "IAMA:nobody@example.com"].map(str::to_owned);
     let mut found = tokio::runtime::Runtime::new()
         .unwrap()

@@ -202,6 +202,18 @@ impl Postgres {
         );
     }
 
+    /// How idgraph reaches `database` as `user`, over TCP without TLS or password.
+    pub fn connection(&self, database: &str, user: &str) -> idgraph_sources::postgres::Connection {
+        idgraph_sources::postgres::Connection {
+            host: "127.0.0.1".into(),
+            port: self.port,
+            database: database.into(),
+            user: user.into(),
+            password: None,
+            sslmode: idgraph_sources::postgres::SslMode::Disable,
+        }
+    }
+
     /// Makes `database` look like Redshift to `login`: the Redshift catalog surface idgraph
     /// reads (`redshift_catalog.sql`), in a schema first on the login's `search_path`
     /// there, before `pg_catalog` (named, so that the fixture shadows it).
