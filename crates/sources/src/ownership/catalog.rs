@@ -31,15 +31,17 @@ const RELATIONS: [&str; 9] = [
     "svv_mv_info",
 ];
 
-/// Columns whose presence decides how a catalog is read.
-const COLUMNS: [(&str, &str); 5] = [
-    ("pg_proc", "prokind"),
-    ("pg_attribute", "attacl"),
-    ("pg_attribute_info", "attacl"),
-    ("pg_default_acl", "defaclrole"),
+/// Columns whose presence decides how a catalog is read, and whether discovery reads
+/// that relation qualified (`pg_catalog.…`, so only `pg_catalog`'s counts) or by the
+/// `search_path` (Redshift's own views, wherever Redshift keeps them).
+const COLUMNS: [(&str, &str, bool); 5] = [
+    ("pg_proc", "prokind", true),
+    ("pg_attribute", "attacl", true),
+    ("pg_attribute_info", "attacl", false),
+    ("pg_default_acl", "defaclrole", true),
     // Redshift names the owner of default privileges defacluser:
     // https://docs.aws.amazon.com/redshift/latest/dg/r_PG_DEFAULT_ACL.html
-    ("pg_default_acl", "defacluser"),
+    ("pg_default_acl", "defacluser", false),
 ];
 
 /// What the catalog has of [`RELATIONS`] and [`COLUMNS`].
@@ -134,13 +136,15 @@ impl Reader<'_> {
             &mut RELATIONS
                 .iter()
                 .copied()
-                .chain(COLUMNS.iter().map(|(relation, _)| *relation)),
+                .chain(COLUMNS.iter().map(|(relation, _, _)| *relation)),
         );
-        let columns = list(&mut COLUMNS.iter().map(|(_, column)| *column));
+        let columns = list(&mut COLUMNS.iter().map(|(_, column, _)| *column));
         let sql = format!(
             "SELECT DISTINCT CAST(c.relname AS varchar) AS relname, \
-                    CAST(a.attname AS varchar) AS attname \
+                    CAST(a.attname AS varchar) AS attname, \
+                    CAST(n.nspname AS varchar) AS schema_name \
              FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
                   AND CAST(a.attname AS varchar) IN ({columns}) \
              WHERE CAST(c.relname AS varchar) IN ({relations})"
@@ -148,8 +152,15 @@ impl Reader<'_> {
         let mut surface = Surface::default();
         for row in self.rows("the catalog's relations", sql).await? {
             let relation: String = self.get(&row, "relname")?;
+            let in_catalog = self.get::<String>(&row, "schema_name")? == "pg_catalog";
             if let Some(column) = self.get::<Option<String>>(&row, "attname")? {
-                surface.columns.insert((relation.clone(), column));
+                // A user's own table called pg_proc says nothing about pg_catalog.pg_proc.
+                let counts = COLUMNS.iter().any(|&(r, c, qualified)| {
+                    r == relation && c == column && (in_catalog || !qualified)
+                });
+                if counts {
+                    surface.columns.insert((relation.clone(), column));
+                }
             }
             surface.relations.insert(relation);
         }
