@@ -6,8 +6,13 @@
 //! `grantee=privileges/grantor`:
 //!
 //! - an empty grantee is `PUBLIC`;
-//! - Redshift writes a group as `group name` (and, in the same manner, a role as
-//!   `role name`): <https://docs.aws.amazon.com/redshift/latest/dg/r_PG_DEFAULT_ACL.html>;
+//! - Redshift writes a group as `group name`:
+//!   <https://docs.aws.amazon.com/redshift/latest/dg/r_PG_DEFAULT_ACL.html>. AWS does not
+//!   say how an RBAC role appears in an ACL (it documents role grants through
+//!   `SVV_RELATION_PRIVILEGES` and friends, whose `identity_type` is `role`:
+//!   <https://docs.aws.amazon.com/redshift/latest/dg/r_SVV_RELATION_PRIVILEGES.html>), so
+//!   a `role name` item is read the way a group's is; a grant to a role never keeps a
+//!   user from being dropped, so discovery only has to tell it from a user's;
 //! - a name that is not a plain identifier (letters, digits, `_`) is double-quoted, with
 //!   `"` doubled inside, so commas, `=`, `/` and spaces appear only inside quotes;
 //! - each privilege is one letter (`arwdDxtXUCTc…`; Redshift adds `R`, `D` for DROP, `P`,
