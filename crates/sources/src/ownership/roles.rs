@@ -64,7 +64,8 @@ impl Reader<'_> {
         Ok(())
     }
 
-    /// Redshift: `svv_user_grants`, the roles granted to each user.
+    /// Redshift: `svv_user_grants`, the roles granted to each user
+    /// (<https://docs.aws.amazon.com/redshift/latest/dg/r_SVV_USER_GRANTS.html>).
     async fn redshift_role_grants(&mut self, found: &mut Found<'_>) -> Result<(), SourceError> {
         let sql = format!(
             "SELECT CAST(g.user_id AS integer) AS user_id, \
@@ -82,8 +83,10 @@ impl Reader<'_> {
         Ok(())
     }
 
-    /// Redshift: `svv_roles`, whose owner is a name: every role is read (there are few)
-    /// and the owners matched here, so that no name is sent to the server.
+    /// Redshift: `svv_roles`, whose owner is a name
+    /// (<https://docs.aws.amazon.com/redshift/latest/dg/r_SVV_ROLES.html>): every role is
+    /// read (there are few) and the owners matched here, so that no name is sent to the
+    /// server.
     async fn owned_roles(&mut self, found: &mut Found<'_>) -> Result<(), SourceError> {
         let sql = "SELECT CAST(r.role_name AS varchar) AS role_name, \
                           CAST(r.role_owner AS varchar) AS role_owner \
