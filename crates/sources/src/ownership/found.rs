@@ -192,3 +192,56 @@ fn sort<T: Ord>(list: &mut Vec<T>) {
     list.sort();
     list.dedup();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ownership::acl;
+
+    fn ids() -> UserIds {
+        let names: BTreeMap<i32, String> =
+            [(10, "ann".to_owned()), (11, "bob \"b\"".to_owned())].into();
+        UserIds {
+            ids: names.iter().map(|(id, n)| (n.clone(), *id)).collect(),
+            names,
+            sql_list: "10, 11".to_owned(),
+        }
+    }
+
+    #[test]
+    fn grants_name_wanted_grantees_other_than_the_owner() {
+        let ids = ids();
+        let mut found = Found::new(&ids, "dev", false);
+        // ann owns the object: her own entry is ownership, not a grant; PUBLIC, groups
+        // and users not looked at are nobody's business here.
+        let items =
+            acl::parse("ann=arwd/ann,\"bob \"\"b\"\"\"=r/ann,=r/ann,group bob=r/ann,carol=r/ann")
+                .unwrap();
+        let granted: Vec<(String, String)> = found
+            .grants(&items, Some(10), "table x")
+            .into_iter()
+            .map(|(user, item)| (user, item.privileges.clone()))
+            .collect();
+        assert_eq!(granted, vec![("bob \"b\"".to_owned(), "r".to_owned())]);
+        assert!(found.finish().values().all(|o| o.blockers.is_empty()));
+    }
+
+    #[test]
+    fn a_grant_made_on_someone_elses_object_is_a_blocker_of_its_grantor() {
+        let ids = ids();
+        let mut found = Found::new(&ids, "dev", false);
+        let items = acl::parse("admin=arwd/admin,ann=r*/admin,carol=r/ann").unwrap();
+        let granted = found.grants(&items, Some(1), "table \"s\".\"t\"");
+        assert_eq!(granted.len(), 1);
+        let owned = found.finish();
+        let blockers = &owned["ann"].blockers;
+        assert_eq!(blockers.len(), 1, "{blockers:?}");
+        assert_eq!(blockers[0].kind, BlockerKind::GrantOption);
+        assert_eq!(blockers[0].object, "table \"s\".\"t\"");
+        assert!(
+            blockers[0].sentence.contains("user \"carol\""),
+            "{blockers:?}"
+        );
+        assert!(owned["bob \"b\""].blockers.is_empty());
+    }
+}
