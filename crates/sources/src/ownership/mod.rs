@@ -19,7 +19,7 @@
 //! savepoints.
 //!
 //! # Layout
-//! - [`types`](self): what discovery returns ([`Owned`] and its parts).
+//! - `types`: what discovery returns ([`Owned`] and its parts).
 //! - [`acl`]: the ACL text parser.
 //! - `catalog`: which relations and columns the catalog has.
 //! - `objects`: relations, columns, routines and schemas.
