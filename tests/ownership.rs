@@ -73,6 +73,11 @@ CREATE VIEW {schema}.mv AS SELECT 1 AS x;
 ALTER VIEW {schema}.mv OWNER TO {user};
 CREATE TABLE {schema}.mv_tbl__mv__0 (x integer);
 ALTER TABLE {schema}.mv_tbl__mv__0 OWNER TO {user};
+-- One that svv_mv_info does not show the login: its table gives it away.
+CREATE VIEW {schema}.hidden AS SELECT 1 AS x;
+ALTER VIEW {schema}.hidden OWNER TO {user};
+CREATE TABLE {schema}.mv_tbl__hidden__0 (x integer);
+ALTER TABLE {schema}.mv_tbl__hidden__0 OWNER TO {user};
 CREATE FUNCTION {schema}.{function}(integer) RETURNS integer LANGUAGE sql SECURITY DEFINER
     AS 'SELECT $1';
 ALTER FUNCTION {schema}.{function}(integer) OWNER TO {user};
@@ -206,8 +211,14 @@ fn expected(redshift: bool) -> Owned {
     ];
     if !redshift {
         // Plain views and tables on PostgreSQL.
-        relations.push(relation(SCHEMA, "mv", RelationKind::View));
-        relations.push(relation(SCHEMA, "mv_tbl__mv__0", RelationKind::Table));
+        for name in ["mv", "hidden"] {
+            relations.push(relation(SCHEMA, name, RelationKind::View));
+            relations.push(relation(
+                SCHEMA,
+                &format!("mv_tbl__{name}__0"),
+                RelationKind::Table,
+            ));
+        }
     }
     relations.sort();
     let mut default_acls = vec![
@@ -316,6 +327,10 @@ fn discovery_on_the_redshift_fixture_finds_every_kind_of_blocker() {
         (
             BlockerKind::MaterializedView,
             format!("materialized view {schema}.\"mv\""),
+        ),
+        (
+            BlockerKind::MaterializedView,
+            format!("materialized view {schema}.\"hidden\""),
         ),
         grant_option_blocker(),
     ];

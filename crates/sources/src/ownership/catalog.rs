@@ -8,7 +8,7 @@ use super::Reader;
 use crate::SourceError;
 
 /// Relations that only one of the two systems has (or that a login may lack).
-const RELATIONS: [&str; 9] = [
+const RELATIONS: [&str; 10] = [
     // Redshift's pg_proc with prokind:
     // https://docs.aws.amazon.com/redshift/latest/dg/r_PG_PROC_INFO.html
     "pg_proc_info",
@@ -29,6 +29,8 @@ const RELATIONS: [&str; 9] = [
     "svv_ml_model_info",
     // https://docs.aws.amazon.com/redshift/latest/dg/r_SVV_MV_INFO.html
     "svv_mv_info",
+    // https://docs.aws.amazon.com/redshift/latest/dg/r_STV_MV_INFO.html
+    "stv_mv_info",
 ];
 
 /// Columns whose presence decides how a catalog is read, and whether discovery reads

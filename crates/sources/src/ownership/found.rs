@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::acl::{AclItem, Grantee};
-use super::types::{Blocker, BlockerKind, ColumnGrant, Owned, SchemaAccess};
-use super::UserIds;
+use super::types::{Blocker, BlockerKind, ColumnGrant, Owned, RelationKind, SchemaAccess};
+use super::{qualified, UserIds};
 
 /// Everything found, by user name.
 pub(super) struct Found<'a> {
@@ -49,6 +49,11 @@ impl<'a> Found<'a> {
     pub(super) fn by_id(&mut self, id: i32) -> Option<&mut Owned> {
         let name = self.ids.name(id)?;
         self.owned.get_mut(name)
+    }
+
+    /// The name of the wanted user with `id`.
+    pub(super) fn name_of(&self, id: i32) -> Option<String> {
+        self.ids.name(id).map(str::to_owned)
     }
 
     /// The wanted user called `name`.
@@ -120,6 +125,24 @@ impl<'a> Found<'a> {
             object,
             sentence,
         );
+    }
+
+    /// Records that `owner` owns the Redshift materialized view `schema.name`: not a
+    /// relation a plan may hand over, since Redshift has no ALTER MATERIALIZED VIEW …
+    /// OWNER TO (<https://docs.aws.amazon.com/redshift/latest/dg/r_ALTER_MATERIALIZED_VIEW.html>),
+    /// but a blocker.
+    pub(super) fn materialized_view(&mut self, owner: &str, schema: &str, name: &str) {
+        if let Some(owned) = self.owned.get_mut(owner) {
+            owned.relations.retain(|r| {
+                !(r.schema == schema && r.name == name && r.kind == RelationKind::View)
+            });
+        }
+        let object = format!("materialized view {}", qualified(schema, name));
+        let sentence = format!(
+            "{object}: the user owns it and Redshift has no ALTER MATERIALIZED VIEW … \
+             OWNER TO; recreate it as another user or drop it by hand."
+        );
+        self.blocker(owner, BlockerKind::MaterializedView, &object, sentence);
     }
 
     /// Records a blocker of the wanted user with `id`.

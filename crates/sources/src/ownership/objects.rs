@@ -21,6 +21,8 @@ const MV_TABLE_PREFIX: &str = "mv_tbl__";
 
 impl Reader<'_> {
     /// Relations the users own, and direct grants to them on relations they do not own.
+    /// On Redshift a view with an `mv_tbl__<name>__0` table beside it is a materialized
+    /// view: a blocker, found here even when `svv_mv_info` shows the login nothing.
     pub(super) async fn relations(&mut self, found: &mut Found<'_>) -> Result<(), SourceError> {
         let sql = format!(
             "SELECT CAST(c.relowner AS integer) AS owner_id, \
@@ -34,6 +36,7 @@ impl Reader<'_> {
                AND (CAST(c.relowner AS integer) IN ({}) OR c.relacl IS NOT NULL)",
             found.sql_ids()
         );
+        let mut materialized = Vec::new();
         for row in self.rows("relations", sql).await? {
             let Some(kind) = RelationKind::from_relkind(&self.text(&row, "kind")?) else {
                 continue;
@@ -43,10 +46,13 @@ impl Reader<'_> {
                 name: self.get(&row, "name")?,
                 kind,
             };
+            let owner_id: i32 = self.get(&row, "owner_id")?;
             if self.redshift && relation.name.starts_with(MV_TABLE_PREFIX) {
+                if let Some(view) = materialized_view_of(&relation.name) {
+                    materialized.push((owner_id, relation.schema, view.to_owned()));
+                }
                 continue;
             }
-            let owner_id: i32 = self.get(&row, "owner_id")?;
             let acl = self.acl(&row, "acl")?;
             let object = format!(
                 "{} {}",
@@ -66,6 +72,11 @@ impl Reader<'_> {
             }
             if let Some(owned) = found.by_id(owner_id) {
                 owned.relations.push(relation);
+            }
+        }
+        for (owner_id, schema, view) in materialized {
+            if let Some(owner) = found.name_of(owner_id) {
+                found.materialized_view(&owner, &schema, &view);
             }
         }
         Ok(())
@@ -195,5 +206,30 @@ impl Reader<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// The materialized view an `mv_tbl__<name>__0` table holds the rows of.
+fn materialized_view_of(table: &str) -> Option<&str> {
+    table
+        .strip_prefix(MV_TABLE_PREFIX)?
+        .strip_suffix("__0")
+        .filter(|view| !view.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_materialized_view_is_named_by_its_table() {
+        assert_eq!(
+            materialized_view_of("mv_tbl__sales_mv__0"),
+            Some("sales_mv")
+        );
+        assert_eq!(materialized_view_of("mv_tbl__a__b__0"), Some("a__b"));
+        assert_eq!(materialized_view_of("mv_tbl____0"), None);
+        assert_eq!(materialized_view_of("mv_tbl__x__1"), None);
+        assert_eq!(materialized_view_of("orders"), None);
     }
 }

@@ -4,7 +4,7 @@
 
 use super::catalog::Surface;
 use super::found::Found;
-use super::types::{BlockerKind, RelationKind};
+use super::types::BlockerKind;
 use super::{qualified, quoted, Reader};
 use crate::SourceError;
 
@@ -25,9 +25,7 @@ impl Reader<'_> {
         if surface.has("svv_ml_model_info") {
             self.models(found, database).await?;
         }
-        if surface.has("svv_mv_info") {
-            self.materialized_views(found, database).await?;
-        }
+        self.materialized_views(found, surface, database).await?;
         Ok(())
     }
 
@@ -82,7 +80,7 @@ impl Reader<'_> {
     /// <https://docs.aws.amazon.com/redshift/latest/dg/r_SVV_ML_MODEL_INFO.html>
     async fn models(&mut self, found: &mut Found<'_>, database: &str) -> Result<(), SourceError> {
         for (owner, schema, name) in self
-            .by_owner_name("svv_ml_model_info", "model_name", database)
+            .by_owner_name(OwnedBy::SVV_ML_MODEL_INFO, database)
             .await?
         {
             let object = format!("model {}", qualified(&schema, &name));
@@ -95,49 +93,52 @@ impl Reader<'_> {
         Ok(())
     }
 
-    /// Materialized views: relkind `v` in `pg_class`, but `ALTER MATERIALIZED VIEW` has
-    /// no `OWNER TO` on Redshift, so they are taken out of the owned relations.
-    /// <https://docs.aws.amazon.com/redshift/latest/dg/r_ALTER_MATERIALIZED_VIEW.html>
+    /// Materialized views the login may see in `svv_mv_info` (or, on a Redshift without
+    /// it, `stv_mv_info`: <https://docs.aws.amazon.com/redshift/latest/dg/r_STV_MV_INFO.html>).
     async fn materialized_views(
         &mut self,
         found: &mut Found<'_>,
+        surface: &Surface,
         database: &str,
     ) -> Result<(), SourceError> {
-        for (owner, schema, name) in self.by_owner_name("svv_mv_info", "name", database).await? {
-            if let Some(owned) = found.by_name(&owner) {
-                owned.relations.retain(|r| {
-                    !(r.schema == schema && r.name == name && r.kind == RelationKind::View)
-                });
-            }
-            let object = format!("materialized view {}", qualified(&schema, &name));
-            let sentence = format!(
-                "{object}: the user owns it and Redshift has no ALTER MATERIALIZED VIEW … \
-                 OWNER TO; recreate it as another user or drop it by hand."
-            );
-            found.blocker(&owner, BlockerKind::MaterializedView, &object, sentence);
+        let view = if surface.has("svv_mv_info") {
+            OwnedBy::SVV_MV_INFO
+        } else if surface.has("stv_mv_info") {
+            OwnedBy::STV_MV_INFO
+        } else {
+            return Ok(());
+        };
+        for (owner, schema, name) in self.by_owner_name(view, database).await? {
+            found.materialized_view(&owner, &schema, &name);
         }
         Ok(())
     }
 
-    /// `(owner, schema, name)` of every object in `view` — a Redshift view of `char(128)`
-    /// names (`database_name`, `schema_name`, `user_name` and `name_column`) — that lives
-    /// in the database read. The view names the owner rather than giving its id: every
-    /// row is read and the owners are matched here, so that no name is sent to the server.
+    /// `(owner, schema, name)` of every object in a Redshift view of `char(128)` names
+    /// that lives in the database read. The view names the owner rather than giving its
+    /// id: every row is read and the owners are matched here, so that no name is sent to
+    /// the server.
     async fn by_owner_name(
         &mut self,
-        view: &str,
-        name_column: &str,
+        view: OwnedBy,
         database: &str,
     ) -> Result<Vec<(String, String, String)>, SourceError> {
+        let OwnedBy {
+            relation,
+            database_column,
+            schema_column,
+            name_column,
+            owner_column,
+        } = view;
         let sql = format!(
-            "SELECT TRIM(CAST(v.database_name AS varchar)) AS database_name, \
-                    TRIM(CAST(v.schema_name AS varchar)) AS schema_name, \
+            "SELECT TRIM(CAST(v.{database_column} AS varchar)) AS database_name, \
+                    TRIM(CAST(v.{schema_column} AS varchar)) AS schema_name, \
                     TRIM(CAST(v.{name_column} AS varchar)) AS name, \
-                    TRIM(CAST(v.user_name AS varchar)) AS owner \
-             FROM {view} v"
+                    TRIM(CAST(v.{owner_column} AS varchar)) AS owner \
+             FROM {relation} v"
         );
         let mut owned = Vec::new();
-        for row in self.rows(view, sql).await? {
+        for row in self.rows(relation, sql).await? {
             if self.text(&row, "database_name")? == database {
                 owned.push((
                     self.text(&row, "owner")?,
@@ -148,4 +149,38 @@ impl Reader<'_> {
         }
         Ok(owned)
     }
+}
+
+/// A Redshift view that lists objects with their database, schema and owner's name.
+#[derive(Clone, Copy)]
+struct OwnedBy {
+    relation: &'static str,
+    database_column: &'static str,
+    schema_column: &'static str,
+    name_column: &'static str,
+    owner_column: &'static str,
+}
+
+impl OwnedBy {
+    const SVV_ML_MODEL_INFO: Self = Self {
+        relation: "svv_ml_model_info",
+        database_column: "database_name",
+        schema_column: "schema_name",
+        name_column: "model_name",
+        owner_column: "user_name",
+    };
+    const SVV_MV_INFO: Self = Self {
+        relation: "svv_mv_info",
+        database_column: "database_name",
+        schema_column: "schema_name",
+        name_column: "name",
+        owner_column: "user_name",
+    };
+    const STV_MV_INFO: Self = Self {
+        relation: "stv_mv_info",
+        database_column: "db_name",
+        schema_column: "schema",
+        name_column: "name",
+        owner_column: "owner_user_name",
+    };
 }
