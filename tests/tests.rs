@@ -16,6 +16,7 @@ mod export;
 mod gates;
 mod guard;
 mod live;
+mod ownership;
 mod peers;
 mod plan;
 mod plan_cluster;

@@ -206,6 +206,33 @@ impl Postgres {
             ),
         );
     }
+
+    /// How idgraph reaches `database` as `user`, over TCP without TLS or password.
+    pub fn connection(&self, database: &str, user: &str) -> idgraph_sources::postgres::Connection {
+        idgraph_sources::postgres::Connection {
+            host: "127.0.0.1".into(),
+            port: self.port,
+            database: database.into(),
+            user: user.into(),
+            password: None,
+            sslmode: idgraph_sources::postgres::SslMode::Disable,
+        }
+    }
+
+    /// Makes `database` look like Redshift to `login`: the Redshift catalog surface idgraph
+    /// reads (`redshift_catalog.sql`), in a schema first on the login's `search_path`
+    /// there, before `pg_catalog` (named, so that the fixture shadows it).
+    pub fn redshift_catalog(&self, database: &str, login: &str) {
+        self.sql(database, include_str!("redshift_catalog.sql"));
+        self.sql(
+            database,
+            &format!(
+                "ALTER ROLE {} IN DATABASE {} SET search_path = redshift_catalog, pg_catalog, public;",
+                quote_ident(login),
+                quote_ident(database)
+            ),
+        );
+    }
 }
 
 impl Drop for Postgres {

@@ -127,6 +127,7 @@ fn owned() -> Owned {
         table_privileges: Vec::new(),
         database: "dev".into(),
         redshift: false,
+        ..Owned::default()
     }
 }
 
