@@ -71,6 +71,55 @@ fn seed(pg: &Postgres) {
     );
 }
 
+/// A postgres target `name` on `database` of `pg`, read as idgraph_reader.
+fn target(pg: &Postgres, name: &str, database: &str) -> String {
+    format!(
+        "[[targets]]\nname = \"{name}\"\nkind = \"postgres\"\nhost = \"127.0.0.1\"\n\
+         port = {}\ndatabase = \"{}\"\nuser_env = \"PG_USER\"\n\
+         password_env = \"PG_PASSWORD\"\nsslmode = \"disable\"\nmaster_user = \"postgres\"\n\n",
+        pg.port,
+        database.replace('\\', "\\\\").replace('"', "\\\"")
+    )
+}
+
+/// A workspace whose one person is ann, with `targets` and `new_owner = "admin"`, after a
+/// first complete run.
+fn reconciled(targets: &str) -> Workspace {
+    let config = format!("{targets}[remediation]\nnew_owner = \"admin\"\n");
+    let ws = Workspace::with_targets(&Org::default().person("ann@example.com"), &config);
+    let (code, report) = json_output(ws.idgraph_env(&["reconcile", "--format", "json"], &env()));
+    assert_eq!(code, 0, "{report}");
+    ws
+}
+
+/// `idgraph plan` (with `args`): the script.
+fn plan(ws: &Workspace, args: &[&str]) -> String {
+    let mut all = vec!["plan"];
+    all.extend_from_slice(args);
+    let output = ws.idgraph_env(&all, &env());
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Applies `sql` as the plan's header says: the whole file, one psql, as the superuser,
+/// stopping at the first error.
+fn apply(pg: &Postgres, ws: &Workspace, sql: &str) {
+    let file = ws.path("plan.sql");
+    std::fs::write(&file, sql).unwrap();
+    let applied = Command::new("psql")
+        .args(["-X", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p"])
+        .arg(pg.port.to_string())
+        .args(["-U", "postgres", "-d", "postgres", "-f"])
+        .arg(&file)
+        .output()
+        .expect("psql runs");
+    assert!(
+        applied.status.success(),
+        "the plan does not apply: {}\n{sql}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+}
+
 /// The owner of every relation outside the system schemas of `database`, as
 /// `schema.name|owner` lines, sorted.
 fn owners(pg: &Postgres, database: &str) -> Vec<String> {
@@ -93,22 +142,14 @@ fn owners(pg: &Postgres, database: &str) -> Vec<String> {
 fn a_cluster_plan_applies_in_one_psql_and_drops_each_orphan_once() {
     let pg = Postgres::start();
     seed(&pg);
-    let target = |name: &str, database: &str| {
-        format!(
-            "[[targets]]\nname = \"{name}\"\nkind = \"postgres\"\nhost = \"127.0.0.1\"\n\
-             port = {}\ndatabase = \"{}\"\nuser_env = \"PG_USER\"\n\
-             password_env = \"PG_PASSWORD\"\nsslmode = \"disable\"\nmaster_user = \"postgres\"\n\n",
-            pg.port,
-            database.replace('\\', "\\\\").replace('"', "\\\"")
-        )
-    };
-    let config = format!(
-        "{}{}[remediation]\nnew_owner = \"admin\"\n",
-        target("warehouse", "postgres"),
-        target("sales", SALES)
+    let ws = Workspace::with_targets(
+        &Org::default().person("ann@example.com"),
+        &format!(
+            "{}{}[remediation]\nnew_owner = \"admin\"\n",
+            target(&pg, "warehouse", "postgres"),
+            target(&pg, "sales", SALES)
+        ),
     );
-    let org = Org::default().person("ann@example.com");
-    let ws = Workspace::with_targets(&org, &config);
     let (code, report) = json_output(ws.idgraph_env(&["reconcile", "--format", "json"], &env()));
     assert_eq!(code, 0, "{report}");
     let orphans: Vec<(String, String)> = summary(&report["findings"])
@@ -122,9 +163,7 @@ fn a_cluster_plan_applies_in_one_psql_and_drops_each_orphan_once() {
         "{orphans:?}"
     );
 
-    let output = ws.idgraph_env(&["plan"], &env());
-    assert_eq!(output.status.code(), Some(0), "{output:?}");
-    let sql = String::from_utf8(output.stdout).unwrap();
+    let sql = plan(&ws, &[]);
     // One cluster, three databases, each user dropped once, after every database.
     assert!(
         sql.contains(&format!(
@@ -146,23 +185,8 @@ fn a_cluster_plan_applies_in_one_psql_and_drops_each_orphan_once() {
     let first_drop = sql.find("\nDROP USER ").unwrap();
     assert!(last_connect < first_drop, "{sql}");
     // `--target` plans that target's cluster: the same plan.
-    let sales = ws.idgraph_env(&["plan", "--target", "sales"], &env());
-    assert_eq!(String::from_utf8(sales.stdout).unwrap(), sql);
-
-    let file = ws.path("plan.sql");
-    std::fs::write(&file, &sql).unwrap();
-    let applied = Command::new("psql")
-        .args(["-X", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p"])
-        .arg(pg.port.to_string())
-        .args(["-U", "postgres", "-d", "postgres", "-f"])
-        .arg(&file)
-        .output()
-        .expect("psql runs");
-    assert!(
-        applied.status.success(),
-        "the plan does not apply: {}\n{sql}",
-        String::from_utf8_lossy(&applied.stderr)
-    );
+    assert_eq!(plan(&ws, &["--target", "sales"]), sql);
+    apply(&pg, &ws, &sql);
 
     // The orphans are gone; everything they owned, in every database, is admin's.
     let mut users: Vec<String> = pg
@@ -222,4 +246,211 @@ fn a_cluster_plan_applies_in_one_psql_and_drops_each_orphan_once() {
         .map(|f| f.4)
         .collect();
     assert!(open.is_empty(), "{report}");
+}
+
+/// A user who owns a database and set default privileges (some for the whole database,
+/// one that takes EXECUTE on new functions away from PUBLIC), receives another user's
+/// default privileges, holds a column grant, an EXECUTE grant, USAGE on a language, a
+/// role membership and a database privilege, while carol keeps grants on the same objects.
+fn seed_blockers(pg: &Postgres) {
+    for user in ["admin", "idgraph_reader", ACTIVE, GONE, CAROL] {
+        pg.create_user(user, false);
+    }
+    let gone = quote_ident(GONE);
+    pg.sql(
+        "postgres",
+        &format!(
+            "CREATE DATABASE gone_db OWNER {gone};
+             GRANT CONNECT ON DATABASE gone_db TO {CAROL};
+             CREATE ROLE analysts;
+             GRANT analysts TO {gone}, {CAROL};"
+        ),
+    );
+    pg.sql(
+        "postgres",
+        &format!(
+            "ALTER DEFAULT PRIVILEGES FOR ROLE {gone} IN SCHEMA public GRANT SELECT ON TABLES TO {CAROL};
+             ALTER DEFAULT PRIVILEGES FOR ROLE {gone} GRANT EXECUTE ON FUNCTIONS TO {CAROL};
+             ALTER DEFAULT PRIVILEGES FOR ROLE {gone} REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+             ALTER DEFAULT PRIVILEGES FOR ROLE admin GRANT SELECT ON TABLES TO {gone}, {CAROL};
+             CREATE TABLE public.salaries (id integer, amount integer);
+             ALTER TABLE public.salaries OWNER TO admin;
+             GRANT SELECT (id) ON public.salaries TO {gone};
+             GRANT SELECT ON public.salaries TO {CAROL};
+             CREATE FUNCTION public.payroll() RETURNS integer LANGUAGE sql AS 'SELECT 1';
+             ALTER FUNCTION public.payroll() OWNER TO admin;
+             REVOKE EXECUTE ON FUNCTION public.payroll() FROM PUBLIC;
+             GRANT EXECUTE ON FUNCTION public.payroll() TO {gone}, {CAROL};
+             GRANT USAGE ON LANGUAGE plpgsql TO {gone};
+             GRANT CREATE ON DATABASE postgres TO {gone};"
+        ),
+    );
+    pg.sql(
+        "gone_db",
+        &format!(
+            "CREATE TABLE public.notes (id integer);
+             ALTER TABLE public.notes OWNER TO {gone};
+             GRANT SELECT ON public.notes TO {CAROL};
+             ALTER DEFAULT PRIVILEGES FOR ROLE {gone} GRANT SELECT ON TABLES TO {CAROL};"
+        ),
+    );
+}
+
+#[test]
+fn default_privileges_both_ways_column_and_execute_grants_roles_and_a_database_are_handled() {
+    let pg = Postgres::start();
+    seed_blockers(&pg);
+    let ws = reconciled(&target(&pg, "warehouse", "postgres"));
+    let sql = plan(&ws, &[]);
+    assert!(!sql.contains("-- BLOCKED"), "{sql}");
+    apply(&pg, &ws, &sql);
+
+    let exists = pg.sql(
+        "postgres",
+        &format!("SELECT count(*) FROM pg_roles WHERE rolname = '{GONE}'"),
+    );
+    assert_eq!(exists.trim(), "0", "{GONE} is dropped");
+    let owner = pg.sql(
+        "postgres",
+        "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'gone_db'",
+    );
+    assert_eq!(owner.trim(), "admin");
+    assert_eq!(
+        owners(&pg, "gone_db"),
+        ["public.notes|admin"].map(str::to_owned)
+    );
+    // Nothing anywhere is left to a role that no longer exists.
+    for database in ["postgres", "gone_db"] {
+        let orphaned = pg.sql(
+            database,
+            "SELECT count(*) FROM pg_default_acl d \
+             WHERE NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = d.defaclrole)",
+        );
+        assert_eq!(
+            orphaned.trim(),
+            "0",
+            "default privileges of a dropped role in {database}"
+        );
+    }
+    // Carol keeps what she had, admin's own default privileges still grant to her.
+    for (database, check) in [
+        (
+            "postgres",
+            format!("has_table_privilege('{CAROL}', 'public.salaries', 'SELECT')"),
+        ),
+        (
+            "postgres",
+            format!("has_function_privilege('{CAROL}', 'public.payroll()', 'EXECUTE')"),
+        ),
+        (
+            "postgres",
+            format!("pg_has_role('{CAROL}', 'analysts', 'MEMBER')"),
+        ),
+        (
+            "postgres",
+            format!("has_database_privilege('{CAROL}', 'gone_db', 'CONNECT')"),
+        ),
+        (
+            "gone_db",
+            format!("has_table_privilege('{CAROL}', 'public.notes', 'SELECT')"),
+        ),
+        (
+            "postgres",
+            format!(
+                "EXISTS (SELECT 1 FROM pg_default_acl WHERE defaclrole = 'admin'::regrole \
+                 AND array_to_string(defaclacl, ',') LIKE '%{CAROL}=r/admin%')"
+            ),
+        ),
+    ] {
+        assert_eq!(
+            pg.sql(database, &format!("SELECT {check}")).trim(),
+            "t",
+            "{check}"
+        );
+    }
+
+    let (code, report) = json_output(ws.idgraph_env(&["reconcile", "--format", "json"], &env()));
+    assert_eq!(code, 0, "{report}");
+    assert!(
+        !summary(&report["findings"])
+            .iter()
+            .any(|f| f.0 == "orphaned_db_user"),
+        "{report}"
+    );
+}
+
+const SHARED: &str = "IAMA:shared@example.com";
+
+// The Redshift code path end to end, on PostgreSQL dressed as Redshift (the catalog
+// fixture): the plan speaks Redshift's dialect, applies to the end, drops the orphan it
+// can and leaves the one that owns a datashare untouched, its statements commented out.
+#[test]
+fn on_a_redshift_catalog_a_blocked_orphan_is_left_untouched_and_the_rest_applies() {
+    let pg = Postgres::start();
+    for user in ["admin", "idgraph_reader", ACTIVE, GONE, SHARED, CAROL] {
+        pg.create_user(user, false);
+    }
+    pg.redshift_catalog("postgres", "idgraph_reader");
+    let (gone, shared) = (quote_ident(GONE), quote_ident(SHARED));
+    pg.sql(
+        "postgres",
+        &format!(
+            "CREATE SCHEMA sales AUTHORIZATION {gone};
+             CREATE TABLE sales.orders (id integer);
+             ALTER TABLE sales.orders OWNER TO {gone};
+             GRANT USAGE ON SCHEMA sales TO {CAROL};
+             GRANT SELECT ON sales.orders TO {CAROL};
+             ALTER DEFAULT PRIVILEGES FOR ROLE {gone} IN SCHEMA sales GRANT SELECT ON TABLES TO {CAROL};
+             CREATE TABLE public.shared_data (id integer);
+             ALTER TABLE public.shared_data OWNER TO {shared};
+             INSERT INTO redshift_catalog.svv_datashares (share_name, share_id, share_owner, share_type)
+             SELECT 'sales_share', 1, CAST(oid AS integer), 'OUTBOUND' FROM pg_roles
+             WHERE rolname = '{SHARED}';"
+        ),
+    );
+    let ws = reconciled(&target(&pg, "warehouse", "postgres"));
+    let sql = plan(&ws, &[]);
+    assert!(
+        sql.contains(
+            "--   * in database \"postgres\": datashare \"sales_share\": the user owns it"
+        ),
+        "{sql}"
+    );
+    assert!(
+        sql.contains("\n-- DROP USER \"IAMA:shared@example.com\";"),
+        "{sql}"
+    );
+    assert!(
+        sql.contains("\nDROP USER \"IAMA:gone@example.com\";"),
+        "{sql}"
+    );
+    for absent in [
+        "SEQUENCE",
+        "ALTER MATERIALIZED VIEW",
+        "REVOKE ALL ON ALL FUNCTIONS",
+    ] {
+        assert!(!sql.contains(absent), "{absent} in\n{sql}");
+    }
+
+    apply(&pg, &ws, &sql);
+    let roles = pg.sql(
+        "postgres",
+        &format!("SELECT rolname FROM pg_roles WHERE rolname IN ('{GONE}', '{SHARED}')"),
+    );
+    assert_eq!(roles.trim(), SHARED, "only the unblocked orphan is dropped");
+    let mut owned = owners(&pg, "postgres");
+    owned.retain(|o| !o.starts_with("redshift_catalog."));
+    assert_eq!(
+        owned,
+        [
+            "public.shared_data|IAMA:shared@example.com",
+            "sales.orders|admin",
+        ]
+        .map(str::to_owned)
+    );
+    let carol = pg.sql(
+        "postgres",
+        &format!("SELECT has_table_privilege('{CAROL}', 'sales.orders', 'SELECT')"),
+    );
+    assert_eq!(carol.trim(), "t");
 }

@@ -76,23 +76,21 @@ fn header(out: &mut String, plans: &[ClusterPlan], new_owner: &str) {
             .to_owned(),
         "-- everyone who may execute it (each such routine is named in a WARNING below).".to_owned(),
         "--".to_owned(),
-        "-- What idgraph cannot see, and must be handled by hand:".to_owned(),
+        "-- Per database, a user's transaction hands over what it owns (tables, views, sequences,".to_owned(),
+        "-- routines, schemas) and revokes what it was granted directly (on tables, columns,".to_owned(),
+        "-- schemas, routines, languages) and the default privileges that name it, both the ones".to_owned(),
+        "-- it set and the ones others set for it; the last transaction hands over the databases".to_owned(),
+        "-- (and Redshift roles) it owns, revokes its database privileges and role memberships,".to_owned(),
+        "-- and drops it.".to_owned(),
+        "--".to_owned(),
+        "-- What idgraph cannot do, and must be handled by hand:".to_owned(),
+        "--  * What SQL here cannot fix: Redshift datashares, libraries, models and materialized".to_owned(),
+        "--    views the user owns, and grants it made through a grant option. Such a user is".to_owned(),
+        "--    BLOCKED below, with each of them named.".to_owned(),
         "--  * Template databases (template0, template1) are not read.".to_owned(),
-        "--  * Default privileges (ALTER DEFAULT PRIVILEGES, pg_default_acl) the user defined or"
-            .to_owned(),
-        "--    receives: revoke them with ALTER DEFAULT PRIVILEGES FOR USER ... REVOKE ... first."
-            .to_owned(),
-        "--  * Group and role memberships: DROP USER removes the user from them, but privileges"
-            .to_owned(),
-        "--    it held through a group are not listed here.".to_owned(),
-        "--  * Column-level privileges, privileges granted by a user other than the object's"
-            .to_owned(),
-        "--    owner, databases the user owns, and objects other than schemas, tables, views,"
-            .to_owned(),
-        "--    sequences and routines (types, ...): DROP USER fails while they remain.".to_owned(),
-        "--  * Table privileges come from has_table_privilege, which cannot tell a direct grant"
-            .to_owned(),
-        "--    from one through PUBLIC: some REVOKEs below may find nothing to revoke.".to_owned(),
+        "--  * On Redshift, the reading login sees every owner in the SVV_ views only with".to_owned(),
+        "--    ACCESS SYSTEM TABLE or sys:monitor (deploy/README.md); without them a blocker there".to_owned(),
+        "--    may go unseen, and DROP USER then stops the plan at that user.".to_owned(),
     ];
     for line in lines {
         out.push_str(&line);
@@ -150,7 +148,7 @@ fn cluster(out: &mut String, plan: &ClusterPlan, new_owner: &str) {
     for database in &plan.databases {
         database_section(out, plan, database, &verdicts, new_owner);
     }
-    drops(out, plan, &verdicts);
+    drops(out, plan, &verdicts, new_owner);
 }
 
 /// `"name" (targets a, b)`, or `"name" (not configured)`.
@@ -190,6 +188,9 @@ pub(super) fn verdict(plan: &ClusterPlan, orphan: &Orphan, new_owner: &str) -> V
                 if let Some(owned) = owned.get(user) {
                     held = true;
                     reasons.extend(unrenderable(&database.name, owned));
+                    reasons.extend(owned.blockers.iter().map(|blocker| {
+                        format!("in database {}: {blocker}", shown(&database.name))
+                    }));
                 }
             }
         }
@@ -348,6 +349,7 @@ fn database_section(
         }
         sql::transfer(&mut block, found, &quote_ident(new_owner));
         sql::revoke(&mut block, found, &quote_ident(user));
+        sql::default_privileges(&mut block, found, user);
         block.push_str("COMMIT;\n");
         let _ = writeln!(
             out,
@@ -359,18 +361,32 @@ fn database_section(
     }
 }
 
-/// The `DROP USER`s, once each, after every database.
-fn drops(out: &mut String, plan: &ClusterPlan, verdicts: &[Verdict]) {
+/// The `DROP USER`s, once each, after every database: per user one transaction that
+/// first hands over and revokes what it has cluster-wide (databases, roles).
+fn drops(out: &mut String, plan: &ClusterPlan, verdicts: &[Verdict], new_owner: &str) {
     let mut block = String::new();
     for (orphan, verdict) in plan.orphans.iter().zip(verdicts) {
         let Some(user) = orphan.finding.db_user.as_deref() else {
             continue;
         };
-        if matches!(verdict, Verdict::Drop | Verdict::Blocked(_)) {
-            let mut statement = String::new();
-            let _ = writeln!(statement, "DROP USER {};", quote_ident(user));
-            emit(&mut block, &statement, verdict);
+        if !matches!(verdict, Verdict::Drop | Verdict::Blocked(_)) {
+            continue;
         }
+        let mut wide = sql::ClusterWide::default();
+        for database in &plan.databases {
+            if let Some(owned) = database.owned.as_ref().ok().and_then(|o| o.get(user)) {
+                wide.add(owned);
+            }
+        }
+        let quoted = quote_ident(user);
+        let mut statements = String::new();
+        sql::cluster_wide(&mut statements, &wide, &quoted, &quote_ident(new_owner));
+        let _ = writeln!(statements, "DROP USER {quoted};");
+        let statements = match statements.lines().count() {
+            1 => statements,
+            _ => format!("BEGIN;\n{statements}COMMIT;\n"),
+        };
+        emit(&mut block, &statements, verdict);
     }
     if !block.is_empty() {
         out.push_str("\n-- Every database of the cluster is done: each user is dropped once.\n");

@@ -4,7 +4,9 @@
 
 use std::fmt::Write as _;
 
-use idgraph_sources::ownership::{Function, FunctionKind, Owned, Relation, RelationKind};
+use idgraph_sources::ownership::{
+    DefaultAcl, DefaultAclObject, Function, FunctionKind, Grantee, Owned, Relation, RelationKind,
+};
 
 use crate::output::{clean, needs_escape};
 
@@ -133,6 +135,17 @@ pub(super) fn safe_arguments(arguments: &str) -> bool {
 /// `REVOKE` on every schema where the user holds privileges, what the schema holds, and
 /// the database.
 pub(super) fn revoke(out: &mut String, owned: &Owned, user: &str) {
+    // Column grants before the tables': on Redshift a table's REVOKE does not reach them.
+    for grant in &owned.column_privileges {
+        let columns: Vec<String> = grant.columns.iter().map(|c| quote_ident(c)).collect();
+        let _ = writeln!(
+            out,
+            "REVOKE ALL ({}) ON TABLE {}.{} FROM {user};",
+            columns.join(", "),
+            quote_ident(&grant.schema),
+            quote_ident(&grant.table)
+        );
+    }
     for access in &owned.schema_privileges {
         let schema = quote_ident(&access.schema);
         if access.unchecked && !access.tables {
@@ -152,19 +165,28 @@ pub(super) fn revoke(out: &mut String, owned: &Owned, user: &str) {
                 "REVOKE ALL ON ALL SEQUENCES IN SCHEMA {schema} FROM {user};"
             );
         }
+        // EXECUTE is the one privilege on routines, and the form Redshift documents:
+        // https://docs.aws.amazon.com/redshift/latest/dg/r_REVOKE.html
         if access.has_functions {
             let _ = writeln!(
                 out,
-                "REVOKE ALL ON ALL FUNCTIONS IN SCHEMA {schema} FROM {user};"
+                "REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA {schema} FROM {user};"
             );
         }
         if access.has_procedures {
             let _ = writeln!(
                 out,
-                "REVOKE ALL ON ALL PROCEDURES IN SCHEMA {schema} FROM {user};"
+                "REVOKE EXECUTE ON ALL PROCEDURES IN SCHEMA {schema} FROM {user};"
             );
         }
         let _ = writeln!(out, "REVOKE ALL ON SCHEMA {schema} FROM {user};");
+    }
+    for language in &owned.language_privileges {
+        let _ = writeln!(
+            out,
+            "REVOKE USAGE ON LANGUAGE {} FROM {user};",
+            quote_ident(language)
+        );
     }
     if !owned.database.is_empty() {
         let _ = writeln!(
@@ -172,6 +194,158 @@ pub(super) fn revoke(out: &mut String, owned: &Owned, user: &str) {
             "REVOKE ALL ON DATABASE {} FROM {user};",
             quote_ident(&owned.database)
         );
+    }
+}
+
+/// `ALTER DEFAULT PRIVILEGES` so that no default privilege names `user` (exactly as the
+/// catalog holds it) in this database: the ones it set are revoked from every grantee and,
+/// for the whole database, put back to the built-in defaults (which leaves no entry
+/// behind); the ones other users set that grant to it are revoked from it only.
+pub(super) fn default_privileges(out: &mut String, owned: &Owned, user: &str) {
+    let quoted = quote_ident(user);
+    let mut restored: Vec<(DefaultAclObject, bool)> = Vec::new();
+    for acl in &owned.default_acls {
+        let scope = |owner: &str| match &acl.schema {
+            Some(schema) => format!(
+                "ALTER DEFAULT PRIVILEGES FOR USER {} IN SCHEMA {}",
+                quote_ident(owner),
+                quote_ident(schema)
+            ),
+            None => format!("ALTER DEFAULT PRIVILEGES FOR USER {}", quote_ident(owner)),
+        };
+        let object = acl.object.as_sql();
+        if acl.owner != user {
+            // Another user's default that grants to this one.
+            if acl.grantee == Grantee::User(user.to_owned()) {
+                let _ = writeln!(
+                    out,
+                    "{} REVOKE ALL ON {object} FROM {quoted};",
+                    scope(&acl.owner)
+                );
+            }
+            continue;
+        }
+        let global = acl.schema.is_none();
+        if global && (acl.grantee == Grantee::User(user.to_owned()) || public_by_default(acl)) {
+            // Part of the built-in default: restored below, not revoked.
+        } else {
+            let _ = writeln!(
+                out,
+                "{} REVOKE ALL ON {object} FROM {};",
+                scope(user),
+                grantee_sql(&acl.grantee)
+            );
+        }
+        if global && !restored.iter().any(|(o, _)| *o == acl.object) {
+            let has_public = owned.default_acls.iter().any(|a| {
+                a.owner == user
+                    && a.schema.is_none()
+                    && a.object == acl.object
+                    && a.grantee == Grantee::Public
+            });
+            restored.push((acl.object, has_public));
+        }
+    }
+    for (object, has_public) in restored {
+        let keyword = object.as_sql();
+        let _ = writeln!(
+            out,
+            "ALTER DEFAULT PRIVILEGES FOR USER {quoted} GRANT ALL ON {keyword} TO {quoted};  -- the built-in default"
+        );
+        if let (Some(privilege), false) = (public_default(object), has_public) {
+            let _ = writeln!(
+                out,
+                "ALTER DEFAULT PRIVILEGES FOR USER {quoted} GRANT {privilege} ON {keyword} TO PUBLIC;  -- the built-in default"
+            );
+        }
+    }
+}
+
+/// What PUBLIC holds on new objects of this kind by default (PostgreSQL's and Redshift's
+/// built-in default privileges): EXECUTE on functions and procedures, USAGE on types.
+fn public_default(object: DefaultAclObject) -> Option<&'static str> {
+    match object {
+        DefaultAclObject::Functions | DefaultAclObject::Procedures => Some("EXECUTE"),
+        DefaultAclObject::Types => Some("USAGE"),
+        _ => None,
+    }
+}
+
+/// Whether `acl` is PUBLIC's part of the built-in default for its kind of object.
+fn public_by_default(acl: &DefaultAcl) -> bool {
+    acl.grantee == Grantee::Public && public_default(acl.object).is_some()
+}
+
+/// A grantee as `REVOKE … FROM` names it.
+fn grantee_sql(grantee: &Grantee) -> String {
+    match grantee {
+        Grantee::Public => "PUBLIC".to_owned(),
+        Grantee::User(name) => quote_ident(name),
+        Grantee::Group(name) => format!("GROUP {}", quote_ident(name)),
+        Grantee::Role(name) => format!("ROLE {}", quote_ident(name)),
+    }
+}
+
+/// What a user has cluster-wide, whichever database it was read from: the databases it
+/// owns or holds privileges on, the roles granted to it and the roles it owns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct ClusterWide {
+    /// Databases it owns.
+    pub(super) databases: Vec<String>,
+    /// Databases it holds a privilege on.
+    pub(super) database_privileges: Vec<String>,
+    /// Roles granted to it.
+    pub(super) roles: Vec<String>,
+    /// Roles it owns (Redshift).
+    pub(super) owned_roles: Vec<String>,
+    /// Whether the cluster is Redshift.
+    pub(super) redshift: bool,
+}
+
+impl ClusterWide {
+    /// Adds what `owned` lists.
+    pub(super) fn add(&mut self, owned: &Owned) {
+        for (list, more) in [
+            (&mut self.databases, &owned.databases),
+            (&mut self.database_privileges, &owned.database_privileges),
+            (&mut self.roles, &owned.roles),
+            (&mut self.owned_roles, &owned.owned_roles),
+        ] {
+            list.extend(more.iter().cloned());
+            list.sort();
+            list.dedup();
+        }
+        self.redshift |= owned.redshift;
+    }
+}
+
+/// The statements that precede `DROP USER` once every database is done: databases and
+/// (Redshift) roles it owns go to `owner`; its database privileges and role memberships
+/// are revoked. `ALTER DATABASE … OWNER TO` and `ALTER ROLE … OWNER TO`:
+/// https://docs.aws.amazon.com/redshift/latest/dg/r_ALTER_DATABASE.html,
+/// https://docs.aws.amazon.com/redshift/latest/dg/r_ALTER_ROLE.html; Redshift revokes a
+/// role with `REVOKE ROLE`, PostgreSQL with `REVOKE role`.
+pub(super) fn cluster_wide(out: &mut String, wide: &ClusterWide, user: &str, owner: &str) {
+    for database in &wide.databases {
+        let _ = writeln!(
+            out,
+            "ALTER DATABASE {} OWNER TO {owner};",
+            quote_ident(database)
+        );
+    }
+    for database in &wide.database_privileges {
+        let _ = writeln!(
+            out,
+            "REVOKE ALL ON DATABASE {} FROM {user};",
+            quote_ident(database)
+        );
+    }
+    for role in &wide.owned_roles {
+        let _ = writeln!(out, "ALTER ROLE {} OWNER TO {owner};", quote_ident(role));
+    }
+    let keyword = if wide.redshift { "ROLE " } else { "" };
+    for role in &wide.roles {
+        let _ = writeln!(out, "REVOKE {keyword}{} FROM {user};", quote_ident(role));
     }
 }
 
@@ -194,6 +368,22 @@ pub(super) fn needs_case_sensitivity(owned: &Owned) -> bool {
             .any(|f| has_upper(&f.schema) || has_upper(&f.name) || has_upper(&f.arguments))
         || owned.schemas.iter().any(|s| has_upper(s))
         || owned.schema_privileges.iter().any(|s| has_upper(&s.schema))
+        || owned.column_privileges.iter().any(|c| {
+            has_upper(&c.schema) || has_upper(&c.table) || c.columns.iter().any(|n| has_upper(n))
+        })
+        || owned.language_privileges.iter().any(|l| has_upper(l))
+        || owned
+            .default_acls
+            .iter()
+            .any(|d| d.schema.as_deref().is_some_and(has_upper))
+        || [
+            &owned.databases,
+            &owned.database_privileges,
+            &owned.roles,
+            &owned.owned_roles,
+        ]
+        .iter()
+        .any(|names| names.iter().any(|n| has_upper(n)))
 }
 
 /// psql's `\connect` to `database` on `host`:`port`, keeping the login of the connection

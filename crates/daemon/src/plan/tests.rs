@@ -184,7 +184,7 @@ fn assert_well_formed(sql: &str) {
                 "COMMIT;",
                 "SET enable_case_sensitive_identifier TO true;",
                 "ALTER ",
-                "REVOKE ALL ON ",
+                "REVOKE ",
                 "DROP USER "
             ]
             .iter()
@@ -223,7 +223,7 @@ ALTER FUNCTION "public"."f"(integer, character varying) OWNER TO "admin";
 ALTER SCHEMA "s" OWNER TO "admin";
 REVOKE ALL ON ALL TABLES IN SCHEMA "public" FROM "IAMA:bob@example.com";
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA "public" FROM "IAMA:bob@example.com";
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA "public" FROM "IAMA:bob@example.com";
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA "public" FROM "IAMA:bob@example.com";
 REVOKE ALL ON SCHEMA "public" FROM "IAMA:bob@example.com";
 REVOKE ALL ON DATABASE "dev" FROM "IAMA:bob@example.com";
 COMMIT;
@@ -235,7 +235,7 @@ DROP USER "IAMA:bob@example.com";
     assert!(sql.contains("idgraph never executes this plan"), "{sql}");
     assert!(sql.contains("psql -X -v ON_ERROR_STOP=1"), "{sql}");
     assert!(sql.contains("\\connect"), "{sql}");
-    assert!(sql.contains("ALTER DEFAULT PRIVILEGES"), "{sql}");
+    assert!(sql.contains("What idgraph cannot do"), "{sql}");
     assert!(
         sql.contains(
             "-- Cluster postgres db.example.com:5432: 1 orphaned database user(s), 1 database(s)."
@@ -656,4 +656,132 @@ fn a_user_whose_identity_center_user_exists_is_told_to_disable_it_first() {
     gone.finding.ic_user_id = None;
     let sql = plan(gone);
     assert!(!sql.contains("Identity Center user \""), "{sql}");
+}
+
+#[test]
+fn redshift_roles_and_databases_are_handed_over_and_revoked_in_its_dialect() {
+    let user = "IAMA:bob@example.com";
+    let mut found = owned();
+    found.redshift = true;
+    found.relations.retain(|r| r.kind != RelationKind::Sequence);
+    found.schema_privileges[0].has_sequences = false;
+    found.roles = vec!["analysts".into()];
+    found.owned_roles = vec!["bob_role".into()];
+    found.databases = vec!["scratch".into()];
+    found.database_privileges = vec!["dev".into()];
+    let sql = render(
+        &[cluster(
+            vec![orphan(user)],
+            vec![database("dev", true, vec![(user, found)])],
+        )],
+        "admin",
+    );
+    assert_well_formed(&sql);
+    let last = r#"
+BEGIN;
+ALTER DATABASE "scratch" OWNER TO "admin";
+REVOKE ALL ON DATABASE "dev" FROM "IAMA:bob@example.com";
+ALTER ROLE "bob_role" OWNER TO "admin";
+REVOKE ROLE "analysts" FROM "IAMA:bob@example.com";
+DROP USER "IAMA:bob@example.com";
+COMMIT;
+"#;
+    assert!(sql.contains(last), "{sql}");
+    // What Redshift lacks is never written.
+    for absent in [
+        "SEQUENCE",
+        "ALTER MATERIALIZED VIEW",
+        "REVOKE ALL ON ALL FUNCTIONS",
+    ] {
+        assert!(!sql.contains(absent), "{absent} in\n{sql}");
+    }
+}
+
+#[test]
+fn a_blocker_comments_out_every_statement_of_its_user_with_the_reason() {
+    use idgraph_sources::ownership::{Blocker, BlockerKind};
+    let user = "IAMA:bob@example.com";
+    let mut found = owned();
+    found.redshift = true;
+    found.blockers = vec![Blocker {
+        kind: BlockerKind::Datashare,
+        object: "\"sales_share\"".into(),
+        sentence: "owns datashare \"sales_share\": hand it over in the console or drop it".into(),
+    }];
+    let sql = render(
+        &[cluster(
+            vec![orphan(user)],
+            vec![database("dev", true, vec![(user, found)])],
+        )],
+        "admin",
+    );
+    assert_well_formed(&sql);
+    assert!(
+        sql.contains("--   * in database \"dev\": owns datashare \"sales_share\""),
+        "{sql}"
+    );
+    for line in sql.lines().filter(|l| !l.is_empty()) {
+        assert!(
+            line.starts_with("--") || line.starts_with("\\connect"),
+            "{line:?} runs in\n{sql}"
+        );
+    }
+    assert!(
+        sql.contains("-- DROP USER \"IAMA:bob@example.com\";"),
+        "{sql}"
+    );
+}
+
+#[test]
+fn default_privileges_are_revoked_both_ways_and_the_built_in_ones_restored() {
+    use idgraph_sources::ownership::{DefaultAcl, DefaultAclObject, Grantee};
+    let user = "IAMA:bob@example.com";
+    let acl = |owner: &str, schema: Option<&str>, object, grantee| DefaultAcl {
+        owner: owner.into(),
+        schema: schema.map(Into::into),
+        object,
+        grantee,
+        privileges: "r".into(),
+        grantable: String::new(),
+    };
+    let mut found = owned();
+    found.default_acls = vec![
+        acl(
+            user,
+            None,
+            DefaultAclObject::Functions,
+            Grantee::User(user.into()),
+        ),
+        acl(
+            user,
+            None,
+            DefaultAclObject::Functions,
+            Grantee::Group("etl".into()),
+        ),
+        acl(
+            user,
+            Some("s\"x"),
+            DefaultAclObject::Tables,
+            Grantee::Public,
+        ),
+        acl(
+            "admin",
+            None,
+            DefaultAclObject::Tables,
+            Grantee::User(user.into()),
+        ),
+    ];
+    let sql = render_discovered(found);
+    assert_well_formed(&sql);
+    for statement in [
+        "ALTER DEFAULT PRIVILEGES FOR USER \"IAMA:bob@example.com\" REVOKE ALL ON FUNCTIONS FROM GROUP \"etl\";",
+        "ALTER DEFAULT PRIVILEGES FOR USER \"IAMA:bob@example.com\" IN SCHEMA \"s\"\"x\" REVOKE ALL ON TABLES FROM PUBLIC;",
+        "ALTER DEFAULT PRIVILEGES FOR USER \"admin\" REVOKE ALL ON TABLES FROM \"IAMA:bob@example.com\";",
+        "ALTER DEFAULT PRIVILEGES FOR USER \"IAMA:bob@example.com\" GRANT ALL ON FUNCTIONS TO \"IAMA:bob@example.com\";",
+        "ALTER DEFAULT PRIVILEGES FOR USER \"IAMA:bob@example.com\" GRANT EXECUTE ON FUNCTIONS TO PUBLIC;",
+    ] {
+        assert!(sql.contains(statement), "missing {statement} in\n{sql}");
+    }
+    // The admin's default is only taken away from bob, not restored or revoked from others.
+    assert_eq!(sql.matches("FOR USER \"admin\"").count(), 1, "{sql}");
 }
