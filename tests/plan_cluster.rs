@@ -454,3 +454,44 @@ fn on_a_redshift_catalog_a_blocked_orphan_is_left_untouched_and_the_rest_applies
     );
     assert_eq!(carol.trim(), "t");
 }
+
+// Regression: a user that owned an object discovery does not hand over (a type) got a plan
+// whose DROP USER failed, stopping psql half-way through the file.
+#[test]
+fn an_object_of_a_kind_the_plan_does_not_hand_over_blocks_its_owner_instead_of_the_plan() {
+    let pg = Postgres::start();
+    for user in ["admin", "idgraph_reader", ACTIVE, GONE, HOSTILE] {
+        pg.create_user(user, false);
+    }
+    let (gone, hostile) = (quote_ident(GONE), quote_ident(HOSTILE));
+    pg.sql(
+        "postgres",
+        &format!(
+            "CREATE TYPE public.mood AS ENUM ('ok', 'sad');
+             ALTER TYPE public.mood OWNER TO {hostile};
+             CREATE TABLE public.orders (id integer);
+             ALTER TABLE public.orders OWNER TO {gone};"
+        ),
+    );
+    let ws = reconciled(&target(&pg, "warehouse", "postgres"));
+    let sql = plan(&ws, &[]);
+    assert!(
+        sql.contains(
+            "--   * in database \"postgres\": owns or holds privileges on 1 object(s) in pg_type"
+        ),
+        "{sql}"
+    );
+    apply(&pg, &ws, &sql);
+    let left = pg.sql(
+        "postgres",
+        &format!(
+            "SELECT rolname FROM pg_roles WHERE rolname IN ('{GONE}', '{}')",
+            HOSTILE.replace('\'', "''")
+        ),
+    );
+    assert_eq!(
+        left.trim(),
+        HOSTILE,
+        "the owner of the type is left, the other dropped"
+    );
+}

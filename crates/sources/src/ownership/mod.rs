@@ -29,6 +29,7 @@
 
 pub mod acl;
 mod catalog;
+mod dependencies;
 mod found;
 mod grants;
 mod objects;
@@ -155,6 +156,8 @@ impl Reader<'_> {
         if self.redshift {
             self.redshift_objects(&mut found, &surface, &database)
                 .await?;
+        } else {
+            self.other_dependencies(&mut found).await?;
         }
         debug!(
             origin = self.origin,

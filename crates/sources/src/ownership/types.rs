@@ -299,4 +299,7 @@ pub enum BlockerKind {
     GrantOption,
     /// Default privileges of a kind discovery does not know.
     DefaultAcl,
+    /// Any other object the user owns or holds privileges on, which PostgreSQL's
+    /// `pg_shdepend` lists and the plan does not handle (a type, a foreign server, …).
+    OtherObject,
 }
