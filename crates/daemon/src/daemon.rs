@@ -1,6 +1,7 @@
-//! `idgraph run`: reconcile at start and on the cron schedule, never two runs at once;
-//! serve `/metrics`, `/healthz` and `/readyz`; reload the configuration on SIGHUP; stop
-//! cleanly on a shutdown signal.
+//! `idgraph run`: reconcile at start, on the cron schedule and when the watcher
+//! ([`crate::watcher`]) sees IdP users change, never two runs at once; serve `/metrics`,
+//! `/healthz` and `/readyz`; reload the configuration on SIGHUP; stop cleanly on a
+//! shutdown signal.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -27,6 +28,7 @@ use crate::config::{ConfigError, Settings};
 use crate::http;
 use crate::metrics::Metrics;
 use crate::reconcile::{reconcile_once, Context, Sources};
+use crate::watcher::Watcher;
 
 /// How long a run in progress may take to finish after a shutdown signal; after that the
 /// process exits and SQLite rolls the unfinished run back.
@@ -96,7 +98,13 @@ async fn tick(
         return;
     };
     let ctx = contexts.borrow().clone();
-    match reconcile_once(&ctx).await {
+    reconcile_and_observe(&ctx, &metrics).await;
+}
+
+/// One run with `ctx`, its report logged and observed in `metrics`. The caller holds the
+/// lock that keeps runs apart.
+pub(crate) async fn reconcile_and_observe(ctx: &Context, metrics: &Metrics) {
+    match reconcile_once(ctx).await {
         Ok(report) => {
             metrics.observe_run(&report, Utc::now());
             let by_kind: Vec<String> = FindingKind::ALL
@@ -189,6 +197,16 @@ pub async fn run(
 
     let running = Arc::new(Mutex::new(()));
     let first = tokio::spawn(tick(contexts.clone(), metrics.clone(), running.clone()));
+    let (stop_watching, watch_stop) = watch::channel(false);
+    let watcher = tokio::spawn(
+        Watcher {
+            contexts: contexts.clone(),
+            metrics: metrics.clone(),
+            running: running.clone(),
+            stop: watch_stop,
+        }
+        .run(),
+    );
     let mut scheduler = JobScheduler::new()
         .await
         .context("cannot start the scheduler")?;
@@ -245,7 +263,11 @@ pub async fn run(
     info!("Stopping: no new runs; waiting for the current one.");
     let _ = scheduler.shutdown().await;
     drop(first);
+    // The watcher stops between looks, mid-look or waiting for the lock; a run it started
+    // is waited for like any.
+    let _ = stop_watching.send(true);
     wait_for_the_run(&running).await;
+    watcher.abort();
     let _ = stop.send(true);
     let _ = server.await;
     let store = current.borrow().store.clone();
@@ -309,6 +331,13 @@ async fn reloaded(reload: &Reload, current: &Context) -> Option<Context> {
             "Changing this key takes a restart; the daemon keeps the store it has open."
         );
         settings.store_path = old.store_path.clone();
+    }
+    if settings.watch_interval != old.watch_interval {
+        warn!(
+            key = "watch.interval_seconds",
+            "Changing this key takes a restart; the watcher keeps its interval."
+        );
+        settings.watch_interval = old.watch_interval;
     }
     if settings.http != old.http {
         warn!(

@@ -1,0 +1,175 @@
+//! The daemon's watcher against a real `scim2-server`: a deactivation by SCIM PATCH
+//! shows as an orphan well before the hourly schedule, and the watermark survives a
+//! restart.
+
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use idgraph_store::Store;
+use reqwest::Method;
+use serde_json::json;
+
+use crate::daemon::{Daemon, Setup};
+use crate::peers::{scim2_server, scim_send, Process};
+use crate::util::{json_output, summary, Org, Workspace};
+
+const TOKEN: &str = "watch-scim-token-4c2e90";
+const TOKEN_ENV: &str = "IDGRAPH_WATCH_SCIM_TOKEN";
+/// At the top of every hour: no scheduled run but the first falls within a test.
+const HOURLY: &str = "0 0 * * * *";
+/// A bound on waiting for the watcher, not a speed assertion.
+const PATIENCE: Duration = Duration::from_secs(30);
+const ORPHANS: &str = "idgraph_orphaned_db_users{target=\"analytics\"}";
+
+/// Ann and Bob, both active in the IdP, each with a database user on `analytics`.
+fn org() -> Org {
+    Org::default()
+        .person("ann@example.com")
+        .person("bob@example.com")
+        .db("analytics", "IAMA:ann@example.com", false)
+        .db("analytics", "IAMA:bob@example.com", false)
+}
+
+/// Creates the IdP users of `org` in `scim`; their ids by login.
+async fn seed(scim: &Process, org: &Org) -> Vec<(String, String)> {
+    let mut ids = Vec::new();
+    for person in &org.people {
+        let user = json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": person.login,
+            "externalId": format!("ext-{}", person.login),
+            "active": person.active,
+            "emails": [{"value": person.login, "type": "work", "primary": true}],
+        });
+        let (status, created) = scim_send(scim, TOKEN, Method::POST, "Users", &user).await;
+        assert_eq!(status, 201, "{created}");
+        let id = created["id"].as_str().expect("an id").to_owned();
+        ids.push((person.login.clone(), id));
+    }
+    ids
+}
+
+/// Sets `active` of user `id` with a SCIM PATCH.
+async fn set_active(scim: &Process, id: &str, active: bool) {
+    let patch = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "active", "value": active}],
+    });
+    let path = format!("Users/{id}");
+    let (status, answer) = scim_send(scim, TOKEN, Method::PATCH, &path, &patch).await;
+    assert!(status.is_success(), "{status}: {answer}");
+}
+
+/// The workspace of `org` with its IdP in `scim` and a watcher every 2 s.
+fn workspace(org: &Org, scim: &Process) -> Workspace {
+    let ws = Workspace::new(org);
+    let config = std::fs::read_to_string(ws.config()).unwrap();
+    let file_idp = "[idp]\nkind = \"file\"\npath = \"exports/scim.json\"\n";
+    assert!(config.contains(file_idp), "{config}");
+    let scim_idp = format!(
+        "[idp]\nkind = \"scim\"\nurl = \"{}/v2\"\ntoken_env = \"{TOKEN_ENV}\"\n",
+        scim.url()
+    );
+    let config = config.replace(file_idp, &scim_idp);
+    ws.write(
+        "idgraph.toml",
+        &format!("{config}\n[watch]\ninterval_seconds = 2\n"),
+    );
+    ws
+}
+
+fn start(ws: &Workspace) -> Daemon {
+    Daemon::start_with(
+        ws,
+        Setup {
+            cron: HOURLY,
+            host: "127.0.0.1",
+            http: "",
+            env: &[(TOKEN_ENV, TOKEN)],
+        },
+    )
+}
+
+async fn stored_watermark(ws: &Workspace) -> Option<DateTime<Utc>> {
+    let store = Store::open_read_only(&ws.path("store/idgraph.db"))
+        .await
+        .expect("the store");
+    let watermark = store.watch_watermark("idp").await.expect("readable");
+    store.close().await;
+    watermark
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deactivation_by_patch_is_an_orphan_before_the_schedule_and_the_watermark_persists() {
+    let scim = scim2_server(Some(TOKEN));
+    let org = org();
+    let ids = seed(&scim, &org).await;
+    let ws = workspace(&org, &scim);
+    // The daemon puts its schedule and listener first; a restart starts from this again.
+    let config = std::fs::read_to_string(ws.config()).unwrap();
+    let mut daemon = start(&ws);
+    daemon.wait_for(
+        "idgraph_reconcile_runs_total{status=\"complete\"}",
+        1.0,
+        PATIENCE,
+    );
+    assert_eq!(daemon.sample(ORPHANS), Some(0.0), "{}", daemon.log());
+
+    let bob = &ids
+        .iter()
+        .find(|(login, _)| login == "bob@example.com")
+        .unwrap()
+        .1;
+    set_active(&scim, bob, false).await;
+    daemon.wait_for(ORPHANS, 1.0, PATIENCE);
+    assert!(
+        daemon
+            .sample("idgraph_watch_polls_total{outcome=\"changed\"}")
+            .is_some_and(|n| n >= 1.0),
+        "{}",
+        daemon.log()
+    );
+    assert!(daemon
+        .sample("idgraph_watch_changed_users_total")
+        .is_some_and(|n| n >= 1.0));
+    assert_eq!(
+        daemon.sample("idgraph_reconcile_ticks_skipped_total"),
+        Some(0.0)
+    );
+    assert!(daemon.terminate(Duration::from_secs(20)).success());
+
+    let (code, findings) = json_output(ws.idgraph(&["findings", "--format", "json"]));
+    assert_eq!(code, 0, "{findings}");
+    let rows = summary(&findings["findings"]);
+    assert!(
+        rows.iter().any(
+            |(kind, reason, _, target, subject)| kind == "orphaned_db_user"
+                && reason == "idp_user_inactive"
+                && target == "analytics"
+                && subject == "IAMA:bob@example.com"
+        ),
+        "{rows:?}"
+    );
+
+    // The restart resumes from the stored watermark, not from the time it starts.
+    let watermark = stored_watermark(&ws).await.expect("a stored watermark");
+    ws.write("idgraph.toml", &config);
+    let mut daemon = start(&ws);
+    daemon.wait_for(
+        "idgraph_reconcile_runs_total{status=\"complete\"}",
+        1.0,
+        PATIENCE,
+    );
+    let shown = watermark.to_rfc3339_opts(SecondsFormat::Millis, true);
+    let started = std::time::Instant::now();
+    while !daemon.log().contains("Watching the IdP") {
+        assert!(started.elapsed() < PATIENCE, "{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        daemon.log().contains(&format!("watermark={shown}")),
+        "{shown} in\n{}",
+        daemon.log()
+    );
+    assert!(daemon.terminate(Duration::from_secs(20)).success());
+}
