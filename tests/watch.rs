@@ -10,7 +10,7 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::daemon::{Daemon, Setup};
-use crate::peers::{scim2_server, scim_send, Process};
+use crate::peers::{scim2_server, scim2_server_with_config, scim_send, Process};
 use crate::util::{json_output, summary, Org, Workspace};
 
 const TOKEN: &str = "watch-scim-token-4c2e90";
@@ -171,5 +171,48 @@ async fn a_deactivation_by_patch_is_an_orphan_before_the_schedule_and_the_waterm
         "{shown} in\n{}",
         daemon.log()
     );
+    assert!(daemon.terminate(Duration::from_secs(20)).success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_cannot_filter_stops_the_watcher_with_one_warning_not_the_daemon() {
+    let scim = scim2_server_with_config(
+        Some(TOKEN),
+        &json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
+            "patch": {"supported": true},
+            "bulk": {"supported": true, "maxOperations": 1000, "maxPayloadSize": 1048576},
+            "filter": {"supported": false, "maxResults": 1000},
+            "changePassword": {"supported": false},
+            "sort": {"supported": false},
+            "etag": {"supported": false},
+        }),
+    );
+    let org = org();
+    seed(&scim, &org).await;
+    let ws = workspace(&org, &scim);
+    let mut daemon = start(&ws);
+    let unsupported = "idgraph_watch_polls_total{outcome=\"unsupported\"}";
+    daemon.wait_for(unsupported, 1.0, PATIENCE);
+    daemon.wait_for(
+        "idgraph_reconcile_runs_total{status=\"complete\"}",
+        1.0,
+        PATIENCE,
+    );
+    // Three more intervals: no further look, no further warning.
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(daemon.sample(unsupported), Some(1.0));
+    for outcome in ["unchanged", "changed", "failed"] {
+        let series = format!("idgraph_watch_polls_total{{outcome=\"{outcome}\"}}");
+        assert_eq!(daemon.sample(&series), Some(0.0), "{series}");
+    }
+    let log = daemon.log();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("WARN") && line.contains("watcher stops"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(warnings[0].contains("filter.supported"), "{log}");
+    assert!(!log.contains(TOKEN), "{log}");
     assert!(daemon.terminate(Duration::from_secs(20)).success());
 }
