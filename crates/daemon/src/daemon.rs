@@ -102,8 +102,9 @@ async fn tick(
 }
 
 /// One run with `ctx`, its report logged and observed in `metrics`. The caller holds the
-/// lock that keeps runs apart.
-pub(crate) async fn reconcile_and_observe(ctx: &Context, metrics: &Metrics) {
+/// lock that keeps runs apart. Whether the run was recorded with the IdP read: what the
+/// watcher needs to know that the changes it saw are in the store.
+pub(crate) async fn reconcile_and_observe(ctx: &Context, metrics: &Metrics) -> bool {
     match reconcile_once(ctx).await {
         Ok(report) => {
             metrics.observe_run(&report, Utc::now());
@@ -135,12 +136,14 @@ pub(crate) async fn reconcile_and_observe(ctx: &Context, metrics: &Metrics) {
                 failed_sources = %failed.join(","),
                 "Reconciled."
             );
+            !failed.contains(&"idp")
         }
         Err(e) => {
             metrics.observe_failed_run();
             // The whole chain of causes: the store's error says what failed and where.
             let error = format!("{:#}", anyhow::Error::from(e));
             error!(error = %error, "The run could not be recorded; the next one will try again.");
+            false
         }
     }
 }

@@ -78,12 +78,16 @@ impl Watcher {
             "Watching the IdP for changed users."
         );
         while self.pause(interval).await {
+            let before = feed.clone();
             let poll = tokio::select! {
                 poll = feed.poll(&source) => poll,
                 _ = self.stop.changed() => return,
             };
-            if !self.handle(poll, &feed).await {
-                return;
+            match self.handle(poll, &feed).await {
+                Next::Continue => {}
+                // The changes are not in the store yet: the next look reports them again.
+                Next::LookAgain => feed = before,
+                Next::Stop => return,
             }
         }
     }
@@ -99,12 +103,12 @@ impl Watcher {
         }
     }
 
-    /// Acts on one look: a run when a user changed. `false` when the watcher stops.
+    /// Acts on one look: a run when a user changed.
     async fn handle(
         &mut self,
         poll: Result<Poll, idgraph_sources::SourceError>,
         feed: &ChangeFeed,
-    ) -> bool {
+    ) -> Next {
         match poll {
             Ok(Poll::Changed(users)) if users.is_empty() => {
                 self.metrics.observe_watch(WatchOutcome::Unchanged, 0);
@@ -120,14 +124,17 @@ impl Watcher {
                 let running = self.running.clone();
                 let _guard = tokio::select! {
                     biased;
-                    _ = self.stop.changed() => return false,
+                    _ = self.stop.changed() => return Next::Stop,
                     guard = running.lock_owned() => guard,
                 };
                 if *self.stop.borrow() {
-                    return false;
+                    return Next::Stop;
                 }
                 let ctx = self.contexts.borrow().clone();
-                reconcile_and_observe(&ctx, &self.metrics).await;
+                if !reconcile_and_observe(&ctx, &self.metrics).await {
+                    warn!("The run after the change did not record the IdP; the watcher looks at the same changes again next interval.");
+                    return Next::LookAgain;
+                }
                 if let Err(e) = ctx
                     .store
                     .set_watch_watermark(SOURCE, feed.watermark())
@@ -142,7 +149,7 @@ impl Watcher {
                     %reason,
                     "The SCIM server cannot filter users by meta.lastModified; the watcher stops. The schedule still runs."
                 );
-                return false;
+                return Next::Stop;
             }
             Err(e) => {
                 self.metrics.observe_watch(WatchOutcome::Failed, 0);
@@ -153,6 +160,16 @@ impl Watcher {
                 );
             }
         }
-        true
+        Next::Continue
     }
+}
+
+/// What the watcher does after a look.
+enum Next {
+    /// Waits for the next interval.
+    Continue,
+    /// Waits for the next interval, then asks for the same changes again.
+    LookAgain,
+    /// Stops watching.
+    Stop,
 }

@@ -51,8 +51,9 @@ pub enum Poll {
 /// The users of a SCIM server that changed since a watermark, one look at a time.
 ///
 /// The first look reads `/ServiceProviderConfig` once (paging, page size and
-/// `filter.supported`); every look after that is one request when nothing changed.
-#[derive(Debug)]
+/// `filter.supported`); every look after that is one request when nothing changed. A
+/// clone taken before a look can replace the feed to look at the same changes again.
+#[derive(Debug, Clone)]
 pub struct ChangeFeed {
     watermark: DateTime<Utc>,
     /// The users (id, `lastModified`) already reported whose change lies within the
