@@ -171,8 +171,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let targets: Vec<String> = settings.targets.iter().map(|t| t.name.clone()).collect();
-    let metrics = Arc::new(Metrics::new(&targets));
+    let metrics = Arc::new(Metrics::new(&target_names(&settings)));
     let ready = Arc::new(AtomicBool::new(false));
     let (stop, stopped) = watch::channel(false);
     let address = listener.local_addr()?;
@@ -200,16 +199,7 @@ pub async fn run(
 
     let running = Arc::new(Mutex::new(()));
     let first = tokio::spawn(tick(contexts.clone(), metrics.clone(), running.clone()));
-    let (stop_watching, watch_stop) = watch::channel(false);
-    let watcher = tokio::spawn(
-        Watcher {
-            contexts: contexts.clone(),
-            metrics: metrics.clone(),
-            running: running.clone(),
-            stop: watch_stop,
-        }
-        .run(),
-    );
+    let (stop_watching, watcher) = Watcher::spawn(&contexts, &metrics, &running);
     let mut scheduler = JobScheduler::new()
         .await
         .context("cannot start the scheduler")?;
@@ -250,12 +240,7 @@ pub async fn run(
                 Err(e) => keep_schedule(&e, &cron, &mut next),
             }
         }
-        let targets: Vec<String> = next
-            .settings
-            .targets
-            .iter()
-            .map(|t| t.name.clone())
-            .collect();
+        let targets = target_names(&next.settings);
         metrics.track_targets(&targets);
         current.send_replace(Arc::new(next));
         info!(
@@ -277,6 +262,11 @@ pub async fn run(
     store.close().await;
     info!("Stopped.");
     Ok(())
+}
+
+/// The configured targets' names, in config order.
+fn target_names(settings: &Settings) -> Vec<String> {
+    settings.targets.iter().map(|t| t.name.clone()).collect()
 }
 
 /// Waits for the run in progress, if any, at most [`SHUTDOWN_GRACE`].

@@ -16,6 +16,7 @@ use chrono::{SecondsFormat, Utc};
 use idgraph_sources::scim::{ChangeFeed, Poll, ScimSource};
 use idgraph_sources::NoProgress;
 use tokio::sync::{watch, Mutex};
+use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::config::IdpSettings;
@@ -29,20 +30,36 @@ const SOURCE: &str = "idp";
 /// What the watcher shares with the daemon.
 pub(crate) struct Watcher {
     /// The context each run takes, replaced on reload.
-    pub(crate) contexts: watch::Receiver<Arc<Context>>,
+    contexts: watch::Receiver<Arc<Context>>,
     /// Where looks and runs are counted.
-    pub(crate) metrics: Arc<Metrics>,
+    metrics: Arc<Metrics>,
     /// Held by whichever run is going.
-    pub(crate) running: Arc<Mutex<()>>,
+    running: Arc<Mutex<()>>,
     /// Becomes `true` when the daemon stops.
-    pub(crate) stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 }
 
 impl Watcher {
+    /// Starts watching in a task of its own; sending `true` stops it.
+    pub(crate) fn spawn(
+        contexts: &watch::Receiver<Arc<Context>>,
+        metrics: &Arc<Metrics>,
+        running: &Arc<Mutex<()>>,
+    ) -> (watch::Sender<bool>, JoinHandle<()>) {
+        let (stop, stopped) = watch::channel(false);
+        let watcher = Self {
+            contexts: contexts.clone(),
+            metrics: metrics.clone(),
+            running: running.clone(),
+            stop: stopped,
+        };
+        (stop, tokio::spawn(watcher.run()))
+    }
+
     /// Watches until the daemon stops, the configuration turns the watcher off, or the
     /// server turns out not to filter. Uses the IdP and interval of the configuration
     /// the daemon started with.
-    pub(crate) async fn run(mut self) {
+    async fn run(mut self) {
         let ctx = self.contexts.borrow().clone();
         let Some(interval) = ctx.settings.watch_interval else {
             info!(
