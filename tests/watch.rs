@@ -157,6 +157,15 @@ async fn a_deactivation_by_patch_is_an_orphan_before_the_schedule_and_the_waterm
         ),
         "{rows:?}"
     );
+    let bob = |findings: &serde_json::Value| {
+        findings
+            .as_array()
+            .expect("findings")
+            .iter()
+            .find(|f| f["db_user"] == "IAMA:bob@example.com")
+            .map(|f| f["first_seen_run"].clone())
+    };
+    let opened_by_the_watcher = bob(&findings["findings"]).expect("Bob's orphan");
 
     // The restart resumes from the stored watermark, not from the time it starts.
     let watermark = stored_watermark(&ws).await.expect("a stored watermark");
@@ -179,6 +188,14 @@ async fn a_deactivation_by_patch_is_an_orphan_before_the_schedule_and_the_waterm
         daemon.log()
     );
     assert!(daemon.terminate(Duration::from_secs(20)).success());
+
+    // The watched run took its place in the chain, and a full run agrees with it.
+    let verify = ws.idgraph(&["verify"]);
+    assert!(verify.status.success(), "{verify:?}");
+    let (code, report) =
+        json_output(ws.idgraph_env(&["reconcile", "--format", "json"], &[(TOKEN_ENV, TOKEN)]));
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(bob(&report["findings"]), Some(opened_by_the_watcher));
 }
 
 #[tokio::test(flavor = "multi_thread")]
