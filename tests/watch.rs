@@ -10,6 +10,7 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::daemon::{Daemon, Setup};
+use crate::peers::postgres::Postgres;
 use crate::peers::{scim2_server, scim2_server_with_config, scim_send, Process};
 use crate::util::{json_output, summary, Org, Workspace};
 
@@ -65,10 +66,9 @@ async fn deactivate(scim: &Process, ids: &[(String, String)], login: &str) {
     assert!(status.is_success(), "{status}: {answer}");
 }
 
-/// The workspace of `org` with its IdP in `scim`, more `[idp]` keys `idp`, and a watcher
-/// every 2 s.
-fn workspace(org: &Org, scim: &Process, idp: &str) -> Workspace {
-    let ws = Workspace::new(org);
+/// `ws` with its IdP in `scim`, more `[idp]` keys `idp`, and a watcher every
+/// `interval` seconds.
+fn watched(ws: Workspace, scim: &Process, idp: &str, interval: u64) -> Workspace {
     let config = std::fs::read_to_string(ws.config()).unwrap();
     let file_idp = "[idp]\nkind = \"file\"\npath = \"exports/scim.json\"\n";
     assert!(config.contains(file_idp), "{config}");
@@ -79,17 +79,18 @@ fn workspace(org: &Org, scim: &Process, idp: &str) -> Workspace {
     let config = config.replace(file_idp, &scim_idp);
     ws.write(
         "idgraph.toml",
-        &format!("{config}\n[watch]\ninterval_seconds = 2\n"),
+        &format!("{config}\n[watch]\ninterval_seconds = {interval}\n"),
     );
     ws
 }
 
-/// A `scim2-server` holding [`org`], the ids [`seed`] gave, and its [`workspace`].
+/// A `scim2-server` holding [`org`], the ids [`seed`] gave, and its workspace with a
+/// watcher every 2 s.
 async fn seeded(idp: &str) -> (Process, Vec<(String, String)>, Workspace) {
     let scim = scim2_server(Some(TOKEN));
     let org = org();
     let ids = seed(&scim, &org).await;
-    let ws = workspace(&org, &scim, idp);
+    let ws = watched(Workspace::new(&org), &scim, idp, 2);
     (scim, ids, ws)
 }
 
@@ -214,7 +215,7 @@ async fn a_server_that_cannot_filter_stops_the_watcher_with_one_warning_not_the_
     );
     let org = org();
     seed(&scim, &org).await;
-    let ws = workspace(&org, &scim, "");
+    let ws = watched(Workspace::new(&org), &scim, "", 2);
     let mut daemon = start(&ws);
     let unsupported = "idgraph_watch_polls_total{outcome=\"unsupported\"}";
     daemon.wait_for(unsupported, 1.0, PATIENCE);
@@ -271,4 +272,42 @@ async fn changes_a_run_could_not_record_are_looked_at_again() {
         None,
         "nothing recorded, nothing stored"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deactivation_shows_on_a_postgres_target_at_a_five_second_interval() {
+    let pg = Postgres::start();
+    pg.create_user("IAMA:ann@example.com", false);
+    pg.create_user("IAMA:bob@example.com", false);
+    let scim = scim2_server(Some(TOKEN));
+    let people = Org::default()
+        .person("ann@example.com")
+        .person("bob@example.com");
+    let ids = seed(&scim, &people).await;
+    let target = format!(
+        "[[targets]]\nname = \"warehouse\"\nkind = \"postgres\"\nhost = \"127.0.0.1\"\n\
+         port = {}\ndatabase = \"postgres\"\nuser_env = \"PG_USER\"\nsslmode = \"disable\"\n\
+         master_user = \"postgres\"\n",
+        pg.port
+    );
+    let ws = watched(Workspace::with_targets(&people, &target), &scim, "", 5);
+    let daemon = Daemon::start_with(
+        &ws,
+        Setup {
+            cron: HOURLY,
+            host: "127.0.0.1",
+            http: "",
+            env: &[(TOKEN_ENV, TOKEN), ("PG_USER", "postgres")],
+        },
+    );
+    daemon.wait_for(
+        "idgraph_reconcile_runs_total{status=\"complete\"}",
+        1.0,
+        PATIENCE,
+    );
+    let orphans = "idgraph_orphaned_db_users{target=\"warehouse\"}";
+    assert_eq!(daemon.sample(orphans), Some(0.0), "{}", daemon.log());
+    deactivate(&scim, &ids, "bob@example.com").await;
+    // The issue's goal is 30 s at this interval; the bound is that, not a measurement.
+    daemon.wait_for(orphans, 1.0, PATIENCE);
 }
