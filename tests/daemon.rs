@@ -25,13 +25,13 @@ fn org() -> Org {
 const EVERY_SECOND: &str = "* * * * * *";
 
 /// How a test starts the daemon: what goes before the workspace's config.
-struct Setup<'a> {
-    cron: &'a str,
+pub(crate) struct Setup<'a> {
+    pub(crate) cron: &'a str,
     /// The host of `http.listen`.
-    host: &'a str,
+    pub(crate) host: &'a str,
     /// More `[http]` keys.
-    http: &'a str,
-    env: &'a [(&'a str, &'a str)],
+    pub(crate) http: &'a str,
+    pub(crate) env: &'a [(&'a str, &'a str)],
 }
 
 impl Default for Setup<'_> {
@@ -45,7 +45,7 @@ impl Default for Setup<'_> {
     }
 }
 
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     host: String,
     port: u16,
@@ -69,7 +69,7 @@ impl Daemon {
         )
     }
 
-    fn start_with(ws: &Workspace, setup: Setup) -> Self {
+    pub(crate) fn start_with(ws: &Workspace, setup: Setup) -> Self {
         let port = free_port();
         let base_config = std::fs::read_to_string(ws.config()).unwrap();
         let log = ws.path("daemon.log");
@@ -115,7 +115,7 @@ impl Daemon {
     }
 
     /// What the daemon logged so far.
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
@@ -130,7 +130,7 @@ impl Daemon {
 
     /// Sends SIGTERM and returns the exit status, or panics when the process is still
     /// there after `limit`.
-    fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
+    pub(crate) fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
         let stopped = Instant::now();
         self.signal("TERM");
         loop {
@@ -196,7 +196,7 @@ impl Daemon {
     }
 
     /// The value of one sample, e.g. `idgraph_source_up{source="idp"}`.
-    fn sample(&self, series: &str) -> Option<f64> {
+    pub(crate) fn sample(&self, series: &str) -> Option<f64> {
         let (_, metrics) = self.get("/metrics");
         metrics.lines().find_map(|line| {
             let (name, value) = line.rsplit_once(' ')?;
@@ -205,7 +205,7 @@ impl Daemon {
     }
 
     /// Waits until `series` has `value`, or panics after `limit`.
-    fn wait_for(&self, series: &str, value: f64, limit: Duration) {
+    pub(crate) fn wait_for(&self, series: &str, value: f64, limit: Duration) {
         let start = Instant::now();
         while self.sample(series) != Some(value) {
             assert!(

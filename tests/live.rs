@@ -9,10 +9,11 @@ use std::process::{Command, Output};
 use idgraph_aws::sdk::identitystore::types::{Email, Name};
 use idgraph_aws::sdk::{identitystore, redshift};
 use idgraph_aws::Credentials;
+use reqwest::Method;
 use serde_json::json;
 
 use crate::peers::postgres::Postgres;
-use crate::peers::{moto, redshift_serverless_standin, scim2_server, Process};
+use crate::peers::{moto, redshift_serverless_standin, scim2_server, scim_send, Process};
 use crate::util::{json_output, row, summary};
 
 const SCIM_TOKEN: &str = "live-scim-token-2b7d41e0";
@@ -39,7 +40,6 @@ fn inactive(i: usize) -> bool {
 }
 
 async fn seed_scim(scim: &Process) {
-    let client = reqwest::Client::new();
     for i in 0..PEOPLE {
         let user = json!({
             "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
@@ -48,15 +48,8 @@ async fn seed_scim(scim: &Process) {
             "active": !inactive(i),
             "emails": [{"value": login(i), "type": "work", "primary": true}],
         });
-        let response = client
-            .post(format!("{}/v2/Users", scim.url()))
-            .bearer_auth(SCIM_TOKEN)
-            .header("Content-Type", "application/scim+json")
-            .body(user.to_string())
-            .send()
-            .await
-            .expect("POST /Users");
-        assert_eq!(response.status(), 201);
+        let (status, _) = scim_send(scim, SCIM_TOKEN, Method::POST, "Users", &user).await;
+        assert_eq!(status, 201);
     }
 }
 

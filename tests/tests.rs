@@ -25,3 +25,4 @@ mod reconcile;
 mod scim;
 mod secrets;
 mod util;
+mod watch;

@@ -158,3 +158,25 @@ pub fn redshift_serverless_standin(args: &[&str]) -> Process {
     all.extend_from_slice(args);
     Process::spawn(Path::new("python3"), &all, port)
 }
+
+/// Sends `body` as SCIM JSON with `method` to `{scim}/v2/{path}` with bearer `token`;
+/// the answer's status and JSON body (`Null` when it has none).
+pub async fn scim_send(
+    scim: &Process,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: &serde_json::Value,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .request(method, format!("{}/v2/{path}", scim.url()))
+        .bearer_auth(token)
+        .header("Content-Type", "application/scim+json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("a SCIM request");
+    let status = response.status();
+    let text = response.text().await.expect("a SCIM answer");
+    (status, serde_json::from_str(&text).unwrap_or_default())
+}

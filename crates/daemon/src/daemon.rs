@@ -1,6 +1,7 @@
-//! `idgraph run`: reconcile at start and on the cron schedule, never two runs at once;
-//! serve `/metrics`, `/healthz` and `/readyz`; reload the configuration on SIGHUP; stop
-//! cleanly on a shutdown signal.
+//! `idgraph run`: reconcile at start, on the cron schedule and when the watcher
+//! ([`crate::watcher`]) sees IdP users change, never two runs at once; serve `/metrics`,
+//! `/healthz` and `/readyz`; reload the configuration on SIGHUP; stop cleanly on a
+//! shutdown signal.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -27,6 +28,7 @@ use crate::config::{ConfigError, Settings};
 use crate::http;
 use crate::metrics::Metrics;
 use crate::reconcile::{reconcile_once, Context, Sources};
+use crate::watcher::Watcher;
 
 /// How long a run in progress may take to finish after a shutdown signal; after that the
 /// process exits and SQLite rolls the unfinished run back.
@@ -96,7 +98,14 @@ async fn tick(
         return;
     };
     let ctx = contexts.borrow().clone();
-    match reconcile_once(&ctx).await {
+    reconcile_and_observe(&ctx, &metrics).await;
+}
+
+/// One run with `ctx`, its report logged and observed in `metrics`. The caller holds the
+/// lock that keeps runs apart. Whether the run was recorded with the IdP read: what the
+/// watcher needs to know that the changes it saw are in the store.
+pub(crate) async fn reconcile_and_observe(ctx: &Context, metrics: &Metrics) -> bool {
+    match reconcile_once(ctx).await {
         Ok(report) => {
             metrics.observe_run(&report, Utc::now());
             let by_kind: Vec<String> = FindingKind::ALL
@@ -127,12 +136,14 @@ async fn tick(
                 failed_sources = %failed.join(","),
                 "Reconciled."
             );
+            !failed.contains(&"idp")
         }
         Err(e) => {
             metrics.observe_failed_run();
             // The whole chain of causes: the store's error says what failed and where.
             let error = format!("{:#}", anyhow::Error::from(e));
             error!(error = %error, "The run could not be recorded; the next one will try again.");
+            false
         }
     }
 }
@@ -160,8 +171,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let targets: Vec<String> = settings.targets.iter().map(|t| t.name.clone()).collect();
-    let metrics = Arc::new(Metrics::new(&targets));
+    let metrics = Arc::new(Metrics::new(&target_names(&settings)));
     let ready = Arc::new(AtomicBool::new(false));
     let (stop, stopped) = watch::channel(false);
     let address = listener.local_addr()?;
@@ -189,6 +199,7 @@ pub async fn run(
 
     let running = Arc::new(Mutex::new(()));
     let first = tokio::spawn(tick(contexts.clone(), metrics.clone(), running.clone()));
+    let (stop_watching, watcher) = Watcher::spawn(&contexts, &metrics, &running);
     let mut scheduler = JobScheduler::new()
         .await
         .context("cannot start the scheduler")?;
@@ -229,12 +240,7 @@ pub async fn run(
                 Err(e) => keep_schedule(&e, &cron, &mut next),
             }
         }
-        let targets: Vec<String> = next
-            .settings
-            .targets
-            .iter()
-            .map(|t| t.name.clone())
-            .collect();
+        let targets = target_names(&next.settings);
         metrics.track_targets(&targets);
         current.send_replace(Arc::new(next));
         info!(
@@ -245,13 +251,22 @@ pub async fn run(
     info!("Stopping: no new runs; waiting for the current one.");
     let _ = scheduler.shutdown().await;
     drop(first);
+    // The watcher stops between looks, mid-look or waiting for the lock; a run it started
+    // is waited for like any.
+    let _ = stop_watching.send(true);
     wait_for_the_run(&running).await;
+    watcher.abort();
     let _ = stop.send(true);
     let _ = server.await;
     let store = current.borrow().store.clone();
     store.close().await;
     info!("Stopped.");
     Ok(())
+}
+
+/// The configured targets' names, in config order.
+fn target_names(settings: &Settings) -> Vec<String> {
+    settings.targets.iter().map(|t| t.name.clone()).collect()
 }
 
 /// Waits for the run in progress, if any, at most [`SHUTDOWN_GRACE`].
@@ -309,6 +324,13 @@ async fn reloaded(reload: &Reload, current: &Context) -> Option<Context> {
             "Changing this key takes a restart; the daemon keeps the store it has open."
         );
         settings.store_path = old.store_path.clone();
+    }
+    if settings.watch_interval != old.watch_interval {
+        warn!(
+            key = "watch.interval_seconds",
+            "Changing this key takes a restart; the watcher keeps its interval."
+        );
+        settings.watch_interval = old.watch_interval;
     }
     if settings.http != old.http {
         warn!(

@@ -14,6 +14,7 @@
 //! - [`output`]: the JSON contract and the text a terminal shows.
 //! - [`plan`]: `idgraph plan`, remediation SQL for orphaned users, never executed.
 //! - [`progress`]: progress of long fetches on a terminal.
+//! - `watcher`: the daemon's watcher of changed IdP users (`[watch]`).
 
 pub mod cli;
 pub mod config;
@@ -25,3 +26,4 @@ pub mod output;
 pub mod plan;
 pub mod progress;
 pub mod reconcile;
+mod watcher;

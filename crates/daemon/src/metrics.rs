@@ -59,6 +59,42 @@ pub struct Metrics {
     ticks_skipped: IntCounter,
     reconcile_duration: Histogram,
     last_success: Gauge,
+    watch_polls: IntCounterVec,
+    watch_changed_users: IntCounter,
+}
+
+/// How one look of the watcher for changed IdP users ended, the `outcome` label of
+/// `idgraph_watch_polls_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchOutcome {
+    /// Nothing changed since the last look.
+    Unchanged,
+    /// At least one user changed; a run follows.
+    Changed,
+    /// The look failed; the next one tries again.
+    Failed,
+    /// The server cannot filter on `meta.lastModified`; the watcher stopped.
+    Unsupported,
+}
+
+impl WatchOutcome {
+    /// Every outcome, in label order.
+    pub const ALL: [WatchOutcome; 4] = [
+        WatchOutcome::Unchanged,
+        WatchOutcome::Changed,
+        WatchOutcome::Failed,
+        WatchOutcome::Unsupported,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WatchOutcome::Unchanged => "unchanged",
+            WatchOutcome::Changed => "changed",
+            WatchOutcome::Failed => "failed",
+            WatchOutcome::Unsupported => "unsupported",
+        }
+    }
 }
 
 fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
@@ -188,9 +224,29 @@ impl Metrics {
                 "Unix time of the last complete run.",
             ),
         );
+        let watch_polls = registered(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "idgraph_watch_polls_total",
+                    "Looks of the watcher for changed IdP users by outcome: unchanged, changed, failed, unsupported.",
+                ),
+                &["outcome"],
+            ),
+        );
+        let watch_changed_users = registered(
+            &registry,
+            IntCounter::new(
+                "idgraph_watch_changed_users_total",
+                "IdP users the watcher saw change.",
+            ),
+        );
         register_build_info(&registry);
         for status in ["complete", "partial", "failed"] {
             reconcile_runs.with_label_values(&[status]);
+        }
+        for outcome in WatchOutcome::ALL {
+            watch_polls.with_label_values(&[outcome.as_str()]);
         }
         let metrics = Self {
             registry,
@@ -205,6 +261,8 @@ impl Metrics {
             ticks_skipped,
             reconcile_duration,
             last_success,
+            watch_polls,
+            watch_changed_users,
         };
         metrics.track_targets(targets);
         metrics
@@ -253,6 +311,14 @@ impl Metrics {
     /// Counts a run that could not be recorded at all.
     pub fn observe_failed_run(&self) {
         self.reconcile_runs.with_label_values(&["failed"]).inc();
+    }
+
+    /// Counts a look of the watcher and the users it saw change.
+    pub fn observe_watch(&self, outcome: WatchOutcome, changed_users: usize) {
+        self.watch_polls
+            .with_label_values(&[outcome.as_str()])
+            .inc();
+        self.watch_changed_users.inc_by(changed_users as u64);
     }
 
     /// Counts a scheduled run skipped because one was still going.

@@ -19,6 +19,7 @@
 //! - `read`: episodes, runs and what a reconcile needs from earlier runs, read back and
 //!   checked.
 //! - `chain`: the tamper-evident run chain behind [`Store::verify`].
+//! - `watch`: the daemon watcher's watermark per IdP source.
 //!
 //! # Schema
 //! The schema lives in `/migrations` (embedded at build time, applied by [`Store::open`]):
@@ -31,6 +32,8 @@
 //!   open). A partial unique index on the finding key `(kind, target or '', subject)` of
 //!   open episodes keeps one open episode per key and makes the open-episode lookup of each
 //!   run an index scan.
+//! - `watch_state` (`WITHOUT ROWID`, keyed by source name): where the daemon's watcher left
+//!   off, the newest `meta.lastModified` it saw. Outside the run chain.
 //!
 //! An episode's `opened_at`/`resolved_at` is the `finished_at` of its run; a run's counts of
 //! opened and resolved episodes are derived from `episodes`. Values are always bound, never
@@ -40,6 +43,7 @@ mod chain;
 mod error;
 mod read;
 mod types;
+mod watch;
 mod write;
 
 pub use chain::{ChainReport, PruneReport};

@@ -461,7 +461,7 @@ impl Store {
 
     /// Parses a time that column `column` holds, written by
     /// [`format_time`](crate::write::format_time).
-    fn parse_time(
+    pub(crate) fn parse_time(
         &self,
         text: &str,
         column: &str,

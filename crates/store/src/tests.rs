@@ -247,3 +247,22 @@ async fn reading_a_missing_store_creates_nothing() {
     assert!(matches!(error, StoreError::Missing { .. }), "{error:?}");
     assert!(!path.exists());
 }
+
+#[tokio::test]
+async fn the_watch_watermark_is_kept_per_source_across_reopening() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("s.db");
+    let store = Store::open(&path).await.unwrap();
+    assert_eq!(store.watch_watermark("idp").await.unwrap(), None);
+    let first = Utc.with_ymd_and_hms(2026, 11, 27, 10, 0, 0).unwrap();
+    store.set_watch_watermark("idp", first).await.unwrap();
+    let later = first + chrono::TimeDelta::milliseconds(1_500);
+    store.set_watch_watermark("idp", later).await.unwrap();
+    store.close().await;
+
+    let store = Store::open(&path).await.unwrap();
+    assert_eq!(store.watch_watermark("idp").await.unwrap(), Some(later));
+    assert_eq!(store.watch_watermark("other").await.unwrap(), None);
+    assert!(store.verify().await.unwrap().is_intact());
+    store.close().await;
+}

@@ -30,6 +30,26 @@ pub(super) struct RawConfig {
     pub(super) remediation: RemediationSection,
     #[serde(default)]
     pub(super) reconcile: ReconcileSection,
+    #[serde(default)]
+    pub(super) watch: WatchSection,
+}
+
+/// `[watch]`: how often the daemon asks a SCIM IdP which users changed.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct WatchSection {
+    /// Seconds between two looks for users changed since the last one
+    /// (`meta.lastModified`); a change starts a run at once. 0 turns the watcher off;
+    /// only a `scim` IdP is watched.
+    pub(super) interval_seconds: u64,
+}
+
+impl Default for WatchSection {
+    fn default() -> Self {
+        Self {
+            interval_seconds: 30,
+        }
+    }
 }
 
 /// `[reconcile]`: how a run fetches its sources.

@@ -47,6 +47,9 @@ pub struct Settings {
     pub idp_deadline: Duration,
     /// How long the whole fetch of Identity Center may take.
     pub identity_center_deadline: Duration,
+    /// How often the daemon asks a SCIM IdP which users changed; `None` when
+    /// `watch.interval_seconds` is 0.
+    pub watch_interval: Option<Duration>,
 }
 
 impl Settings {

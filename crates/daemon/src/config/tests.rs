@@ -670,3 +670,34 @@ fn the_default_port_is_not_an_exporter_s_the_prometheus_wiki_lists() {
     assert_eq!(port, 10187);
     assert!(!(9100..=9999).contains(&port));
 }
+
+#[test]
+fn the_watch_interval_defaults_to_30_seconds_0_turns_it_off_and_is_bounded() {
+    let (_dir, settings) = load_text(MINIMAL);
+    assert_eq!(
+        settings.unwrap().watch_interval,
+        Some(Duration::from_secs(30))
+    );
+    let (_dir, settings) = load_text(&format!("{MINIMAL}\n[watch]\ninterval_seconds = 2\n"));
+    assert_eq!(
+        settings.unwrap().watch_interval,
+        Some(Duration::from_secs(2))
+    );
+    let (_dir, settings) = load_text(&format!("{MINIMAL}\n[watch]\ninterval_seconds = 0\n"));
+    assert_eq!(settings.unwrap().watch_interval, None);
+    let (_dir, err) = load_text(&format!("{MINIMAL}\n[watch]\ninterval_seconds = 100000\n"));
+    let message = err.unwrap_err().to_string();
+    assert!(
+        message.contains("watch.interval_seconds = 100000 must be at most 86400"),
+        "{message}"
+    );
+    for bad in [
+        "interval_seconds = -1",
+        "interval_seconds = \"fast\"",
+        "every = 5",
+    ] {
+        let (_dir, err) = load_text(&format!("{MINIMAL}\n[watch]\n{bad}\n"));
+        let message = err.unwrap_err().to_string();
+        assert!(message.contains("watch"), "{bad}: {message}");
+    }
+}

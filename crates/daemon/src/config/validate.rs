@@ -15,7 +15,7 @@ use serde_path_to_error::Segment;
 
 use super::raw::{
     AwsIdentityCenterTable, FileTable, HttpSection, IdentityCenterKind, IdpKind, RawConfig,
-    ReconcileSection, ScimIdpTable, Table,
+    ReconcileSection, ScimIdpTable, Table, WatchSection,
 };
 use super::settings::{
     HttpSettings, IdentityCenterSettings, IdpSettings, Settings, DEFAULT_DEADLINE,
@@ -38,6 +38,7 @@ pub(super) fn validate(
     check_mapping(&raw.mapping, &mut problems);
     let http = http_settings(raw.http, &mut problems);
     check_reconcile(&raw.reconcile, &mut problems);
+    let watch_interval = watch_interval(&raw.watch, &mut problems);
     check_cron(&raw.schedule.cron, &mut problems);
 
     match (idp, identity_center, http) {
@@ -65,6 +66,7 @@ pub(super) fn validate(
             },
             idp_deadline,
             identity_center_deadline,
+            watch_interval,
         }),
         _ => Err(problems),
     }
@@ -330,6 +332,23 @@ fn check_reconcile(section: &ReconcileSection, problems: &mut Vec<String>) {
             "reconcile.max_shrink_percent = {} must be between 0 and 100",
             section.max_shrink_percent
         ));
+    }
+}
+
+/// `watch.interval_seconds`: `None` for 0 (off); at most a day, beyond which the
+/// schedule finds a change first.
+fn watch_interval(section: &WatchSection, problems: &mut Vec<String>) -> Option<Duration> {
+    const MAX_SECONDS: u64 = 86_400;
+    match section.interval_seconds {
+        0 => None,
+        seconds if seconds > MAX_SECONDS => {
+            problems.push(format!(
+                "watch.interval_seconds = {seconds} must be at most {MAX_SECONDS} (a day); \
+                 0 turns the watcher off"
+            ));
+            None
+        }
+        seconds => Some(Duration::from_secs(seconds)),
     }
 }
 

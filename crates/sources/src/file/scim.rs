@@ -40,6 +40,8 @@ impl ScimItem {
             user_name: self.user_name,
             active: self.active,
             emails: self.emails,
+            // An export is read whole; when a user changed does not matter to it.
+            meta: None,
         }
     }
 }

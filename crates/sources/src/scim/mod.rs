@@ -41,11 +41,14 @@
 //!   under its size cap, error details, and the token kept out of every message.
 //! - `paging`: index and cursor paging, and the collector that checks the pages add up.
 //! - `wire`: the SCIM JSON the client reads, shared with the file source.
+//! - `watch`: [`ChangeFeed`], the users changed since a watermark
+//!   (`meta.lastModified gt`), for the daemon's watcher.
 
 mod client;
 mod paging;
 #[cfg(test)]
 mod tests;
+mod watch;
 pub(crate) mod wire;
 
 use std::fmt;
@@ -61,6 +64,7 @@ use crate::{Progress, Secret, Source, SourceError};
 
 use client::{bearer, endpoint, error_chain, origin, RetryPolicy};
 pub use client::{parse_base_url, BaseUrlError};
+pub use watch::{changed_since_filter, ChangeFeed, ChangedUser, Poll, OVERLAP};
 
 /// The media type of SCIM (RFC 7644 §3.1).
 const SCIM_JSON: &str = "application/scim+json";

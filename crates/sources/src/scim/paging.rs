@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
+use chrono::{DateTime, Utc};
 use futures::stream::{FuturesUnordered, StreamExt};
 use idgraph_model::IdpUser;
 
@@ -13,24 +14,38 @@ use crate::SourceError;
 impl ScimSource {
     pub(super) async fn fetch_users(&self) -> Result<Vec<IdpUser>, SourceError> {
         let (paging, page_size) = match self.paging {
-            Paging::Auto => self.discover().await?,
+            Paging::Auto => {
+                let found = self.discover().await?;
+                (found.paging, found.page_size)
+            }
             paging => (paging, self.page_size),
         };
-        let users = match paging {
-            Paging::Cursor => self.fetch_by_cursor(page_size).await?,
-            Paging::Index | Paging::Auto => self.fetch_by_index(page_size).await?,
-        };
+        let users = self.list(paging, page_size, None).await?;
         tracing::debug!(
             path = self.users_url.path(),
             users = users.len(),
             paging = ?paging,
             "Fetched every SCIM user."
         );
-        Ok(users)
+        Ok(users.into_iter().map(|listed| listed.user).collect())
     }
 
-    /// The paging style and page size `/ServiceProviderConfig` advertises.
-    async fn discover(&self) -> Result<(Paging, u32), SourceError> {
+    /// Every user `filter` selects (every user without one), paged as `paging` says.
+    pub(super) async fn list(
+        &self,
+        paging: Paging,
+        page_size: u32,
+        filter: Option<&str>,
+    ) -> Result<Vec<Listed>, SourceError> {
+        match paging {
+            Paging::Cursor => self.fetch_by_cursor(page_size, filter).await,
+            Paging::Index | Paging::Auto => self.fetch_by_index(page_size, filter).await,
+        }
+    }
+
+    /// The paging style, page size and filter support `/ServiceProviderConfig`
+    /// advertises.
+    pub(super) async fn discover(&self) -> Result<Discovered, SourceError> {
         let config: ServiceProviderConfig =
             match self.get(&self.config_url, &self.config_origin).await {
                 Ok(config) => config,
@@ -57,7 +72,7 @@ impl ScimSource {
         // Asking for more than the advertised maximum only makes the server cap it.
         let page_size = [
             pagination.max_page_size,
-            config.filter.and_then(|f| f.max_results),
+            config.filter.as_ref().and_then(|f| f.max_results),
         ]
         .into_iter()
         .flatten()
@@ -65,19 +80,29 @@ impl ScimSource {
         .fold(self.page_size, |size, max| {
             size.min(u32::try_from(max).unwrap_or(u32::MAX))
         });
+        let filter = config.filter.and_then(|f| f.supported).map(|s| s.0);
         tracing::debug!(
             path = self.config_url.path(),
             paging = ?paging,
             page_size,
+            filter = ?filter,
             "Read the SCIM service provider configuration."
         );
-        Ok((paging, page_size))
+        Ok(Discovered {
+            paging,
+            page_size,
+            filter,
+        })
     }
 
     /// RFC 7644 index paging: the first page gives the total and the server's real page
     /// size; the rest follow concurrently.
-    async fn fetch_by_index(&self, page_size: u32) -> Result<Vec<IdpUser>, SourceError> {
-        let first = self.index_page(1, page_size).await?;
+    async fn fetch_by_index(
+        &self,
+        page_size: u32,
+        filter: Option<&str>,
+    ) -> Result<Vec<Listed>, SourceError> {
+        let first = self.index_page(1, page_size, filter).await?;
         let total = first
             .total_results
             .ok_or_else(|| SourceError::InvalidResponse {
@@ -117,7 +142,7 @@ impl ScimSource {
                 };
                 in_flight.push(async move {
                     let count = u32::try_from(slot.want).unwrap_or(u32::MAX);
-                    (slot, self.index_page(slot.start, count).await)
+                    (slot, self.index_page(slot.start, count, filter).await)
                 });
             }
             // Dropping `in_flight` on an error cancels the other requests.
@@ -153,7 +178,11 @@ impl ScimSource {
     }
 
     /// RFC 9865 cursor paging: each page names the next until one does not.
-    async fn fetch_by_cursor(&self, page_size: u32) -> Result<Vec<IdpUser>, SourceError> {
+    async fn fetch_by_cursor(
+        &self,
+        page_size: u32,
+        filter: Option<&str>,
+    ) -> Result<Vec<Listed>, SourceError> {
         // Servers may return an empty page with a next cursor (a page of filtered-out
         // resources); many in a row, or pages of users already seen, mean the listing is
         // not moving.
@@ -166,7 +195,9 @@ impl ScimSource {
         // The largest page the server returned: it may cap the page size silently.
         let mut largest = 0;
         for page_number in 1u64.. {
-            let page = self.cursor_page(&cursor, page_number, page_size).await?;
+            let page = self
+                .cursor_page(&cursor, page_number, page_size, filter)
+                .await?;
             if page_number == 1 {
                 run.expect_total(page.total_results)?;
             }
@@ -195,12 +226,18 @@ impl ScimSource {
         run.finish()
     }
 
-    async fn index_page(&self, start: u64, count: u32) -> Result<ListResponse, SourceError> {
+    async fn index_page(
+        &self,
+        start: u64,
+        count: u32,
+        filter: Option<&str>,
+    ) -> Result<ListResponse, SourceError> {
         self.page(
             &[
                 ("startIndex", start.to_string()),
                 ("count", count.to_string()),
             ],
+            filter,
             &format!("startIndex {start}"),
         )
         .await
@@ -211,23 +248,30 @@ impl ScimSource {
         cursor: &str,
         page_number: u64,
         count: u32,
+        filter: Option<&str>,
     ) -> Result<ListResponse, SourceError> {
         // The log names the page by number: a cursor is opaque and long, and says nothing.
         self.page(
             &[("cursor", cursor.to_owned()), ("count", count.to_string())],
+            filter,
             &format!("cursor page {page_number}"),
         )
         .await
     }
 
-    /// GETs the page of `/Users` that `query` selects; `position` names it in the log.
+    /// GETs the page of `/Users` that `query` selects among the users `filter` selects;
+    /// `position` names it in the log.
     async fn page(
         &self,
         query: &[(&str, String)],
+        filter: Option<&str>,
         position: &str,
     ) -> Result<ListResponse, SourceError> {
         let mut url = self.users_url.clone();
         url.query_pairs_mut().extend_pairs(query);
+        if let Some(filter) = filter {
+            url.query_pairs_mut().append_pair("filter", filter);
+        }
         let page: ListResponse = self.get(&url, &self.users_origin).await?;
         tracing::debug!(
             path = self.users_url.path(),
@@ -238,6 +282,22 @@ impl ScimSource {
         );
         Ok(page)
     }
+}
+
+/// What `/ServiceProviderConfig` advertises.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Discovered {
+    pub(super) paging: Paging,
+    pub(super) page_size: u32,
+    /// `filter.supported`; `None` when the server does not say.
+    pub(super) filter: Option<bool>,
+}
+
+/// A user of a listing, with when the server says it last changed.
+#[derive(Debug, Clone)]
+pub(super) struct Listed {
+    pub(super) user: IdpUser,
+    pub(super) last_modified: Option<DateTime<Utc>>,
 }
 
 /// A range of index positions still to fetch.
@@ -255,7 +315,7 @@ struct Run<'a> {
     total: Option<u64>,
     /// Pages by position (startIndex or cursor page number), so the snapshot's order
     /// does not depend on which concurrent request finished first.
-    pages: BTreeMap<u64, Vec<IdpUser>>,
+    pages: BTreeMap<u64, Vec<Listed>>,
     /// The id of every user delivered so far.
     ids: HashSet<String>,
     pages_fetched: u64,
@@ -304,17 +364,23 @@ impl<'a> Run<'a> {
             .into_iter()
             .enumerate()
             .map(|(i, user)| {
-                idp_user(user).map_err(|missing| SourceError::InvalidResponse {
-                    origin: self.source.users_origin.clone(),
-                    detail: self
-                        .source
-                        .redact(format!("the user at Resources[{i}] of {label} {missing}")),
-                })
+                let last_modified = user.last_modified();
+                idp_user(user)
+                    .map(|user| Listed {
+                        user,
+                        last_modified,
+                    })
+                    .map_err(|missing| SourceError::InvalidResponse {
+                        origin: self.source.users_origin.clone(),
+                        detail: self
+                            .source
+                            .redact(format!("the user at Resources[{i}] of {label} {missing}")),
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let fresh = users
             .iter()
-            .filter(|user| self.ids.insert(user.id.clone()))
+            .filter(|listed| self.ids.insert(listed.user.id.clone()))
             .count() as u64;
         self.pages_fetched += 1;
         self.received += users.len() as u64;
@@ -388,12 +454,12 @@ impl<'a> Run<'a> {
     }
 
     /// Every user once, in listing order, if they add up to `totalResults`.
-    fn finish(mut self) -> Result<Vec<IdpUser>, SourceError> {
+    fn finish(mut self) -> Result<Vec<Listed>, SourceError> {
         let mut users = Vec::with_capacity(self.ids.len());
         for user in std::mem::take(&mut self.pages).into_values().flatten() {
             // Index paging over a set that changes underneath shows a user twice; the
             // first time counts.
-            if self.ids.remove(&user.id) {
+            if self.ids.remove(&user.user.id) {
                 users.push(user);
             }
         }

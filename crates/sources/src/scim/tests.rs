@@ -1395,3 +1395,210 @@ async fn an_endless_error_body_is_cut_off_and_the_status_decides() {
     );
     assert_eq!(stub.seen().len(), 2, "retried as a 503");
 }
+
+// ----- the change feed: meta.lastModified gt ------------------------------------------
+
+/// 2026-01-01T00:00:00Z plus `seconds`.
+fn at(seconds: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(1_767_225_600 + seconds, 0).expect("a time")
+}
+
+/// A directory whose users carry `meta.lastModified`, shared with the test so it can
+/// change users between looks.
+type Changing = Arc<Mutex<Vec<Value>>>;
+
+fn modified(users: &Changing, i: usize, seconds: i64) {
+    let mut users = users.lock().expect("lock");
+    users[i]["meta"]["lastModified"] = json!(at(seconds).to_rfc3339());
+}
+
+/// A stand-in that filters on `meta.lastModified gt "…"` and pages by index;
+/// `/ServiceProviderConfig` answers `config` (404 when `None`).
+async fn filtering_stub(users: &Changing, config: Option<Value>) -> Stub {
+    let users = Arc::clone(users);
+    Stub::start(move |req, _| {
+        if req.path.ends_with("/ServiceProviderConfig") {
+            return match &config {
+                Some(config) => Reply::json(200, config),
+                None => Reply::scim_error(404, "not here"),
+            };
+        }
+        let users = users.lock().expect("lock").clone();
+        let selected: Vec<Value> = match req.param("filter") {
+            None => users,
+            Some(filter) => {
+                let since = filter
+                    .strip_prefix("meta.lastModified gt \"")
+                    .and_then(|rest| rest.strip_suffix('"'))
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .expect("the filter the feed sends");
+                users
+                    .into_iter()
+                    .filter(|u| {
+                        u["meta"]["lastModified"]
+                            .as_str()
+                            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                            .is_some_and(|t| t > since)
+                    })
+                    .collect()
+            }
+        };
+        index_page(&selected, req, 1000)
+    })
+    .await
+}
+
+fn changed_ids(poll: &Poll) -> Vec<String> {
+    match poll {
+        Poll::Changed(users) => users.iter().map(|u| u.user.id.clone()).collect(),
+        Poll::Unsupported(reason) => panic!("unsupported: {reason}"),
+    }
+}
+
+#[test]
+fn the_filter_is_rfc_7644_on_last_modified_in_utc() {
+    assert_eq!(
+        changed_since_filter(at(5)),
+        "meta.lastModified gt \"2026-01-01T00:00:05.000Z\""
+    );
+}
+
+#[tokio::test]
+async fn a_look_pages_through_the_changed_users_and_moves_the_watermark() {
+    let users: Changing = Arc::new(Mutex::new(directory(25)));
+    for i in 0..25 {
+        modified(&users, i, 100 + i64::try_from(i).expect("small"));
+    }
+    let stub = filtering_stub(&users, None).await;
+    let source = stub.source(stub.options());
+    let mut feed = ChangeFeed::new(at(50));
+    let poll = feed.poll(&source).await.expect("looks");
+    assert_eq!(changed_ids(&poll), expected_ids(25));
+    assert_eq!(feed.watermark(), at(124), "the newest lastModified");
+    let requests = stub.user_requests();
+    assert_eq!(starts(&stub), [1, 11, 21], "paged like a listing");
+    assert!(requests
+        .iter()
+        .all(|r| r.param("filter") == Some("meta.lastModified gt \"2026-01-01T00:00:45.000Z\"")));
+}
+
+#[tokio::test]
+async fn the_overlap_brings_users_back_but_each_change_is_reported_once() {
+    let users: Changing = Arc::new(Mutex::new(directory(3)));
+    modified(&users, 0, 100);
+    modified(&users, 1, 100);
+    let stub = filtering_stub(&users, None).await;
+    let source = stub.source(stub.options());
+    let mut feed = ChangeFeed::new(at(90));
+    assert_eq!(
+        changed_ids(&feed.poll(&source).await.expect("looks")),
+        ["u1", "u2"]
+    );
+
+    // Written in the same second as the watermark, after the last look: a filter on
+    // the exact watermark would miss it.
+    modified(&users, 2, 100);
+    let poll = feed.poll(&source).await.expect("looks");
+    assert_eq!(
+        changed_ids(&poll),
+        ["u3"],
+        "u1 and u2 came back but were seen"
+    );
+    let last = stub.user_requests().pop().expect("a request");
+    assert_eq!(
+        last.param("filter"),
+        Some("meta.lastModified gt \"2026-01-01T00:01:35.000Z\""),
+        "five seconds before the watermark"
+    );
+
+    // A user changed again is reported again.
+    modified(&users, 0, 103);
+    assert_eq!(
+        changed_ids(&feed.poll(&source).await.expect("looks")),
+        ["u1"]
+    );
+    assert_eq!(feed.watermark(), at(103));
+}
+
+#[tokio::test]
+async fn an_idle_look_is_one_request() {
+    let users: Changing = Arc::new(Mutex::new(directory(5)));
+    let config = json!({"filter": {"supported": true, "maxResults": 100}});
+    let stub = filtering_stub(&users, Some(config)).await;
+    let source = stub.source(stub.options());
+    let mut feed = ChangeFeed::new(at(0));
+    assert_eq!(
+        changed_ids(&feed.poll(&source).await.expect("looks")),
+        [""; 0]
+    );
+    let before = stub.seen().len();
+    assert_eq!(before, 2, "/ServiceProviderConfig once, then the look");
+    assert_eq!(
+        changed_ids(&feed.poll(&source).await.expect("looks")),
+        [""; 0]
+    );
+    assert_eq!(stub.seen().len(), before + 1);
+    assert_eq!(feed.watermark(), at(0), "nothing seen, nothing moved");
+}
+
+#[tokio::test]
+async fn a_server_that_says_it_cannot_filter_is_unsupported_without_asking() {
+    let users: Changing = Arc::new(Mutex::new(directory(2)));
+    let stub = filtering_stub(&users, Some(json!({"filter": {"supported": false}}))).await;
+    let mut feed = ChangeFeed::new(at(0));
+    let poll = feed
+        .poll(&stub.source(stub.options()))
+        .await
+        .expect("looks");
+    assert!(
+        matches!(&poll, Poll::Unsupported(reason) if reason.contains("filter.supported")),
+        "{poll:?}"
+    );
+    assert!(stub.user_requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_400_to_the_first_filtered_request_is_unsupported_later_a_failure() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let stub = Stub::start(move |req, _| {
+        if req.path.ends_with("/ServiceProviderConfig") {
+            return Reply::scim_error(404, "not here");
+        }
+        if counted.fetch_add(1, Ordering::SeqCst) == 1 {
+            return Reply::scim_error(400, "no filtering today");
+        }
+        list(0, &[])
+    })
+    .await;
+    let source = stub.source(stub.options());
+    let mut feed = ChangeFeed::new(at(0));
+    assert!(matches!(feed.poll(&source).await, Ok(Poll::Changed(_))));
+    let err = feed.poll(&source).await.expect_err("a failure");
+    assert!(
+        matches!(
+            err,
+            SourceError::Remote {
+                status: Some(400),
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    let stub = Stub::start(|req, _| {
+        if req.path.ends_with("/ServiceProviderConfig") {
+            return Reply::scim_error(404, "not here");
+        }
+        Reply::scim_error(501, "filtering is not implemented")
+    })
+    .await;
+    let poll = ChangeFeed::new(at(0))
+        .poll(&stub.source(stub.options()))
+        .await
+        .expect("looks");
+    assert!(
+        matches!(&poll, Poll::Unsupported(reason) if reason.contains("501")),
+        "{poll:?}"
+    );
+}

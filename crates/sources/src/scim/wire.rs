@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use chrono::{DateTime, Utc};
+
 use idgraph_model::IdpUser;
 use serde::de::{self, Deserializer, Unexpected, Visitor};
 use serde::Deserialize;
@@ -64,6 +66,7 @@ pub(crate) struct PaginationConfig {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct FilterConfig {
+    pub(crate) supported: Option<LenientBool>,
     pub(crate) max_results: Option<u64>,
 }
 
@@ -78,6 +81,25 @@ pub(crate) struct ScimUser {
     pub(crate) user_name: Option<String>,
     pub(crate) active: Option<LenientBool>,
     pub(crate) emails: Option<Vec<ScimEmail>>,
+    pub(crate) meta: Option<ScimMeta>,
+}
+
+/// A resource's `meta` (RFC 7643 §3.1); only `lastModified` is read, as text, so a
+/// server's odd timestamp never fails a full listing that does not need it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ScimMeta {
+    pub(crate) last_modified: Option<String>,
+}
+
+impl ScimUser {
+    /// `meta.lastModified`, when present and an RFC 3339 date-time.
+    pub(crate) fn last_modified(&self) -> Option<DateTime<Utc>> {
+        let text = self.meta.as_ref()?.last_modified.as_deref()?;
+        DateTime::parse_from_rfc3339(text.trim())
+            .ok()
+            .map(|at| at.with_timezone(&Utc))
+    }
 }
 
 #[derive(Debug, Deserialize)]

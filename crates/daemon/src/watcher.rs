@@ -1,0 +1,192 @@
+//! The daemon's watcher: every `watch.interval_seconds` it asks a SCIM IdP which users
+//! changed since its last look, and when one did, runs a reconcile at once, so that a
+//! deactivation shows in the finding gauges within one interval and one run rather than
+//! at the next scheduled run.
+//!
+//! The run is the scheduler's own ([`crate::daemon`]), under the same lock: never two
+//! runs at once. Unlike a scheduled tick, the watcher waits for a run in progress rather
+//! than skipping, because that run may have read the IdP before the change. The watermark
+//! (the newest `meta.lastModified` seen) is kept in the store, so a restart resumes where
+//! the last look left off.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{SecondsFormat, Utc};
+use idgraph_sources::scim::{ChangeFeed, Poll, ScimSource};
+use idgraph_sources::NoProgress;
+use tokio::sync::{watch, Mutex};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::config::IdpSettings;
+use crate::daemon::reconcile_and_observe;
+use crate::metrics::{Metrics, WatchOutcome};
+use crate::reconcile::Context;
+
+/// The name the watermark is stored under: the IdP source's name.
+const SOURCE: &str = "idp";
+
+/// What the watcher shares with the daemon.
+pub(crate) struct Watcher {
+    /// The context each run takes, replaced on reload.
+    contexts: watch::Receiver<Arc<Context>>,
+    /// Where looks and runs are counted.
+    metrics: Arc<Metrics>,
+    /// Held by whichever run is going.
+    running: Arc<Mutex<()>>,
+    /// Becomes `true` when the daemon stops.
+    stop: watch::Receiver<bool>,
+}
+
+impl Watcher {
+    /// Starts watching in a task of its own; sending `true` stops it.
+    pub(crate) fn spawn(
+        contexts: &watch::Receiver<Arc<Context>>,
+        metrics: &Arc<Metrics>,
+        running: &Arc<Mutex<()>>,
+    ) -> (watch::Sender<bool>, JoinHandle<()>) {
+        let (stop, stopped) = watch::channel(false);
+        let watcher = Self {
+            contexts: contexts.clone(),
+            metrics: metrics.clone(),
+            running: running.clone(),
+            stop: stopped,
+        };
+        (stop, tokio::spawn(watcher.run()))
+    }
+
+    /// Watches until the daemon stops, the configuration turns the watcher off, or the
+    /// server turns out not to filter. Uses the IdP and interval of the configuration
+    /// the daemon started with.
+    async fn run(mut self) {
+        let ctx = self.contexts.borrow().clone();
+        let Some(interval) = ctx.settings.watch_interval else {
+            info!(
+                key = "watch.interval_seconds",
+                "The watcher is off (interval 0)."
+            );
+            return;
+        };
+        let IdpSettings::Scim(options) = &ctx.settings.idp else {
+            info!("The IdP is a file; the watcher is off.");
+            return;
+        };
+        let source = match ScimSource::new(options.clone(), Arc::new(NoProgress)) {
+            Ok(source) => source,
+            Err(e) => {
+                warn!(error = %e, "The watcher cannot set up its SCIM client; it is off.");
+                return;
+            }
+        };
+        let watermark = match ctx.store.watch_watermark(SOURCE).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                warn!(error = %e, "The watcher cannot read its watermark; it starts from now.");
+                None
+            }
+        };
+        // Without a stored watermark, the run at start covers what changed before.
+        let mut feed = ChangeFeed::new(watermark.unwrap_or_else(Utc::now));
+        drop(ctx);
+        info!(
+            interval_seconds = interval.as_secs(),
+            watermark = %feed.watermark().to_rfc3339_opts(SecondsFormat::Millis, true),
+            "Watching the IdP for changed users."
+        );
+        while self.pause(interval).await {
+            let before = feed.clone();
+            let poll = tokio::select! {
+                poll = feed.poll(&source) => poll,
+                _ = self.stop.changed() => return,
+            };
+            match self.handle(poll, &feed).await {
+                Next::Continue => {}
+                // The changes are not in the store yet: the next look reports them again.
+                Next::LookAgain => feed = before,
+                Next::Stop => return,
+            }
+        }
+    }
+
+    /// Waits `interval`; `false` when the daemon stops meanwhile.
+    async fn pause(&mut self, interval: Duration) -> bool {
+        if *self.stop.borrow() {
+            return false;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => !*self.stop.borrow(),
+            _ = self.stop.changed() => false,
+        }
+    }
+
+    /// Acts on one look: a run when a user changed.
+    async fn handle(
+        &mut self,
+        poll: Result<Poll, idgraph_sources::SourceError>,
+        feed: &ChangeFeed,
+    ) -> Next {
+        match poll {
+            Ok(Poll::Changed(users)) if users.is_empty() => {
+                self.metrics.observe_watch(WatchOutcome::Unchanged, 0);
+            }
+            Ok(Poll::Changed(users)) => {
+                self.metrics
+                    .observe_watch(WatchOutcome::Changed, users.len());
+                info!(
+                    users = users.len(),
+                    watermark = %feed.watermark().to_rfc3339_opts(SecondsFormat::Millis, true),
+                    "IdP users changed; reconciling now."
+                );
+                let running = self.running.clone();
+                let _guard = tokio::select! {
+                    biased;
+                    _ = self.stop.changed() => return Next::Stop,
+                    guard = running.lock_owned() => guard,
+                };
+                if *self.stop.borrow() {
+                    return Next::Stop;
+                }
+                let ctx = self.contexts.borrow().clone();
+                if !reconcile_and_observe(&ctx, &self.metrics).await {
+                    warn!("The run after the change did not record the IdP; the watcher looks at the same changes again next interval.");
+                    return Next::LookAgain;
+                }
+                if let Err(e) = ctx
+                    .store
+                    .set_watch_watermark(SOURCE, feed.watermark())
+                    .await
+                {
+                    warn!(error = %e, "The watcher cannot store its watermark; a restart looks again from the last one stored.");
+                }
+            }
+            Ok(Poll::Unsupported(reason)) => {
+                self.metrics.observe_watch(WatchOutcome::Unsupported, 0);
+                warn!(
+                    %reason,
+                    "The SCIM server cannot filter users by meta.lastModified; the watcher stops. The schedule still runs."
+                );
+                return Next::Stop;
+            }
+            Err(e) => {
+                self.metrics.observe_watch(WatchOutcome::Failed, 0);
+                warn!(
+                    error = %e,
+                    error_kind = e.kind(),
+                    "The watcher could not look for changed IdP users; it tries again next interval."
+                );
+            }
+        }
+        Next::Continue
+    }
+}
+
+/// What the watcher does after a look.
+enum Next {
+    /// Waits for the next interval.
+    Continue,
+    /// Waits for the next interval, then asks for the same changes again.
+    LookAgain,
+    /// Stops watching.
+    Stop,
+}

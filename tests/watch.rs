@@ -1,0 +1,313 @@
+//! The daemon's watcher against a real `scim2-server`: a deactivation by SCIM PATCH
+//! shows as an orphan well before the hourly schedule, and the watermark survives a
+//! restart.
+
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use idgraph_store::Store;
+use reqwest::Method;
+use serde_json::json;
+
+use crate::daemon::{Daemon, Setup};
+use crate::peers::postgres::Postgres;
+use crate::peers::{scim2_server, scim2_server_with_config, scim_send, Process};
+use crate::util::{json_output, summary, Org, Workspace};
+
+const TOKEN: &str = "watch-scim-token-4c2e90";
+const TOKEN_ENV: &str = "IDGRAPH_WATCH_SCIM_TOKEN";
+/// At the top of every hour: no scheduled run but the first falls within a test.
+const HOURLY: &str = "0 0 * * * *";
+/// A bound on waiting for the watcher, not a speed assertion.
+const PATIENCE: Duration = Duration::from_secs(30);
+const ORPHANS: &str = "idgraph_orphaned_db_users{target=\"analytics\"}";
+
+/// Ann and Bob, both active in the IdP, each with a database user on `analytics`.
+fn org() -> Org {
+    Org::default()
+        .person("ann@example.com")
+        .person("bob@example.com")
+        .db("analytics", "IAMA:ann@example.com", false)
+        .db("analytics", "IAMA:bob@example.com", false)
+}
+
+/// Creates the IdP users of `org` in `scim`; their ids by login.
+async fn seed(scim: &Process, org: &Org) -> Vec<(String, String)> {
+    let mut ids = Vec::new();
+    for person in &org.people {
+        let user = json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": person.login,
+            "externalId": format!("ext-{}", person.login),
+            "active": person.active,
+            "emails": [{"value": person.login, "type": "work", "primary": true}],
+        });
+        let (status, created) = scim_send(scim, TOKEN, Method::POST, "Users", &user).await;
+        assert_eq!(status, 201, "{created}");
+        let id = created["id"].as_str().expect("an id").to_owned();
+        ids.push((person.login.clone(), id));
+    }
+    ids
+}
+
+/// Deactivates the user of `login` (among `ids` from [`seed`]) with a SCIM PATCH.
+async fn deactivate(scim: &Process, ids: &[(String, String)], login: &str) {
+    let (_, id) = ids
+        .iter()
+        .find(|(l, _)| l == login)
+        .expect("a seeded login");
+    let active = false;
+    let patch = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "active", "value": active}],
+    });
+    let path = format!("Users/{id}");
+    let (status, answer) = scim_send(scim, TOKEN, Method::PATCH, &path, &patch).await;
+    assert!(status.is_success(), "{status}: {answer}");
+}
+
+/// `ws` with its IdP in `scim`, more `[idp]` keys `idp`, and a watcher every
+/// `interval` seconds.
+fn watched(ws: Workspace, scim: &Process, idp: &str, interval: u64) -> Workspace {
+    let config = std::fs::read_to_string(ws.config()).unwrap();
+    let file_idp = "[idp]\nkind = \"file\"\npath = \"exports/scim.json\"\n";
+    assert!(config.contains(file_idp), "{config}");
+    let scim_idp = format!(
+        "[idp]\nkind = \"scim\"\nurl = \"{}/v2\"\ntoken_env = \"{TOKEN_ENV}\"\n{idp}",
+        scim.url()
+    );
+    let config = config.replace(file_idp, &scim_idp);
+    ws.write(
+        "idgraph.toml",
+        &format!("{config}\n[watch]\ninterval_seconds = {interval}\n"),
+    );
+    ws
+}
+
+/// A `scim2-server` holding [`org`], the ids [`seed`] gave, and its workspace with a
+/// watcher every 2 s.
+async fn seeded(idp: &str) -> (Process, Vec<(String, String)>, Workspace) {
+    let scim = scim2_server(Some(TOKEN));
+    let org = org();
+    let ids = seed(&scim, &org).await;
+    let ws = watched(Workspace::new(&org), &scim, idp, 2);
+    (scim, ids, ws)
+}
+
+fn start(ws: &Workspace) -> Daemon {
+    Daemon::start_with(
+        ws,
+        Setup {
+            cron: HOURLY,
+            host: "127.0.0.1",
+            http: "",
+            env: &[(TOKEN_ENV, TOKEN)],
+        },
+    )
+}
+
+async fn stored_watermark(ws: &Workspace) -> Option<DateTime<Utc>> {
+    let store = Store::open_read_only(&ws.path("store/idgraph.db"))
+        .await
+        .expect("the store");
+    let watermark = store.watch_watermark("idp").await.expect("readable");
+    store.close().await;
+    watermark
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deactivation_by_patch_is_an_orphan_before_the_schedule_and_the_watermark_persists() {
+    let (scim, ids, ws) = seeded("").await;
+    // The daemon puts its schedule and listener first; a restart starts from this again.
+    let config = std::fs::read_to_string(ws.config()).unwrap();
+    let mut daemon = start(&ws);
+    daemon.wait_for(
+        "idgraph_reconcile_runs_total{status=\"complete\"}",
+        1.0,
+        PATIENCE,
+    );
+    assert_eq!(daemon.sample(ORPHANS), Some(0.0), "{}", daemon.log());
+
+    deactivate(&scim, &ids, "bob@example.com").await;
+    daemon.wait_for(ORPHANS, 1.0, PATIENCE);
+    assert!(
+        daemon
+            .sample("idgraph_watch_polls_total{outcome=\"changed\"}")
+            .is_some_and(|n| n >= 1.0),
+        "{}",
+        daemon.log()
+    );
+    assert!(daemon
+        .sample("idgraph_watch_changed_users_total")
+        .is_some_and(|n| n >= 1.0));
+    assert_eq!(
+        daemon.sample("idgraph_reconcile_ticks_skipped_total"),
+        Some(0.0)
+    );
+    assert!(daemon.terminate(Duration::from_secs(20)).success());
+
+    let (code, findings) = json_output(ws.idgraph(&["findings", "--format", "json"]));
+    assert_eq!(code, 0, "{findings}");
+    let rows = summary(&findings["findings"]);
+    assert!(
+        rows.iter().any(
+            |(kind, reason, _, target, subject)| kind == "orphaned_db_user"
+                && reason == "idp_user_inactive"
+                && target == "analytics"
+                && subject == "IAMA:bob@example.com"
+        ),
+        "{rows:?}"
+    );
+    let bob = |findings: &serde_json::Value| {
+        findings
+            .as_array()
+            .expect("findings")
+            .iter()
+            .find(|f| f["db_user"] == "IAMA:bob@example.com")
+            .map(|f| f["first_seen_run"].clone())
+    };
+    let opened_by_the_watcher = bob(&findings["findings"]).expect("Bob's orphan");
+
+    // The restart resumes from the stored watermark, not from the time it starts.
+    let watermark = stored_watermark(&ws).await.expect("a stored watermark");
+    ws.write("idgraph.toml", &config);
+    let mut daemon = start(&ws);
+    daemon.wait_for(
+        "idgraph_reconcile_runs_total{status=\"complete\"}",
+        1.0,
+        PATIENCE,
+    );
+    let shown = watermark.to_rfc3339_opts(SecondsFormat::Millis, true);
+    let started = std::time::Instant::now();
+    while !daemon.log().contains("Watching the IdP") {
+        assert!(started.elapsed() < PATIENCE, "{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        daemon.log().contains(&format!("watermark={shown}")),
+        "{shown} in\n{}",
+        daemon.log()
+    );
+    assert!(daemon.terminate(Duration::from_secs(20)).success());
+
+    // The watched run took its place in the chain, and a full run agrees with it.
+    let verify = ws.idgraph(&["verify"]);
+    assert!(verify.status.success(), "{verify:?}");
+    let (code, report) =
+        json_output(ws.idgraph_env(&["reconcile", "--format", "json"], &[(TOKEN_ENV, TOKEN)]));
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(bob(&report["findings"]), Some(opened_by_the_watcher));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_cannot_filter_stops_the_watcher_with_one_warning_not_the_daemon() {
+    let scim = scim2_server_with_config(
+        Some(TOKEN),
+        &json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
+            "patch": {"supported": true},
+            "bulk": {"supported": true, "maxOperations": 1000, "maxPayloadSize": 1048576},
+            "filter": {"supported": false, "maxResults": 1000},
+            "changePassword": {"supported": false},
+            "sort": {"supported": false},
+            "etag": {"supported": false},
+        }),
+    );
+    let org = org();
+    seed(&scim, &org).await;
+    let ws = watched(Workspace::new(&org), &scim, "", 2);
+    let mut daemon = start(&ws);
+    let unsupported = "idgraph_watch_polls_total{outcome=\"unsupported\"}";
+    daemon.wait_for(unsupported, 1.0, PATIENCE);
+    daemon.wait_for(
+        "idgraph_reconcile_runs_total{status=\"complete\"}",
+        1.0,
+        PATIENCE,
+    );
+    // Three more intervals: no further look, no further warning.
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(daemon.sample(unsupported), Some(1.0));
+    for outcome in ["unchanged", "changed", "failed"] {
+        let series = format!("idgraph_watch_polls_total{{outcome=\"{outcome}\"}}");
+        assert_eq!(daemon.sample(&series), Some(0.0), "{series}");
+    }
+    let log = daemon.log();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("WARN") && line.contains("watcher stops"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(warnings[0].contains("filter.supported"), "{log}");
+    assert!(!log.contains(TOKEN), "{log}");
+    assert!(daemon.terminate(Duration::from_secs(20)).success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changes_a_run_could_not_record_are_looked_at_again() {
+    // Every full listing fails (two users, at most one), a look at one changed user does
+    // not: each run leaves the IdP unread.
+    let (scim, ids, ws) = seeded("max_users = 1\n").await;
+    // Out of the watcher's overlap at start, so that its looks hold Bob alone.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let daemon = start(&ws);
+    daemon.wait_for(
+        "idgraph_reconcile_runs_total{status=\"partial\"}",
+        1.0,
+        PATIENCE,
+    );
+    deactivate(&scim, &ids, "bob@example.com").await;
+    // Without looking again, the second look would find nothing new.
+    daemon.wait_for(
+        "idgraph_watch_polls_total{outcome=\"changed\"}",
+        2.0,
+        PATIENCE,
+    );
+    assert!(
+        daemon.log().contains("looks at the same changes again"),
+        "{}",
+        daemon.log()
+    );
+    assert_eq!(
+        stored_watermark(&ws).await,
+        None,
+        "nothing recorded, nothing stored"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deactivation_shows_on_a_postgres_target_at_a_five_second_interval() {
+    let pg = Postgres::start();
+    pg.create_user("IAMA:ann@example.com", false);
+    pg.create_user("IAMA:bob@example.com", false);
+    let scim = scim2_server(Some(TOKEN));
+    let people = Org::default()
+        .person("ann@example.com")
+        .person("bob@example.com");
+    let ids = seed(&scim, &people).await;
+    let target = format!(
+        "[[targets]]\nname = \"warehouse\"\nkind = \"postgres\"\nhost = \"127.0.0.1\"\n\
+         port = {}\ndatabase = \"postgres\"\nuser_env = \"PG_USER\"\nsslmode = \"disable\"\n\
+         master_user = \"postgres\"\n",
+        pg.port
+    );
+    let ws = watched(Workspace::with_targets(&people, &target), &scim, "", 5);
+    let daemon = Daemon::start_with(
+        &ws,
+        Setup {
+            cron: HOURLY,
+            host: "127.0.0.1",
+            http: "",
+            env: &[(TOKEN_ENV, TOKEN), ("PG_USER", "postgres")],
+        },
+    );
+    daemon.wait_for(
+        "idgraph_reconcile_runs_total{status=\"complete\"}",
+        1.0,
+        PATIENCE,
+    );
+    let orphans = "idgraph_orphaned_db_users{target=\"warehouse\"}";
+    assert_eq!(daemon.sample(orphans), Some(0.0), "{}", daemon.log());
+    deactivate(&scim, &ids, "bob@example.com").await;
+    // The issue's goal is 30 s at this interval; the bound is that, not a measurement.
+    daemon.wait_for(orphans, 1.0, PATIENCE);
+}
