@@ -322,7 +322,9 @@ async fn gather(
             )),
         }
     }
-    let Some((_, _, first)) = reads.first() else {
+    // The first catalog that could be read lists the cluster and reads the databases no
+    // target names; errors name its target.
+    let Some((_, first_targets, first)) = reads.first() else {
         plan.unknown = failed;
         return plan;
     };
@@ -330,8 +332,12 @@ async fn gather(
     // reads the whole cluster: its database is one of those listed below.
     plan.notes = failed;
     let first = first.clone();
+    let origin = first_targets
+        .first()
+        .cloned()
+        .unwrap_or_else(|| members[0].name().to_owned());
     plan.endpoint = Some((first.connection.host.clone(), first.connection.port));
-    match postgres::read_cluster(members[0].name(), &first.connection, first.timeout).await {
+    match postgres::read_cluster(&origin, &first.connection, first.timeout).await {
         Ok(cluster) => {
             plan.superusers = cluster.superusers;
             for database in cluster.databases {
@@ -347,10 +353,9 @@ async fn gather(
                 }
             }
         }
-        Err(error) => {
-            plan.unknown
-                .push(unread(members[0].name(), &error, "the cluster's databases"))
-        }
+        Err(error) => plan
+            .unknown
+            .push(unread(&origin, &error, "the cluster's databases")),
     }
     let mut users: Vec<String> = plan
         .orphans
@@ -358,14 +363,16 @@ async fn gather(
         .filter_map(|o| o.finding.db_user.clone())
         .collect();
     users.push(new_owner.to_owned());
-    let origin = members[0].name();
+    let origin = origin.as_str();
     plan.databases = stream::iter(reads)
         .map(|(database, targets, access)| {
             let users = &users;
+            // A configured database is read with its own target's login and named by it.
+            let origin = targets.first().map_or(origin, String::as_str).to_owned();
             async move {
-                let owned = ownership::discover(origin, &access.connection, users, access.timeout)
+                let owned = ownership::discover(&origin, &access.connection, users, access.timeout)
                     .await
-                    .map_err(|error| unread(origin, &error, &format!("database {database:?}")));
+                    .map_err(|error| unread(&origin, &error, &format!("database {database:?}")));
                 DatabasePlan {
                     name: database,
                     targets,
