@@ -254,7 +254,6 @@ fn expected(redshift: bool) -> Owned {
             has_functions: true,
             has_procedures: true,
             has_sequences: true,
-            unchecked: false,
         }],
         table_privileges: vec![relation("shared", TABLE, RelationKind::Table)],
         column_privileges: vec![ColumnGrant {

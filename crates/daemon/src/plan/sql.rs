@@ -148,13 +148,6 @@ pub(super) fn revoke(out: &mut String, owned: &Owned, user: &str) {
     }
     for access in &owned.schema_privileges {
         let schema = quote_ident(&access.schema);
-        if access.unchecked && !access.tables {
-            let _ = writeln!(
-                out,
-                "-- idgraph's login may not use schema {}: privileges on its tables were not checked, so they are revoked regardless.",
-                shown(&access.schema)
-            );
-        }
         let _ = writeln!(
             out,
             "REVOKE ALL ON ALL TABLES IN SCHEMA {schema} FROM {user};"

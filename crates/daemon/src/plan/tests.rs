@@ -122,7 +122,6 @@ fn owned() -> Owned {
             has_functions: true,
             has_procedures: false,
             has_sequences: true,
-            unchecked: false,
         }],
         table_privileges: Vec::new(),
         database: "dev".into(),
@@ -544,19 +543,14 @@ fn redshift_matches_case_exactly_and_gone_users_are_skipped() {
 }
 
 #[test]
-fn schemas_the_login_may_not_use_are_revoked_regardless() {
+fn a_schema_whose_name_breaks_lines_is_revoked_as_one_identifier() {
     let mut owned = owned();
     owned.schema_privileges = vec![SchemaAccess {
         schema: "private\nschema".into(),
-        unchecked: true,
         ..SchemaAccess::default()
     }];
     let sql = render_discovered(owned);
     assert_well_formed(&sql);
-    assert!(
-        sql.contains("-- idgraph's login may not use schema \"private\\nschema\": privileges on its tables were not checked"),
-        "{sql}"
-    );
     assert!(
         sql.contains(
             "REVOKE ALL ON ALL TABLES IN SCHEMA \"private\nschema\" FROM \"IAMA:bob@example.com\";"

@@ -183,10 +183,6 @@ pub struct SchemaAccess {
     /// The user holds a privilege on a sequence in the schema (PostgreSQL;
     /// `REVOKE … ON ALL TABLES` skips sequences).
     pub has_sequences: bool,
-    /// Always `false` now: discovery reads every ACL from the catalog, which any login
-    /// may read, so no schema goes unchecked. Kept so that plans written against it
-    /// still compile.
-    pub unchecked: bool,
 }
 
 /// Columns of one table a user holds privileges on.
