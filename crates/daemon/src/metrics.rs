@@ -342,26 +342,31 @@ impl Metrics {
     /// every series either as it was or as it is now, never a passing 0 that would reset
     /// an alert's `for:`.
     pub fn observe_open(&self, open: &[Episode], now: DateTime<Utc>) {
-        let mut counts: BTreeMap<Vec<String>, f64> = BTreeMap::new();
-        let mut orphans: BTreeMap<Vec<String>, f64> = BTreeMap::new();
+        // Counted by borrowed labels: one owned label set per series, not per episode.
+        let mut counts: BTreeMap<[&str; 3], f64> = BTreeMap::new();
+        let mut orphans: BTreeMap<&str, f64> = BTreeMap::new();
         let mut oldest: BTreeMap<FindingKind, DateTime<Utc>> = BTreeMap::new();
         for episode in open {
             let f = &episode.finding;
-            let target = f.target.clone().unwrap_or_default();
-            let labels = vec![
-                f.kind.as_str().to_owned(),
-                f.severity.as_str().to_owned(),
-                target.clone(),
-            ];
-            *counts.entry(labels).or_default() += 1.0;
+            let target = f.target.as_deref().unwrap_or("");
+            *counts
+                .entry([f.kind.as_str(), f.severity.as_str(), target])
+                .or_default() += 1.0;
             if f.kind == FindingKind::OrphanedDbUser {
-                *orphans.entry(vec![target]).or_default() += 1.0;
+                *orphans.entry(target).or_default() += 1.0;
             }
             let first = oldest.entry(f.kind).or_insert(episode.opened_at);
             *first = (*first).min(episode.opened_at);
         }
-        replace(&self.findings_open, counts);
-        replace(&self.orphaned_db_users, orphans);
+        let owned = |labels: &[&str]| labels.iter().map(|l| (*l).to_owned()).collect();
+        replace(
+            &self.findings_open,
+            counts.into_iter().map(|(l, n)| (owned(&l), n)).collect(),
+        );
+        replace(
+            &self.orphaned_db_users,
+            orphans.into_iter().map(|(t, n)| (owned(&[t]), n)).collect(),
+        );
         for kind in FindingKind::ALL {
             let label = [kind.as_str()];
             match oldest.get(kind) {
