@@ -19,9 +19,10 @@ use idgraph_aws::{
     ProvisionedOptions, ProvisionedTarget, SdkConfig, ServerlessCredentials, ServerlessOptions,
     ServerlessTarget, TargetOptions,
 };
-use idgraph_model::TargetSnapshot;
+use idgraph_model::focus::IcLookup;
+use idgraph_model::{ExternalId, TargetSnapshot};
 use idgraph_sources::postgres::SslMode;
-use idgraph_sources::{NoProgress, Progress, Source, SourceError};
+use idgraph_sources::{NoProgress, Progress, Source, SourceError, Wanted};
 
 use crate::peers::postgres::Postgres;
 use crate::peers::{free_port, moto, redshift_serverless_standin};
@@ -142,6 +143,68 @@ async fn identity_center_pages_through_every_user_of_moto_exactly_once() {
     assert!(recorder.finished.load(Ordering::SeqCst));
 }
 
+#[tokio::test]
+async fn identity_center_answers_a_watched_run_s_lookup_user_by_user() {
+    let moto = moto();
+    let config = aws_config(&moto.url()).await;
+    let seed = identitystore::Client::new(&config);
+    let mut ids = std::collections::BTreeMap::new();
+    for name in ["alice", "bob", "carol", "dave"] {
+        let user_name = format!("{name}@example.com");
+        let created = seed
+            .create_user()
+            .identity_store_id(STORE)
+            .user_name(&user_name)
+            .display_name(name)
+            .name(Name::builder().given_name(name).family_name("X").build())
+            .emails(Email::builder().value(&user_name).primary(true).build())
+            .send()
+            .await
+            .expect("moto creates the user");
+        ids.insert(name, created.user_id().to_owned());
+    }
+    seed.delete_user()
+        .identity_store_id(STORE)
+        .user_id(&ids["carol"])
+        .send()
+        .await
+        .expect("moto deletes the user");
+
+    let mut options = IdentityCenterOptions::new(STORE);
+    options.region = Some(REGION.into());
+    options.endpoint_url = Some(moto.url());
+    let source = IdentityCenterSource::from_sdk_config(options, &config, Arc::new(NoProgress));
+    // Alice by name, Bob by email, Carol by the id the last full run knew her by; an
+    // external id and a name nobody has find nothing; Dave is not asked about.
+    let lookup = IcLookup {
+        user_ids: BTreeSet::from([ids["carol"].clone()]),
+        external_ids: vec![ExternalId {
+            issuer: "https://scim.example.com".into(),
+            id: "ext-nobody".into(),
+        }],
+        user_names: BTreeSet::from(["alice@example.com".into(), "nobody@example.com".into()]),
+        emails: BTreeSet::from(["bob@example.com".into()]),
+    };
+    let users = source
+        .fetch_wanted(&Wanted::IcUsers(&lookup))
+        .await
+        .expect("an answer");
+    let found: BTreeSet<(String, String)> = users
+        .iter()
+        .map(|u| (u.user_id.clone(), u.user_name.clone()))
+        .collect();
+    assert_eq!(
+        found,
+        BTreeSet::from([
+            (ids["alice"].clone(), "alice@example.com".to_owned()),
+            (ids["bob"].clone(), "bob@example.com".to_owned()),
+        ])
+    );
+    assert!(users
+        .iter()
+        .all(|u| u.email.as_deref() == Some(u.user_name.as_str())));
+}
+
 async fn create_cluster(config: &SdkConfig, identifier: &str) {
     redshift::Client::new(config)
         .create_cluster()
@@ -215,6 +278,28 @@ async fn provisioned_target_reads_pg_user_with_moto_cluster_credentials() {
         superusers,
         BTreeSet::from(["awsuser", "bob@example.com", "postgres"])
     );
+
+    // A watched run reads only the names it asks for, folded, however they are spelled.
+    pg.create_user("IAMA:O'Brien\";--@example.com", false);
+    let wanted = [
+        "iama:alice@example.com".to_owned(),
+        "bob@example.com".to_owned(),
+        "iama:o'brien\";--@example.com".to_owned(),
+        "nobody".to_owned(),
+    ];
+    let some = target
+        .fetch_wanted(&Wanted::DbUsers(&wanted))
+        .await
+        .expect("the named users");
+    assert_eq!(
+        snapshot_names(&some),
+        BTreeSet::from([
+            "IAMA:alice@example.com".to_owned(),
+            "bob@example.com".to_owned(),
+            "IAMA:O'Brien\";--@example.com".to_owned(),
+        ])
+    );
+    assert_eq!(some.login_user.as_deref(), Some("IAM:idgraph_reader"));
 }
 
 #[tokio::test]

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use idgraph_store::Store;
+use idgraph_model::Subject;
+use idgraph_store::{RunRow, SourceStatus, Store};
 use reqwest::Method;
 use serde_json::json;
 
@@ -52,11 +53,15 @@ async fn seed(scim: &Process, org: &Org) -> Vec<(String, String)> {
 
 /// Deactivates the user of `login` (among `ids` from [`seed`]) with a SCIM PATCH.
 async fn deactivate(scim: &Process, ids: &[(String, String)], login: &str) {
+    set_active(scim, ids, login, false).await;
+}
+
+/// Sets `active` of the user of `login` (among `ids` from [`seed`]) with a SCIM PATCH.
+async fn set_active(scim: &Process, ids: &[(String, String)], login: &str, active: bool) {
     let (_, id) = ids
         .iter()
         .find(|(l, _)| l == login)
         .expect("a seeded login");
-    let active = false;
     let patch = json!({
         "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
         "Operations": [{"op": "replace", "path": "active", "value": active}],
@@ -104,6 +109,33 @@ fn start(ws: &Workspace) -> Daemon {
             env: &[(TOKEN_ENV, TOKEN)],
         },
     )
+}
+
+/// The runs in the store of `ws`, oldest first.
+async fn runs(ws: &Workspace) -> Vec<RunRow> {
+    let store = Store::open_read_only(&ws.path("store/idgraph.db"))
+        .await
+        .expect("the store");
+    let runs = store.runs().await.expect("readable");
+    store.close().await;
+    runs
+}
+
+/// Waits until the store of `ws` holds more than `after` runs, the newest of them a
+/// watched run, and returns it.
+async fn next_watched_run(ws: &Workspace, after: usize, daemon: &Daemon) -> RunRow {
+    let started = std::time::Instant::now();
+    loop {
+        let runs = runs(ws).await;
+        if let Some(run) = runs
+            .last()
+            .filter(|r| runs.len() > after && r.scope.is_some())
+        {
+            return run.clone();
+        }
+        assert!(started.elapsed() < PATIENCE, "{}", daemon.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn stored_watermark(ws: &Workspace) -> Option<DateTime<Utc>> {
@@ -274,11 +306,25 @@ async fn changes_a_run_could_not_record_are_looked_at_again() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_deactivation_shows_on_a_postgres_target_at_a_five_second_interval() {
+/// A PostgreSQL target `warehouse` holding Ann's and Bob's logins, read as `reader`, the
+/// SCIM IdP, and a daemon watching every `interval` seconds after its first complete run.
+struct Warehouse {
+    pg: Postgres,
+    scim: Process,
+    ids: Vec<(String, String)>,
+    ws: Workspace,
+    daemon: Daemon,
+}
+
+const WAREHOUSE_ORPHANS: &str = "idgraph_orphaned_db_users{target=\"warehouse\"}";
+
+async fn warehouse(reader: &str, interval: u64) -> Warehouse {
     let pg = Postgres::start();
     pg.create_user("IAMA:ann@example.com", false);
     pg.create_user("IAMA:bob@example.com", false);
+    if reader != "postgres" {
+        pg.create_user(reader, false);
+    }
     let scim = scim2_server(Some(TOKEN));
     let people = Org::default()
         .person("ann@example.com")
@@ -290,14 +336,21 @@ async fn a_deactivation_shows_on_a_postgres_target_at_a_five_second_interval() {
          master_user = \"postgres\"\n",
         pg.port
     );
-    let ws = watched(Workspace::with_targets(&people, &target), &scim, "", 5);
+    let ws = watched(
+        Workspace::with_targets(&people, &target),
+        &scim,
+        "",
+        interval,
+    );
+    // Out of the watcher's overlap at start, so that its first look finds nobody changed.
+    tokio::time::sleep(Duration::from_secs(6)).await;
     let daemon = Daemon::start_with(
         &ws,
         Setup {
             cron: HOURLY,
             host: "127.0.0.1",
             http: "",
-            env: &[(TOKEN_ENV, TOKEN), ("PG_USER", "postgres")],
+            env: &[(TOKEN_ENV, TOKEN), ("PG_USER", reader)],
         },
     );
     daemon.wait_for(
@@ -305,9 +358,170 @@ async fn a_deactivation_shows_on_a_postgres_target_at_a_five_second_interval() {
         1.0,
         PATIENCE,
     );
-    let orphans = "idgraph_orphaned_db_users{target=\"warehouse\"}";
-    assert_eq!(daemon.sample(orphans), Some(0.0), "{}", daemon.log());
+    assert_eq!(
+        daemon.sample(WAREHOUSE_ORPHANS),
+        Some(0.0),
+        "{}",
+        daemon.log()
+    );
+    Warehouse {
+        pg,
+        scim,
+        ids,
+        ws,
+        daemon,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deactivation_shows_on_a_postgres_target_at_a_five_second_interval() {
+    // The instance and the workspace live as long as the test: `..` would drop them now.
+    let Warehouse {
+        pg: _pg,
+        scim,
+        ids,
+        ws: _ws,
+        daemon,
+    } = warehouse("postgres", 5).await;
+
     deactivate(&scim, &ids, "bob@example.com").await;
     // The issue's goal is 30 s at this interval; the bound is that, not a measurement.
+    daemon.wait_for(WAREHOUSE_ORPHANS, 1.0, PATIENCE);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watched_run_rechecks_the_changed_person_alone_and_a_reactivation_resolves() {
+    let (scim, ids, ws) = seeded("").await;
+    // Out of the watcher's overlap at start, so that its first look finds nobody changed.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let daemon = start(&ws);
+    daemon.wait_for(
+        "idgraph_reconcile_runs_total{status=\"complete\"}",
+        1.0,
+        PATIENCE,
+    );
+    let full_runs = runs(&ws).await.len();
+
+    deactivate(&scim, &ids, "bob@example.com").await;
+    let run = next_watched_run(&ws, full_runs, &daemon).await;
+    daemon.wait_for(ORPHANS, 1.0, PATIENCE);
+    let bob_id = &ids.iter().find(|(l, _)| l == "bob@example.com").unwrap().1;
+    let scope = run.scope.expect("a watched run");
+    assert_eq!(scope.idp_users, std::slice::from_ref(bob_id));
+    assert!(
+        scope.subjects.contains(&Subject {
+            target: "analytics".into(),
+            subject: "IAMA:bob@example.com".into(),
+        }),
+        "{scope:?}"
+    );
+    assert!(
+        !scope.subjects.iter().any(|s| s.subject.contains("ann")),
+        "Ann did not change: {scope:?}"
+    );
+    assert_eq!(run.opened, 2, "Bob's login and his Identity Center user");
+    // The finding gauges moved without a full run.
+    assert_eq!(
+        daemon.sample("idgraph_reconcile_runs_total{status=\"complete\"}"),
+        Some(1.0),
+        "{}",
+        daemon.log()
+    );
+    let latency = daemon.sample("idgraph_detection_latency_seconds_count");
+    assert_eq!(latency, Some(2.0), "{}", daemon.log());
+
+    // Back within the watcher's next look: its findings resolve by a watched run.
+    let before = runs(&ws).await.len();
+    set_active(&scim, &ids, "bob@example.com", true).await;
+    let run = next_watched_run(&ws, before, &daemon).await;
+    assert_eq!((run.opened, run.resolved), (0, 2), "{run:?}");
+    daemon.wait_for(ORPHANS, 0.0, PATIENCE);
+
+    // Out and back between two looks: the watcher sees Ann active, and nothing opens.
+    let before = runs(&ws).await.len();
+    set_active(&scim, &ids, "ann@example.com", false).await;
+    set_active(&scim, &ids, "ann@example.com", true).await;
+    let run = next_watched_run(&ws, before, &daemon).await;
+    assert_eq!((run.opened, run.resolved), (0, 0), "{run:?}");
+    assert!(run
+        .scope
+        .as_ref()
+        .unwrap()
+        .subjects
+        .iter()
+        .any(|s| s.subject == "IAMA:ann@example.com"));
+
+    // Watched runs are in the chain, the history and the evidence, and a full run agrees.
+    let verify = ws.idgraph(&["verify"]);
+    assert!(verify.status.success(), "{verify:?}");
+    let (code, history) = json_output(ws.idgraph(&["history", "--format", "json"]));
+    assert_eq!(code, 0, "{history}");
+    let kinds: Vec<&str> = history["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["full", "watched", "watched", "watched"]);
+    let text = ws.idgraph(&["history"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("watched: 1 changed IdP user(s)"), "{text}");
+    let (code, report) =
+        json_output(ws.idgraph_env(&["reconcile", "--format", "json"], &[(TOKEN_ENV, TOKEN)]));
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(
+        report["opened"].as_array().map(Vec::len),
+        Some(0),
+        "{report}"
+    );
+    assert_eq!(
+        report["resolved"].as_array().map(Vec::len),
+        Some(0),
+        "{report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_failing_during_a_watched_run_keeps_its_findings() {
+    let Warehouse {
+        pg,
+        scim,
+        ids,
+        ws,
+        daemon,
+    } = warehouse("idgraph_reader", 2).await;
+    let orphans = WAREHOUSE_ORPHANS;
+    let before = runs(&ws).await.len();
+    deactivate(&scim, &ids, "bob@example.com").await;
+    let run = next_watched_run(&ws, before, &daemon).await;
+    let warehouse = run.sources.iter().find(|s| s.name == "warehouse").unwrap();
+    assert_eq!(
+        (warehouse.status, warehouse.objects),
+        (SourceStatus::Ok, Some(1)),
+        "one pg_user row read for Bob: {run:?}"
+    );
     daemon.wait_for(orphans, 1.0, PATIENCE);
+
+    // The target refuses idgraph's login; Bob comes back meanwhile.
+    pg.sql("postgres", "ALTER ROLE idgraph_reader NOLOGIN;");
+    let before = runs(&ws).await.len();
+    set_active(&scim, &ids, "bob@example.com", true).await;
+    let run = next_watched_run(&ws, before, &daemon).await;
+    let warehouse = run.sources.iter().find(|s| s.name == "warehouse").unwrap();
+    assert_eq!(warehouse.status, SourceStatus::Failed, "{run:?}");
+    // His Identity Center user is evaluated and resolves; his login on the unread target
+    // stays open, as the store holds it.
+    assert_eq!((run.opened, run.resolved), (0, 1), "{run:?}");
+    assert_eq!(daemon.sample(orphans), Some(1.0));
+    let (_, findings) = json_output(ws.idgraph(&["findings", "--format", "json"]));
+    assert!(
+        findings["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["db_user"] == "IAMA:bob@example.com"),
+        "{findings}"
+    );
+    let verify = ws.idgraph(&["verify"]);
+    assert!(verify.status.success(), "{verify:?}");
 }

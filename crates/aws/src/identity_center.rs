@@ -1,13 +1,15 @@
 //! The users of an IAM Identity Center identity store, from `identitystore:ListUsers`.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
-use aws_sdk_identitystore::types::{Email, User};
+use aws_sdk_identitystore::types::{AlternateIdentifier, Email, UniqueAttribute, User};
 use aws_sdk_identitystore::Client;
+use aws_smithy_types::Document;
+use idgraph_model::focus::IcLookup;
 use idgraph_model::{ExternalId, IcUser};
-use idgraph_sources::{primary_value, Progress, Source, SourceError};
+use idgraph_sources::{primary_value, Progress, Source, SourceError, Wanted};
 use tracing::{debug, warn};
 
 use crate::config::{sdk_config, with_overrides, SdkConfig};
@@ -166,6 +168,97 @@ impl IdentityCenterSource {
     }
 }
 
+impl IdentityCenterSource {
+    /// The users `lookup` asks about, one at a time: `GetUserId` for each external id,
+    /// user name and email, then `DescribeUser` for each id found or already known. A user
+    /// that does not exist (`ResourceNotFoundException`) is simply not in the answer. The
+    /// only valid unique attributes are `userName` and `emails.value`:
+    /// <https://docs.aws.amazon.com/singlesignon/latest/IdentityStoreAPIReference/API_GetUserId.html>
+    async fn look_up(&self, lookup: &IcLookup) -> Result<Vec<IcUser>, SourceError> {
+        let origin = format!("identitystore {}", self.identity_store_id);
+        let mut alternates: Vec<AlternateIdentifier> = lookup
+            .external_ids
+            .iter()
+            .map(|e| {
+                let id = aws_sdk_identitystore::types::ExternalId::builder()
+                    .issuer(&e.issuer)
+                    .id(&e.id)
+                    .build()
+                    .expect("issuer and id are set");
+                AlternateIdentifier::ExternalId(id)
+            })
+            .collect();
+        for (path, values) in [
+            ("userName", &lookup.user_names),
+            ("emails.value", &lookup.emails),
+        ] {
+            alternates.extend(values.iter().map(|value| {
+                AlternateIdentifier::UniqueAttribute(
+                    UniqueAttribute::builder()
+                        .attribute_path(path)
+                        .attribute_value(Document::String(value.clone()))
+                        .build()
+                        .expect("path and value are set"),
+                )
+            }));
+        }
+        let mut ids: BTreeSet<String> = lookup.user_ids.clone();
+        for alternate in alternates {
+            self.limiter.acquire().await;
+            let found = self
+                .client
+                .get_user_id()
+                .identity_store_id(&self.identity_store_id)
+                .alternate_identifier(alternate)
+                .send()
+                .await;
+            match found {
+                Ok(found) => {
+                    ids.insert(found.user_id().to_owned());
+                }
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_resource_not_found_exception()) => {}
+                Err(e) => return Err(sdk_error(format!("{origin} GetUserId"), e)),
+            }
+        }
+        let mut users = Vec::with_capacity(ids.len());
+        for id in ids {
+            self.limiter.acquire().await;
+            let described = self
+                .client
+                .describe_user()
+                .identity_store_id(&self.identity_store_id)
+                .user_id(&id)
+                .send()
+                .await;
+            let user = match described {
+                Ok(user) => user,
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_resource_not_found_exception()) =>
+                {
+                    continue
+                }
+                Err(e) => return Err(sdk_error(format!("{origin} DescribeUser"), e)),
+            };
+            users.push(ic_user_of(
+                &origin,
+                user.user_id(),
+                user.user_name(),
+                user.emails(),
+                user.external_ids(),
+            )?);
+        }
+        debug!(
+            identity_store_id = %self.identity_store_id,
+            users = users.len(),
+            "Looked up the Identity Center users of the changed people."
+        );
+        Ok(users)
+    }
+}
+
 #[async_trait::async_trait]
 impl Source for IdentityCenterSource {
     type Snapshot = Vec<IcUser>;
@@ -189,33 +282,56 @@ impl Source for IdentityCenterSource {
         self.progress.finish(NAME);
         result
     }
+
+    async fn fetch_wanted(&self, wanted: &Wanted<'_>) -> Result<Vec<IcUser>, SourceError> {
+        match wanted {
+            Wanted::IcUsers(lookup) => self.look_up(lookup).await,
+            Wanted::DbUsers(_) => self.fetch().await,
+        }
+    }
 }
 
 /// A user as the model holds it. A user without id or name cannot be matched to
 /// anything; leaving it out would make it look deleted, so it fails the fetch.
 fn ic_user(origin: &str, user: &User) -> Result<IcUser, SourceError> {
+    ic_user_of(
+        origin,
+        user.user_id(),
+        user.user_name(),
+        user.emails(),
+        user.external_ids(),
+    )
+}
+
+/// [`ic_user`] from the fields `ListUsers` and `DescribeUser` both answer with.
+fn ic_user_of(
+    origin: &str,
+    user_id: &str,
+    user_name: Option<&str>,
+    emails: &[Email],
+    external_ids: &[aws_sdk_identitystore::types::ExternalId],
+) -> Result<IcUser, SourceError> {
     // The SDK fills a missing required UserId with "".
-    if user.user_id().is_empty() {
+    if user_id.is_empty() {
         return Err(SourceError::InvalidResponse {
             origin: origin.to_owned(),
             detail: "a user without UserId".to_owned(),
         });
     }
-    let user_name = match user.user_name() {
+    let user_name = match user_name {
         Some(name) if !name.is_empty() => name.to_owned(),
         _ => {
             return Err(SourceError::InvalidResponse {
                 origin: origin.to_owned(),
-                detail: format!("user {} has no UserName", user.user_id()),
+                detail: format!("user {user_id} has no UserName"),
             })
         }
     };
     Ok(IcUser {
-        user_id: user.user_id().to_owned(),
+        user_id: user_id.to_owned(),
         user_name,
-        email: primary_email(user.emails()),
-        external_ids: user
-            .external_ids()
+        email: primary_email(emails),
+        external_ids: external_ids
             .iter()
             .map(|e| ExternalId {
                 issuer: e.issuer().to_owned(),

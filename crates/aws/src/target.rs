@@ -7,8 +7,8 @@ use std::fmt;
 use std::time::Duration;
 
 use idgraph_model::TargetSnapshot;
-use idgraph_sources::postgres::{read_catalog, Connection, SslMode};
-use idgraph_sources::{Secret, Source, SourceError};
+use idgraph_sources::postgres::{read_catalog, read_users_named, Connection, SslMode};
+use idgraph_sources::{Secret, Source, SourceError, Wanted};
 use tracing::debug;
 
 use crate::config::{sdk_config, with_overrides, SdkConfig};
@@ -236,6 +236,21 @@ impl<A: TargetApi> Source for RedshiftTarget<A> {
     async fn fetch(&self) -> Result<TargetSnapshot, SourceError> {
         let resolved = self.api.resolve(&self.options).await?;
         self.options.snapshot(&self.api.origin(), resolved).await
+    }
+
+    /// Only the named database users, over one connection (with fresh temporary
+    /// credentials, as for `fetch`).
+    async fn fetch_wanted(&self, wanted: &Wanted<'_>) -> Result<TargetSnapshot, SourceError> {
+        let Wanted::DbUsers(names) = wanted else {
+            return self.fetch().await;
+        };
+        let connection = self.connection().await?;
+        let users =
+            read_users_named(&self.options.name, &connection, self.options.timeout, names).await?;
+        Ok(TargetSnapshot {
+            login_user: Some(connection.user.clone()),
+            ..TargetSnapshot::new(self.options.name.clone(), users)
+        })
     }
 }
 

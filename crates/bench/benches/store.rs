@@ -40,6 +40,7 @@ fn findings() -> Vec<Finding> {
 
 fn run() -> NewRun {
     NewRun {
+        scope: None,
         started_at: Utc::now(),
         finished_at: Utc::now(),
         status: RunStatus::Complete,

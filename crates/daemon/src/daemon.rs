@@ -27,7 +27,8 @@ use tracing::{error, info, warn};
 use crate::config::{ConfigError, Settings};
 use crate::http;
 use crate::metrics::Metrics;
-use crate::reconcile::{reconcile_once, Context, Sources};
+use crate::reconcile::{reconcile_once, Context, ReconcileError, RunReport, Sources};
+use crate::watched::Known;
 use crate::watcher::Watcher;
 
 /// How long a run in progress may take to finish after a shutdown signal; after that the
@@ -101,13 +102,25 @@ async fn tick(
     reconcile_and_observe(&ctx, &metrics).await;
 }
 
-/// One run with `ctx`, its report logged and observed in `metrics`. The caller holds the
-/// lock that keeps runs apart. Whether the run was recorded with the IdP read: what the
-/// watcher needs to know that the changes it saw are in the store.
-pub(crate) async fn reconcile_and_observe(ctx: &Context, metrics: &Metrics) -> bool {
-    match reconcile_once(ctx).await {
+/// One full run with `ctx`, its report logged and observed in `metrics`. The caller holds
+/// the lock that keeps runs apart. The report, if the run was recorded.
+pub(crate) async fn reconcile_and_observe(ctx: &Context, metrics: &Metrics) -> Option<RunReport> {
+    observe(reconcile_once(ctx).await, metrics)
+}
+
+/// Logs a run (full or watched) and observes it in `metrics`; the report, if the run was
+/// recorded.
+pub(crate) fn observe(
+    result: Result<RunReport, ReconcileError>,
+    metrics: &Metrics,
+) -> Option<RunReport> {
+    match result {
         Ok(report) => {
-            metrics.observe_run(&report, Utc::now());
+            if report.scope.is_some() {
+                metrics.observe_open(&report.open, Utc::now());
+            } else {
+                metrics.observe_run(&report, Utc::now());
+            }
             let by_kind: Vec<String> = FindingKind::ALL
                 .iter()
                 .map(|kind| {
@@ -134,16 +147,17 @@ pub(crate) async fn reconcile_and_observe(ctx: &Context, metrics: &Metrics) -> b
                 resolved = report.resolved.len(),
                 by_kind = %by_kind.join(" "),
                 failed_sources = %failed.join(","),
+                watched = report.scope.is_some(),
                 "Reconciled."
             );
-            !failed.contains(&"idp")
+            Some(report)
         }
         Err(e) => {
             metrics.observe_failed_run();
             // The whole chain of causes: the store's error says what failed and where.
             let error = format!("{:#}", anyhow::Error::from(e));
             error!(error = %error, "The run could not be recorded; the next one will try again.");
-            false
+            None
         }
     }
 }
@@ -184,7 +198,8 @@ pub async fn run(
     info!(%address, "Serving /metrics, /healthz and /readyz.");
 
     let mut cron = settings.cron.clone();
-    let ctx = Context::open(settings, Arc::new(NoProgress)).await?;
+    let mut ctx = Context::open(settings, Arc::new(NoProgress)).await?;
+    ctx.known = Known::for_settings(&ctx.settings);
     // What the store knows, before the first run of this process ends: a restart changes
     // nothing a dashboard or an alert sees.
     metrics.seed(
@@ -347,11 +362,13 @@ async fn reloaded(reload: &Reload, current: &Context) -> Option<Context> {
         }
     };
     Some(Context {
-        settings,
         store: current.store.clone(),
         sources,
         // The daemon never confirms a shrink: an operator does, once, with `reconcile`.
         accept_shrink: HashSet::new(),
+        // Until the next full run, the watcher's changes make full runs.
+        known: Known::for_settings(&settings),
+        settings,
     })
 }
 

@@ -18,7 +18,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::StoreConfig;
-use crate::output::{timestamp, FindingJson, RunJson};
+use crate::output::{run_kind, timestamp, FindingJson, RunJson};
 
 /// The period an export covers: `[since, until)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,6 +252,8 @@ fn runs_csv(runs: &[RunRow]) -> anyhow::Result<Vec<u8>> {
         "sources_complete",
         "sources_failed",
         "hash",
+        "kind",
+        "identities_rechecked",
     ])?;
     for r in runs {
         w.write_record([
@@ -264,6 +266,11 @@ fn runs_csv(runs: &[RunRow]) -> anyhow::Result<Vec<u8>> {
             sources_where(r, SourceStatus::Ok),
             sources_where(r, SourceStatus::Failed),
             r.hash.clone().unwrap_or_default(),
+            run_kind(r).to_owned(),
+            r.scope
+                .as_ref()
+                .map(|s| s.subjects.len().to_string())
+                .unwrap_or_default(),
         ])?;
     }
     w.into_inner()
@@ -567,7 +574,14 @@ fn coverage_html(h: &mut String, runs: &[RunRow]) {
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             r.id,
             e(&r.finished_at.to_rfc3339_opts(SecondsFormat::Secs, true)),
-            r.status.as_str(),
+            match &r.scope {
+                Some(scope) => format!(
+                    "{} (watched: {} identities re-checked)",
+                    r.status.as_str(),
+                    scope.subjects.len()
+                ),
+                None => r.status.as_str().to_owned(),
+            },
             sources.join(", ")
         );
     }

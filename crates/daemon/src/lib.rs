@@ -14,6 +14,7 @@
 //! - [`output`]: the JSON contract and the text a terminal shows.
 //! - [`plan`]: `idgraph plan`, remediation SQL for orphaned users, never executed.
 //! - [`progress`]: progress of long fetches on a terminal.
+//! - [`watched`]: watched runs, targeted re-checks of the IdP users that changed.
 //! - `watcher`: the daemon's watcher of changed IdP users (`[watch]`).
 
 pub mod cli;
@@ -26,4 +27,5 @@ pub mod output;
 pub mod plan;
 pub mod progress;
 pub mod reconcile;
+pub mod watched;
 mod watcher;

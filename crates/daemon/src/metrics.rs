@@ -16,6 +16,13 @@ use prometheus::{
 };
 
 use crate::reconcile::RunReport;
+use idgraph_sources::scim::ChangedUser;
+
+/// Buckets of `idgraph_detection_latency_seconds`: the goal is 30 s; minutes mean the
+/// watcher fell back to full runs or waited for one.
+const LATENCY_BUCKETS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0, 900.0,
+];
 
 /// Buckets for fetch and run durations: a file export takes milliseconds, a 200,000-user
 /// identity store minutes.
@@ -61,6 +68,9 @@ pub struct Metrics {
     last_success: Gauge,
     watch_polls: IntCounterVec,
     watch_changed_users: IntCounter,
+    detection_latency: Histogram,
+    watch_interval: Gauge,
+    watch_last_success: Gauge,
 }
 
 /// How one look of the watcher for changed IdP users ended, the `outcome` label of
@@ -241,6 +251,30 @@ impl Metrics {
                 "IdP users the watcher saw change.",
             ),
         );
+        let detection_latency = registered(
+            &registry,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "idgraph_detection_latency_seconds",
+                    "Time from an IdP user's change (its meta.lastModified) to the finding it caused being recorded, for changes the watcher saw.",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            ),
+        );
+        let watch_interval = registered(
+            &registry,
+            Gauge::new(
+                "idgraph_watch_interval_seconds",
+                "The watcher's interval while it watches; 0 when it is off or stopped.",
+            ),
+        );
+        let watch_last_success = registered(
+            &registry,
+            Gauge::new(
+                "idgraph_watch_last_success_timestamp_seconds",
+                "Unix time of the watcher's last successful look at the IdP (or of its start).",
+            ),
+        );
         register_build_info(&registry);
         for status in ["complete", "partial", "failed"] {
             reconcile_runs.with_label_values(&[status]);
@@ -263,6 +297,9 @@ impl Metrics {
             last_success,
             watch_polls,
             watch_changed_users,
+            detection_latency,
+            watch_interval,
+            watch_last_success,
         };
         metrics.track_targets(targets);
         metrics
@@ -313,12 +350,47 @@ impl Metrics {
         self.reconcile_runs.with_label_values(&["failed"]).inc();
     }
 
-    /// Counts a look of the watcher and the users it saw change.
+    /// Counts a look of the watcher and the users it saw change; a look that got an
+    /// answer is a success.
     pub fn observe_watch(&self, outcome: WatchOutcome, changed_users: usize) {
         self.watch_polls
             .with_label_values(&[outcome.as_str()])
             .inc();
         self.watch_changed_users.inc_by(changed_users as u64);
+        match outcome {
+            WatchOutcome::Unchanged | WatchOutcome::Changed => self
+                .watch_last_success
+                .set(Utc::now().timestamp_millis() as f64 / 1000.0),
+            WatchOutcome::Failed => {}
+            WatchOutcome::Unsupported => self.watch_interval.set(0.0),
+        }
+    }
+
+    /// The watcher starts looking every `interval`: an alert fires when no look succeeds
+    /// for several intervals from now on.
+    pub fn start_watching(&self, interval: std::time::Duration, now: DateTime<Utc>) {
+        self.watch_interval.set(interval.as_secs_f64());
+        self.watch_last_success
+            .set(now.timestamp_millis() as f64 / 1000.0);
+    }
+
+    /// Observes, for each finding `report` opened about one of the `changed` IdP users,
+    /// how long after the user's `meta.lastModified` it was recorded. A server clock ahead
+    /// of ours counts as 0.
+    pub fn observe_detection(&self, report: &RunReport, changed: &[ChangedUser]) {
+        for episode in &report.opened {
+            let Some(idp_user_id) = episode.finding.idp_user_id.as_deref() else {
+                continue;
+            };
+            let changed_at = changed
+                .iter()
+                .find(|c| c.user.id == idp_user_id)
+                .and_then(|c| c.last_modified);
+            if let Some(changed_at) = changed_at {
+                let seconds = (report.finished_at - changed_at).num_milliseconds() as f64 / 1000.0;
+                self.detection_latency.observe(seconds.max(0.0));
+            }
+        }
     }
 
     /// Counts a scheduled run skipped because one was still going.

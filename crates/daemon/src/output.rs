@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use idgraph_model::{Accounting, FindingKind, Resolution, Severity};
-use idgraph_store::{Episode, RunRow, SourceRecord, SourceStatus};
+use idgraph_store::{Episode, RunRow, RunScope, SourceRecord, SourceStatus};
 use serde::Serialize;
 
 use crate::reconcile::RunReport;
@@ -105,24 +105,40 @@ struct ReportJson<'a> {
 #[derive(Serialize)]
 pub struct RunJson<'a> {
     run_id: i64,
+    /// `full`, or `watched` for a targeted re-check of the IdP users that changed.
+    kind: &'static str,
     status: &'static str,
     started_at: String,
     finished_at: String,
     opened: u64,
     resolved: u64,
     sources: Vec<SourceJson<'a>>,
+    /// What a watched run evaluated: the changed IdP users and the identities re-checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'a RunScope>,
+}
+
+/// `full` or `watched`: what a run evaluated, as history and evidence name it.
+pub fn run_kind(run: &RunRow) -> &'static str {
+    if run.scope.is_some() {
+        "watched"
+    } else {
+        "full"
+    }
 }
 
 impl<'a> From<&'a RunRow> for RunJson<'a> {
     fn from(r: &'a RunRow) -> Self {
         Self {
             run_id: r.id,
+            kind: run_kind(r),
             status: r.status.as_str(),
             started_at: timestamp(r.started_at),
             finished_at: timestamp(r.finished_at),
             opened: r.opened,
             resolved: r.resolved,
             sources: r.sources.iter().map(SourceJson::from).collect(),
+            scope: r.scope.as_ref(),
         }
     }
 }
@@ -496,9 +512,17 @@ pub fn history_text(episodes: &[Episode], runs: &[RunRow]) -> String {
                 _ => format!("{} FAILED", shown(&s.name)),
             })
             .collect();
+        let watched = match &r.scope {
+            Some(scope) => format!(
+                "  watched: {} changed IdP user(s), {} identities re-checked",
+                scope.idp_users.len(),
+                scope.subjects.len()
+            ),
+            None => String::new(),
+        };
         let _ = writeln!(
             out,
-            "  run {:<5} {}  {:8}  +{} -{}  {}",
+            "  run {:<5} {}  {:8}  +{} -{}  {}{watched}",
             r.id,
             timestamp(r.started_at),
             r.status.as_str(),

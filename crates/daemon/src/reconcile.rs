@@ -8,16 +8,20 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
 use idgraph_model::{
-    check_snapshot, Accounting, AsSnapshot, Finding, Graph, IcUser, IdpUser, Mapping, Scope,
-    ShrinkGuard, Suspicion, TargetSnapshot,
+    check_snapshot, focus::Universe, Accounting, AsSnapshot, Finding, Graph, IcUser, IdpUser,
+    Mapping, Scope, ShrinkGuard, Suspicion, TargetSnapshot,
 };
 use idgraph_sources::{
     Deadline, IdentityCenterRole, IdpRole, Progress, Source, SourceError, TargetRole,
 };
-use idgraph_store::{Episode, NewRun, RunStatus, SourceRecord, SourceStatus, Store, StoreError};
+use idgraph_store::{
+    Episode, NewRun, RecordedRun, RunScope, RunStatus, SourceRecord, SourceStatus, Store,
+    StoreError,
+};
 use tracing::{debug, info, warn};
 
 use crate::config::Settings;
+use crate::watched::Known;
 
 /// A source for each configured system.
 pub struct Sources {
@@ -119,6 +123,8 @@ pub struct Context {
     pub sources: Sources,
     /// Sources whose shrink the operator confirmed for the next run (`--accept-shrink`).
     pub accept_shrink: HashSet<String>,
+    /// The identities of the last full run, when the daemon's watcher re-checks changes.
+    pub known: Known,
 }
 
 impl Context {
@@ -135,6 +141,7 @@ impl Context {
             store,
             sources,
             accept_shrink: HashSet::new(),
+            known: Known::default(),
         })
     }
 }
@@ -154,6 +161,8 @@ pub struct RunReport {
     pub finished_at: DateTime<Utc>,
     /// Per source: status, object count, digest, error.
     pub sources: Vec<SourceRecord>,
+    /// What a watched run evaluated; `None` for a full run.
+    pub scope: Option<RunScope>,
     /// How the database users were accounted for; `None` when the IdP or Identity Center
     /// failed and no graph was built.
     pub accounting: Option<Accounting>,
@@ -163,6 +172,25 @@ pub struct RunReport {
     pub opened: Vec<Episode>,
     /// Episodes this run resolved.
     pub resolved: Vec<Episode>,
+}
+
+impl RunReport {
+    /// The report of `run`, as the store `recorded` it.
+    pub(crate) fn new(run: NewRun, recorded: RecordedRun, accounting: Option<Accounting>) -> Self {
+        Self {
+            run_id: recorded.run_id,
+            chain_head: recorded.chain_head,
+            status: run.status,
+            started_at: run.started_at,
+            finished_at: run.finished_at,
+            sources: run.sources,
+            scope: run.scope,
+            accounting,
+            open: recorded.open,
+            opened: recorded.opened,
+            resolved: recorded.resolved,
+        }
+    }
 }
 
 /// Why a run could not be recorded at all (a failed source does not fail the run).
@@ -338,9 +366,18 @@ pub async fn reconcile_with_clock(
                     .map(|t| Scope::Target(t.name.clone())),
             );
             evaluated.extend(removed_targets(&ctx.store, &names).await?);
-            let (findings, accounting) =
-                build_findings(idp_users, ic_users, target_snapshots, &ctx.settings.mapping)
-                    .await?;
+            let keep = ctx.known.is_kept();
+            let (findings, accounting, universe) = build_findings(
+                idp_users,
+                ic_users,
+                target_snapshots,
+                &ctx.settings.mapping,
+                keep,
+            )
+            .await?;
+            if let Some(universe) = universe {
+                ctx.known.replace(universe).await;
+            }
             (findings, Some(accounting))
         }
         _ => (Vec::new(), None),
@@ -356,6 +393,7 @@ pub async fn reconcile_with_clock(
         RunStatus::Partial
     };
     let run = NewRun {
+        scope: None,
         started_at,
         finished_at: now(),
         status,
@@ -375,18 +413,7 @@ pub async fn reconcile_with_clock(
         chain_head = %recorded.chain_head,
         "Recorded the run; keep the chain head to check the history with `idgraph verify --expect-head`."
     );
-    Ok(RunReport {
-        run_id: recorded.run_id,
-        chain_head: recorded.chain_head,
-        status,
-        started_at: run.started_at,
-        finished_at: run.finished_at,
-        sources: run.sources,
-        accounting,
-        open: recorded.open,
-        opened: recorded.opened,
-        resolved: recorded.resolved,
-    })
+    Ok(RunReport::new(run, recorded, accounting))
 }
 
 /// The targets that open findings name but the configuration no longer has: nothing will
@@ -403,13 +430,15 @@ async fn removed_targets(store: &Store, configured: &[&str]) -> Result<Vec<Scope
 }
 
 /// Builds the identity graph and its findings off the async workers: at 200,000 people it
-/// is a fraction of a second of CPU.
+/// is a fraction of a second of CPU. With `keep`, indexes the snapshots afterwards into
+/// the [`Universe`] the watcher's re-checks start from.
 async fn build_findings(
     idp_users: Vec<IdpUser>,
     ic_users: Vec<IcUser>,
     targets: Vec<TargetSnapshot>,
     mapping: &Mapping,
-) -> Result<(Vec<Finding>, Accounting), ReconcileError> {
+    keep: bool,
+) -> Result<(Vec<Finding>, Accounting, Option<Universe>), ReconcileError> {
     let mapping = mapping.clone();
     tokio::task::spawn_blocking(move || {
         let start = Instant::now();
@@ -422,7 +451,12 @@ async fn build_findings(
             findings = findings.len(),
             "Built the identity graph."
         );
-        (findings, graph.accounting())
+        let accounting = graph.accounting();
+        let universe = keep.then(|| {
+            let (idp, ic, targets) = graph.into_snapshots();
+            Universe::new(idp, ic, &targets, &mapping)
+        });
+        (findings, accounting, universe)
     })
     .await
     .map_err(|e| ReconcileError::Graph(e.to_string()))
@@ -632,6 +666,7 @@ mod tests {
                 target_concurrency: 4,
             },
             accept_shrink: HashSet::new(),
+            known: Known::default(),
         }
     }
 

@@ -1,7 +1,9 @@
 //! The daemon's watcher: every `watch.interval_seconds` it asks a SCIM IdP which users
-//! changed since its last look, and when one did, runs a reconcile at once, so that a
-//! deactivation shows in the finding gauges within one interval and one run rather than
-//! at the next scheduled run.
+//! changed since its last look, and when one did, re-checks them at once
+//! ([`crate::watched`]: only the identities they touch, against the last full run), so that
+//! a deactivation shows in the finding gauges within one interval and a few requests
+//! rather than at the next scheduled run. Before the first full run of the process, or
+//! when very many users changed, it makes a full run instead.
 //!
 //! The run is the scheduler's own ([`crate::daemon`]), under the same lock: never two
 //! runs at once. Unlike a scheduled tick, the watcher waits for a run in progress rather
@@ -15,14 +17,16 @@ use std::time::Duration;
 use chrono::{SecondsFormat, Utc};
 use idgraph_sources::scim::{ChangeFeed, Poll, ScimSource};
 use idgraph_sources::NoProgress;
+use idgraph_store::SourceStatus;
 use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::config::IdpSettings;
-use crate::daemon::reconcile_and_observe;
+use crate::daemon::{observe, reconcile_and_observe};
 use crate::metrics::{Metrics, WatchOutcome};
 use crate::reconcile::Context;
+use crate::watched;
 
 /// The name the watermark is stored under: the IdP source's name.
 const SOURCE: &str = "idp";
@@ -89,6 +93,7 @@ impl Watcher {
         // Without a stored watermark, the run at start covers what changed before.
         let mut feed = ChangeFeed::new(watermark.unwrap_or_else(Utc::now));
         drop(ctx);
+        self.metrics.start_watching(interval, Utc::now());
         info!(
             interval_seconds = interval.as_secs(),
             watermark = %feed.watermark().to_rfc3339_opts(SecondsFormat::Millis, true),
@@ -148,10 +153,26 @@ impl Watcher {
                     return Next::Stop;
                 }
                 let ctx = self.contexts.borrow().clone();
-                if !reconcile_and_observe(&ctx, &self.metrics).await {
-                    warn!("The run after the change did not record the IdP; the watcher looks at the same changes again next interval.");
+                let report = match watched::recheck(&ctx, &users).await {
+                    Some(result) => observe(result, &self.metrics),
+                    None => reconcile_and_observe(&ctx, &self.metrics).await,
+                };
+                // The changes are in the store once the run read the IdP and (a watched
+                // run) asked Identity Center about them; a target that failed is the next
+                // full run's to check, as in any run.
+                let recorded = report.as_ref().is_some_and(|report| {
+                    report.sources.iter().all(|s| {
+                        s.status == SourceStatus::Ok
+                            || (s.name != ctx.sources.idp.name()
+                                && (report.scope.is_none()
+                                    || s.name != ctx.sources.identity_center.name()))
+                    })
+                });
+                let Some(report) = report.filter(|_| recorded) else {
+                    warn!("The run after the change did not record it; the watcher looks at the same changes again next interval.");
                     return Next::LookAgain;
-                }
+                };
+                self.metrics.observe_detection(&report, &users);
                 if let Err(e) = ctx
                     .store
                     .set_watch_watermark(SOURCE, feed.watermark())

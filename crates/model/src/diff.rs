@@ -3,7 +3,7 @@
 use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
 
-use crate::finding::{Finding, FindingKey, Scope};
+use crate::finding::{Finding, FindingKey, Scope, Subject};
 
 /// The changes a run makes to the set of open findings.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -60,6 +60,29 @@ pub fn diff<'a, V: Borrow<Finding>>(
     changes
 }
 
+/// [`diff`] for a run that evaluated only some `subjects` (a targeted re-check): it opens,
+/// updates and resolves only findings of kinds the graph derives
+/// ([`FindingKind::from_graph`](crate::FindingKind::from_graph)) about those subjects, and
+/// leaves every other open finding as it is.
+pub fn diff_within<'a, V: Borrow<Finding>>(
+    open: &HashMap<FindingKey, V>,
+    found: &'a [Finding],
+    evaluated: &HashSet<Scope>,
+    subjects: &HashSet<Subject>,
+) -> Changes<'a> {
+    let inside = |key: &FindingKey| key.kind.from_graph() && subjects.contains(&key.subject());
+    let open: HashMap<FindingKey, &Finding> = open
+        .iter()
+        .filter(|(key, _)| inside(key))
+        .map(|(key, finding)| (key.clone(), finding.borrow()))
+        .collect();
+    let mut changes = diff(&open, found, evaluated);
+    let keep = |finding: &&Finding| inside(&finding.key());
+    changes.opened.retain(keep);
+    changes.updated.retain(keep);
+    changes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +136,26 @@ mod tests {
         let changes = diff(&before, &found, &HashSet::from([Scope::Target("a".into())]));
         assert!(changes.opened.is_empty() && changes.resolved.is_empty());
         assert_eq!(changes.updated, vec![&found[0]]);
+    }
+
+    #[test]
+    fn a_scoped_run_changes_only_its_subjects() {
+        let before = open(&[orphan("a", "IAM:outside"), orphan("a", "IAM:gone")]);
+        let found = [orphan("a", "IAM:new"), orphan("a", "IAM:unasked")];
+        let subjects = HashSet::from([
+            Subject {
+                target: "a".into(),
+                subject: "IAM:gone".into(),
+            },
+            Subject {
+                target: "a".into(),
+                subject: "IAM:new".into(),
+            },
+        ]);
+        let scopes = HashSet::from([Scope::Target("a".into())]);
+        let changes = diff_within(&before, &found, &scopes, &subjects);
+        assert_eq!(changes.opened, vec![&found[0]]);
+        assert_eq!(changes.resolved, vec![orphan("a", "IAM:gone").key()]);
     }
 
     #[test]

@@ -16,6 +16,20 @@ pub enum FindingKind {
     AmbiguousMapping,
 }
 
+impl FindingKind {
+    /// Whether the identity graph derives findings of this kind: what a targeted re-check
+    /// ([`crate::focus`]) evaluates again, and the only kinds a scoped run may open or resolve.
+    pub fn from_graph(self) -> bool {
+        matches!(
+            self,
+            FindingKind::OrphanedDbUser
+                | FindingKind::UnmanagedDbUser
+                | FindingKind::StaleIdentityCenterUser
+                | FindingKind::AmbiguousMapping
+        )
+    }
+}
+
 /// Why a finding was raised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -161,6 +175,26 @@ impl Finding {
         match &self.target {
             Some(target) => Scope::Target(target.clone()),
             None => Scope::IdentityCenter,
+        }
+    }
+}
+
+/// What a finding is about, whatever its kind: a database user of a target, or an
+/// Identity Center user (target empty). A targeted re-check names the subjects it evaluated.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Subject {
+    /// The target name, empty for an Identity Center user.
+    pub target: String,
+    /// The database user name, or the Identity Center user id.
+    pub subject: String,
+}
+
+impl FindingKey {
+    /// What the finding is about.
+    pub fn subject(&self) -> Subject {
+        Subject {
+            target: self.target.clone(),
+            subject: self.subject.clone(),
         }
     }
 }

@@ -65,7 +65,7 @@ pub enum Link {
 
 /// Lower-cased form of a name for case-insensitive comparison; borrowed when the name
 /// is lower-case already, as most are, so indexing 200,000 names allocates little.
-fn fold(s: &str) -> Cow<'_, str> {
+pub(crate) fn fold(s: &str) -> Cow<'_, str> {
     if s.is_ascii() {
         if s.bytes().any(|b| b.is_ascii_uppercase()) {
             Cow::Owned(s.to_ascii_lowercase())
@@ -384,6 +384,12 @@ impl Graph {
         Some(finding)
     }
 
+    /// The snapshots the graph was built from, given back: what a
+    /// [`Universe`](crate::focus::Universe) of this run is made of.
+    pub fn into_snapshots(self) -> (Vec<IdpUser>, Vec<IcUser>, Vec<TargetSnapshot>) {
+        (self.idp, self.ic, self.targets)
+    }
+
     /// How the database users are accounted for, over all targets.
     pub fn accounting(&self) -> Accounting {
         let mut accounting = Accounting {
@@ -540,7 +546,11 @@ fn link_idp_to_ic(
 }
 
 /// What the name of database user `name` on `target` says, and the part left to match.
-fn classify<'a>(mapping: &Mapping, target: &TargetSnapshot, name: &'a str) -> (DbClass, &'a str) {
+pub(crate) fn classify<'a>(
+    mapping: &Mapping,
+    target: &TargetSnapshot,
+    name: &'a str,
+) -> (DbClass, &'a str) {
     if mapping.system_users.iter().any(|s| s == name) {
         return (DbClass::System, name);
     }

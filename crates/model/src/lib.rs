@@ -8,6 +8,7 @@
 //! - [`graph`]: the petgraph identity graph, matching, and findings.
 //! - [`finding`]: the finding vocabulary (kind, reason, severity) and finding keys.
 //! - [`diff`]: which findings a run opens, updates and resolves.
+//! - [`focus`]: a targeted re-check of the people who changed, against the last full run.
 //! - [`digest`]: order-independent snapshot digests.
 //! - [`guard`]: whether a snapshot can be trusted: shrinks, duplicate ids, a missing master user.
 
@@ -52,6 +53,7 @@ macro_rules! str_enum {
 pub mod diff;
 pub mod digest;
 pub mod finding;
+pub mod focus;
 pub mod graph;
 pub mod guard;
 pub mod identity;
@@ -60,10 +62,10 @@ pub mod mapping;
 #[cfg(test)]
 mod tests;
 
-pub use diff::{diff, Changes};
+pub use diff::{diff, diff_within, Changes};
 pub use digest::{digest, Canonical};
 pub use finding::{
-    Finding, FindingKey, FindingKind, MatchRule, Reason, Resolution, Scope, Severity,
+    Finding, FindingKey, FindingKind, MatchRule, Reason, Resolution, Scope, Severity, Subject,
 };
 pub use graph::{Accounting, DbClass, Graph};
 pub use guard::{check_snapshot, Excerpt, ShrinkGuard, Suspicion};

@@ -1,5 +1,6 @@
 //! Matching rules of SPEC §2, one test each, on organisations built with [`Org`].
 
+use crate::focus::{Evaluation, Universe};
 use crate::*;
 
 /// A small organisation: builder methods add identities, `findings` runs the graph.
@@ -474,4 +475,187 @@ fn findings_are_sorted_most_urgent_first() {
         severities,
         vec![Severity::Critical, Severity::High, Severity::Medium]
     );
+}
+
+// ----- targeted re-checks (focus.rs) ------------------------------------------------------
+
+/// Re-checks the IdP users `changed` of `after` against a universe of `before`, with
+/// `after`'s Identity Center and targets as the fresh answers, and returns the re-check's
+/// findings with those of a full graph of `after` about the same subjects.
+fn recheck(before: &Org, after: &Org, changed: &[&str]) -> (Evaluation, Vec<Finding>) {
+    let mut universe = Universe::new(
+        before.idp.clone(),
+        before.ic.clone(),
+        &before.targets,
+        &before.mapping,
+    );
+    let changed: Vec<IdpUser> = after
+        .idp
+        .iter()
+        .filter(|u| changed.contains(&u.id.as_str()))
+        .cloned()
+        .collect();
+    let mut people = universe.people(changed);
+    universe.apply(&mut people, after.ic.clone());
+    let read = after
+        .targets
+        .iter()
+        .map(|t| (t.name.clone(), t.users.clone()))
+        .collect();
+    let evaluation = universe.evaluate(&people, read);
+    let full = after
+        .findings()
+        .into_iter()
+        .filter(|f| evaluation.subjects.contains(&f.key().subject()))
+        .collect();
+    (evaluation, full)
+}
+
+fn estate() -> Org {
+    let mut rehired = idp_user("erin");
+    rehired.id = "idp-erin-old".into();
+    rehired.external_id = None;
+    rehired.active = false;
+    let mut twin = ic_user("dave");
+    twin.user_id = "ic-dave-twin".into();
+    twin.user_name = "DAVE@example.com".into();
+    twin.external_ids.clear();
+    Org::default()
+        .person("alice")
+        .person("bob")
+        .person("carol")
+        .person("dave")
+        .ic(twin)
+        .idp(rehired)
+        .person("erin")
+        .db("a", "IAM:alice@example.com")
+        .db("a", "alice@example.com")
+        .db("a", "IAMA:bob@example.com")
+        .db("a", "IAM:dave@example.com")
+        .db("a", "IAM:erin@example.com")
+        .db("a", "IAMR:loader")
+        .db("a", "local_etl")
+        .target("b", |t| t.namespaces = vec!["AWSIDC".into()])
+        .db("b", "AWSIDC:Alice@Example.com")
+        .db("b", "AWSIDC:carol@example.com")
+}
+
+#[test]
+fn a_recheck_finds_a_deactivation_as_a_full_graph_does() {
+    let before = estate();
+    let mut after = estate();
+    after
+        .idp
+        .iter_mut()
+        .find(|u| u.id == "idp-alice")
+        .unwrap()
+        .active = false;
+    let (evaluation, full) = recheck(&before, &after, &["idp-alice"]);
+    assert_eq!(evaluation.findings, full);
+    let subjects: Vec<String> = evaluation
+        .findings
+        .iter()
+        .map(|f| f.db_user.clone().or(f.ic_user_id.clone()).unwrap())
+        .collect();
+    assert_eq!(
+        subjects,
+        [
+            "IAM:alice@example.com",
+            "alice@example.com",
+            "AWSIDC:Alice@Example.com",
+            "ic-alice"
+        ]
+    );
+    assert!(evaluation
+        .findings
+        .iter()
+        .all(|f| f.reason == Reason::IdpUserInactive));
+    // Nobody else is evaluated.
+    assert!(!evaluation
+        .subjects
+        .iter()
+        .any(|s| s.subject.contains("bob")));
+}
+
+#[test]
+fn a_recheck_agrees_with_a_full_graph_on_every_kind_of_change() {
+    type Edit = fn(&mut Org);
+    let cases: [(&str, &[&str], Edit); 6] = [
+        ("reactivation", &["idp-alice"], |org| {
+            org.idp
+                .iter_mut()
+                .for_each(|u| u.active = u.id != "idp-bob");
+        }),
+        ("rename", &["idp-bob"], |org| {
+            let bob = org.idp.iter_mut().find(|u| u.id == "idp-bob").unwrap();
+            bob.user_name = "robert@example.com".into();
+            bob.email = Some("robert@example.com".into());
+            let ic = org.ic.iter_mut().find(|u| u.user_id == "ic-bob").unwrap();
+            ic.user_name = "robert@example.com".into();
+            ic.email = Some("robert@example.com".into());
+        }),
+        ("Identity Center user deleted", &["idp-carol"], |org| {
+            org.idp
+                .iter_mut()
+                .find(|u| u.id == "idp-carol")
+                .unwrap()
+                .active = false;
+            org.ic.retain(|u| u.user_id != "ic-carol");
+        }),
+        ("ambiguous twin", &["idp-dave"], |org| {
+            org.idp
+                .iter_mut()
+                .find(|u| u.id == "idp-dave")
+                .unwrap()
+                .active = false;
+        }),
+        ("rehired person leaves again", &["idp-erin"], |org| {
+            org.idp
+                .iter_mut()
+                .find(|u| u.id == "idp-erin")
+                .unwrap()
+                .active = false;
+        }),
+        ("a new person", &["idp-frank"], |org| {
+            let mut frank = idp_user("frank");
+            frank.active = false;
+            org.idp.push(frank);
+            org.ic.push(ic_user("frank"));
+            org.targets[0].users.push(DbUser {
+                name: "IAM:FRANK@example.com".into(),
+                sysid: None,
+                superuser: true,
+            });
+        }),
+    ];
+    for (case, changed, edit) in cases {
+        let before = estate();
+        let mut after = estate();
+        edit(&mut after);
+        let (evaluation, full) = recheck(&before, &after, changed);
+        assert_eq!(evaluation.findings, full, "{case}");
+        assert!(
+            !evaluation.subjects.is_empty(),
+            "{case}: the re-check evaluated nothing"
+        );
+    }
+}
+
+#[test]
+fn a_renamed_person_s_old_login_is_evaluated_and_found_orphaned() {
+    let before = estate();
+    let mut after = estate();
+    let ic = after.ic.iter_mut().find(|u| u.user_id == "ic-bob").unwrap();
+    ic.user_name = "robert@example.com".into();
+    ic.email = Some("robert@example.com".into());
+    let bob = after.idp.iter_mut().find(|u| u.id == "idp-bob").unwrap();
+    bob.user_name = "robert@example.com".into();
+    bob.email = Some("robert@example.com".into());
+    let (evaluation, _) = recheck(&before, &after, &["idp-bob"]);
+    let old = evaluation
+        .findings
+        .iter()
+        .find(|f| f.db_user.as_deref() == Some("IAMA:bob@example.com"))
+        .expect("the old login is found");
+    assert_eq!(old.reason, Reason::NoIdentityCenterUser);
 }

@@ -28,6 +28,7 @@ use std::time::Duration;
 pub use progress::{NoProgress, Progress};
 pub use secret::{scrub, Scrubbing, Secret};
 
+use idgraph_model::focus::IcLookup;
 use idgraph_model::{AsSnapshot, IcUser, IdpUser, TargetSnapshot};
 
 /// `text` cut to at most `max` bytes (on a character boundary), saying how long it was.
@@ -81,6 +82,14 @@ pub trait Source: Send + Sync {
     /// Fetches a full snapshot. Safe to retry.
     async fn fetch(&self) -> Result<Self::Snapshot, SourceError>;
 
+    /// Fetches what a watched run re-checks: at least the identities `wanted` names, as
+    /// they are now, and complete for them (one it lacks does not exist). The default
+    /// fetches everything, which is how a file answers; the caller keeps what it asked for.
+    async fn fetch_wanted(&self, wanted: &Wanted<'_>) -> Result<Self::Snapshot, SourceError> {
+        let _ = wanted;
+        self.fetch().await
+    }
+
     /// The database cluster a target is one database of, as a plan names it (`postgres
     /// db.example.com:5432`, `provisioned cluster analytics in eu-west-1`): targets of the
     /// same cluster share their users, which are cluster-wide, while objects are per
@@ -99,6 +108,16 @@ pub trait Source: Send + Sync {
             detail: format!("a {} source has no database catalog", self.kind()),
         })
     }
+}
+
+/// What a watched run asks a source for ([`Source::fetch_wanted`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Wanted<'a> {
+    /// The Identity Center users a re-check's lookup asks about.
+    IcUsers(&'a IcLookup),
+    /// Database users by name, folded to lower case: a target answers with the rows of
+    /// `pg_user` whose lower-cased `usename` is one of them.
+    DbUsers(&'a [String]),
 }
 
 /// An identity provider: its users.
@@ -170,6 +189,10 @@ impl<T: AsSnapshot + Send + 'static> Source for Deadline<T> {
 
     async fn fetch(&self) -> Result<T, SourceError> {
         self.bounded(self.source.fetch()).await
+    }
+
+    async fn fetch_wanted(&self, wanted: &Wanted<'_>) -> Result<T, SourceError> {
+        self.bounded(self.source.fetch_wanted(wanted)).await
     }
 }
 

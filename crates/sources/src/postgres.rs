@@ -112,6 +112,80 @@ pub async fn read_catalog(
     result
 }
 
+/// The rows of [`USERS`] as database users.
+fn db_users(origin: &str, rows: &[sqlx::postgres::PgRow]) -> Result<Vec<DbUser>, SourceError> {
+    rows.iter()
+        .map(|row| {
+            Ok(DbUser {
+                name: row.try_get("usename")?,
+                sysid: row.try_get::<Option<i32>, _>("usesysid")?.map(i64::from),
+                superuser: row.try_get::<Option<bool>, _>("usesuper")?.unwrap_or(false),
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()
+        .map_err(|e| SourceError::InvalidResponse {
+            origin: origin.to_owned(),
+            detail: format!("pg_user: {e}"),
+        })
+}
+
+/// How many names one query binds: far below PostgreSQL's 65,535 parameters.
+const NAMES_PER_QUERY: usize = 1000;
+
+/// Reads the rows of `pg_user` whose lower-cased `usename` is one of `names` (lower-case
+/// already): what a watched run re-checks on a target, a few rows however large the
+/// catalog. `IN` with one bind per name rather than `= ANY($1)`: Redshift has no array
+/// parameters.
+///
+/// # Errors
+///
+/// As [`read_catalog`].
+pub async fn read_users_named(
+    origin: &str,
+    connection: &Connection,
+    timeout: Duration,
+    names: &[String],
+) -> Result<Vec<DbUser>, SourceError> {
+    let origin = format!("target {origin} ({connection})");
+    let mut conn = connect(&origin, connection, timeout).await?;
+    let mut users = Vec::new();
+    let mut result = Ok(());
+    for chunk in names.chunks(NAMES_PER_QUERY) {
+        let binds: Vec<String> = (1..=chunk.len())
+            .map(|i| format!("CAST(${i} AS varchar)"))
+            .collect();
+        let sql = format!(
+            "{USERS} WHERE lower(CAST(usename AS varchar)) IN ({})",
+            binds.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for name in chunk {
+            query = query.bind(name);
+        }
+        let rows = match tokio::time::timeout(timeout, query.fetch_all(&mut conn)).await {
+            Err(_) => Err(SourceError::Unreachable {
+                origin: origin.clone(),
+                detail: format!("pg_user did not answer within {timeout:?}"),
+            }),
+            Ok(Err(e)) => Err(SourceError::Remote {
+                origin: origin.clone(),
+                status: None,
+                detail: format!("reading pg_user: {}", describe(&e)),
+            }),
+            Ok(Ok(rows)) => db_users(&origin, &rows),
+        };
+        match rows {
+            Ok(rows) => users.extend(rows),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    let _ = conn.close().await;
+    result.map(|()| users)
+}
+
 async fn read(
     origin: &str,
     conn: &mut PgConnection,
@@ -131,20 +205,7 @@ async fn read(
         .await
         .map_err(|_| timed_out("pg_user"))?
         .map_err(|e| query_error("reading pg_user", e))?;
-    let users = rows
-        .iter()
-        .map(|row| {
-            Ok(DbUser {
-                name: row.try_get("usename")?,
-                sysid: row.try_get::<Option<i32>, _>("usesysid")?.map(i64::from),
-                superuser: row.try_get::<Option<bool>, _>("usesuper")?.unwrap_or(false),
-            })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()
-        .map_err(|e| SourceError::InvalidResponse {
-            origin: origin.to_owned(),
-            detail: format!("pg_user: {e}"),
-        })?;
+    let users = db_users(origin, &rows)?;
 
     let namespaces = match tokio::time::timeout(
         timeout,
@@ -394,6 +455,20 @@ impl Source for PostgresTarget {
         Ok(crate::CatalogAccess {
             connection: self.connection.clone(),
             timeout: self.timeout,
+        })
+    }
+
+    async fn fetch_wanted(
+        &self,
+        wanted: &crate::Wanted<'_>,
+    ) -> Result<TargetSnapshot, SourceError> {
+        let crate::Wanted::DbUsers(names) = wanted else {
+            return self.fetch().await;
+        };
+        let users = read_users_named(&self.name, &self.connection, self.timeout, names).await?;
+        Ok(TargetSnapshot {
+            login_user: Some(self.connection.user.clone()),
+            ..TargetSnapshot::new(self.name.clone(), users)
         })
     }
 

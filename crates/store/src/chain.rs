@@ -1,7 +1,7 @@
 //! The tamper-evident run chain: `hash = SHA-256(previous hash ‖ canonical run record)`.
 //!
 //! The canonical record holds only what never changes once a run is recorded: the run's
-//! times and status, its sources (ordered by name), the id and key (kind, target, subject)
+//! times and status, its scope if it was a watched run, its sources (ordered by name), the id and key (kind, target, subject)
 //! of each episode it opened, the id of each episode it resolved and, for runs from
 //! `chain_meta.details_from_run` on, every episode version it wrote: the finding's details
 //! (names, ids, superuser flag, reason, severity, …) as the run opened or changed them.
@@ -47,15 +47,22 @@ async fn feed_run(
     run_id: i64,
     c: &mut Canonical,
 ) -> Result<(), sqlx::Error> {
-    let run = sqlx::query("SELECT id, started_at, finished_at, status FROM runs WHERE id = ?")
-        .bind(run_id)
-        .fetch_one(&mut *conn)
-        .await?;
+    let run =
+        sqlx::query("SELECT id, started_at, finished_at, status, scope FROM runs WHERE id = ?")
+            .bind(run_id)
+            .fetch_one(&mut *conn)
+            .await?;
     c.text("run");
     c.int(run.try_get("id")?);
     c.text(run.try_get("started_at")?);
     c.text(run.try_get("finished_at")?);
     c.text(run.try_get("status")?);
+    // Only a watched run has a scope; a full run's record is what it was before scopes
+    // existed, so the hashes of runs recorded before migration 0008 still hold.
+    if let Some(scope) = run.try_get::<Option<String>, _>("scope")? {
+        c.text("scope");
+        c.text(&scope);
+    }
 
     let sources = sqlx::query(
         "SELECT name, kind, status, objects, digest, error, duration_ms \

@@ -48,7 +48,9 @@ mod write;
 
 pub use chain::{ChainReport, PruneReport};
 pub use error::StoreError;
-pub use types::{Episode, NewRun, RecordedRun, RunRow, RunStatus, SourceRecord, SourceStatus};
+pub use types::{
+    Episode, NewRun, RecordedRun, RunRow, RunScope, RunStatus, SourceRecord, SourceStatus,
+};
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

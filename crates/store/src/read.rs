@@ -145,8 +145,9 @@ impl Store {
         let mut counts = HashMap::with_capacity(names.len());
         for &name in names {
             let objects: Option<Option<i64>> = sqlx::query_scalar(
-                "SELECT objects FROM run_sources WHERE name = ? AND status = 'ok' \
-                 ORDER BY run_id DESC LIMIT 1",
+                "SELECT s.objects FROM run_sources AS s JOIN runs AS r ON r.id = s.run_id \
+                 WHERE s.name = ? AND s.status = 'ok' AND r.scope IS NULL \
+                 ORDER BY s.run_id DESC LIMIT 1",
             )
             .bind(name)
             .fetch_optional(&mut *conn)
@@ -174,7 +175,8 @@ impl Store {
     /// be read back.
     pub async fn last_complete_run_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let finished: Option<(i64, String)> = sqlx::query_as(
-            "SELECT id, finished_at FROM runs WHERE status = 'complete' ORDER BY id DESC LIMIT 1",
+            "SELECT id, finished_at FROM runs WHERE status = 'complete' AND scope IS NULL \
+             ORDER BY id DESC LIMIT 1",
         )
         .fetch_optional(&self.pool)
         .await
@@ -226,7 +228,7 @@ impl Store {
             .await
             .map_err(self.query("begin a transaction"))?;
         let run_rows = sqlx::query(
-            "SELECT r.id, r.started_at, r.finished_at, r.status, r.hash, \
+            "SELECT r.id, r.started_at, r.finished_at, r.status, r.hash, r.scope, \
                     (SELECT count(*) FROM episodes AS e WHERE e.opened_run = r.id) AS opened, \
                     (SELECT count(*) FROM episodes AS e WHERE e.resolved_run = r.id) AS resolved \
              FROM runs AS r ORDER BY r.id",
@@ -284,6 +286,13 @@ impl Store {
                 let status: String = self.get(row, "runs", "status", which)?;
                 let opened: i64 = self.get(row, "runs", "opened", which)?;
                 let resolved: i64 = self.get(row, "runs", "resolved", which)?;
+                let scope: Option<String> = self.get(row, "runs", "scope", which)?;
+                let scope = scope
+                    .map(|json| {
+                        serde_json::from_str(&json)
+                            .map_err(|e| self.corrupt(which(), format!("unreadable scope: {e}")))
+                    })
+                    .transpose()?;
                 Ok(RunRow {
                     id,
                     started_at: self.time(row, "runs", "started_at", which)?,
@@ -292,6 +301,7 @@ impl Store {
                         self.corrupt(which(), format!("unknown run status {status:?}"))
                     })?,
                     sources: sources.remove(&id).unwrap_or_default(),
+                    scope,
                     // count(*) is never negative.
                     opened: opened.unsigned_abs(),
                     resolved: resolved.unsigned_abs(),

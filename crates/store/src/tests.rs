@@ -11,6 +11,7 @@ use super::*;
 fn run(minute: u32) -> NewRun {
     let at = Utc.with_ymd_and_hms(2026, 11, 27, 10, minute, 0).unwrap();
     NewRun {
+        scope: None,
         started_at: at,
         finished_at: at,
         status: RunStatus::Complete,

@@ -3,7 +3,8 @@
 //! [`RunRow`]).
 
 use chrono::{DateTime, Utc};
-use idgraph_model::{Finding, Resolution};
+use idgraph_model::{Finding, Resolution, Subject};
+use serde::{Deserialize, Serialize};
 
 /// How a run went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -65,6 +66,20 @@ pub struct NewRun {
     pub status: RunStatus,
     /// Every source the run read; names must be unique.
     pub sources: Vec<SourceRecord>,
+    /// What a watched run evaluated; `None` for a full run. A scoped run opens, updates and
+    /// resolves only the graph's findings about its subjects
+    /// ([`idgraph_model::diff_within`]).
+    pub scope: Option<RunScope>,
+}
+
+/// What a watched run (a targeted re-check of the IdP users that changed) evaluated.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunScope {
+    /// The changed IdP users' ids, sorted.
+    pub idp_users: Vec<String>,
+    /// The identities whose findings the run evaluated, sorted: database users (with their
+    /// target) and Identity Center users (target empty).
+    pub subjects: Vec<Subject>,
 }
 
 /// What [`Store::record_run`](crate::Store::record_run) recorded. Every list is ordered like
@@ -132,6 +147,8 @@ pub struct RunRow {
     pub status: RunStatus,
     /// Its sources, ordered by name.
     pub sources: Vec<SourceRecord>,
+    /// What a watched run evaluated; `None` for a full run.
+    pub scope: Option<RunScope>,
     /// How many episodes the run opened.
     pub opened: u64,
     /// How many episodes the run resolved.

@@ -85,7 +85,13 @@ impl Store {
             .into_iter()
             .map(|episode| (episode.finding.key(), episode))
             .collect();
-        let mut changes = idgraph_model::diff(&episodes, findings, evaluated);
+        let mut changes = match &run.scope {
+            None => idgraph_model::diff(&episodes, findings, evaluated),
+            Some(scope) => {
+                let subjects = scope.subjects.iter().cloned().collect();
+                idgraph_model::diff_within(&episodes, findings, evaluated, &subjects)
+            }
+        };
         // Insert in key order, so episode ids do not depend on the order of `findings`.
         changes.opened.sort_by_key(|finding| finding.key());
         // As stored: the store keeps milliseconds.
@@ -161,15 +167,21 @@ impl Store {
         run: &NewRun,
         sources: Vec<SourceRow<'_>>,
     ) -> Result<i64, StoreError> {
-        let run_id =
-            sqlx::query("INSERT INTO runs (started_at, finished_at, status) VALUES (?, ?, ?)")
-                .bind(format_time(run.started_at))
-                .bind(format_time(run.finished_at))
-                .bind(run.status.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(self.query("insert the run"))?
-                .last_insert_rowid();
+        let scope = run
+            .scope
+            .as_ref()
+            .map(|scope| serde_json::to_string(scope).expect("a scope serializes"));
+        let run_id = sqlx::query(
+            "INSERT INTO runs (started_at, finished_at, status, scope) VALUES (?, ?, ?, ?)",
+        )
+        .bind(format_time(run.started_at))
+        .bind(format_time(run.finished_at))
+        .bind(run.status.as_str())
+        .bind(scope)
+        .execute(&mut *tx)
+        .await
+        .map_err(self.query("insert the run"))?
+        .last_insert_rowid();
         for SourceRow {
             source,
             objects,

@@ -7,8 +7,10 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use idgraph_model::{Finding, FindingKind, MatchRule, Reason, Scope, Severity};
-use idgraph_store::{Episode, NewRun, RunStatus, SourceRecord, SourceStatus, Store, StoreError};
+use idgraph_model::{Finding, FindingKind, MatchRule, Reason, Scope, Severity, Subject};
+use idgraph_store::{
+    Episode, NewRun, RunScope, RunStatus, SourceRecord, SourceStatus, Store, StoreError,
+};
 use tempfile::TempDir;
 
 /// The finish time of run `n` (1-based): minutes apart, with milliseconds.
@@ -43,6 +45,7 @@ fn failed(name: &str, kind: &str, error: &str) -> SourceRecord {
 /// Run `n` with the usual three sources, all fetched.
 fn run(n: i64) -> NewRun {
     NewRun {
+        scope: None,
         started_at: finished(n) - Duration::seconds(30),
         finished_at: finished(n),
         status: RunStatus::Complete,
@@ -596,6 +599,7 @@ async fn runs_return_their_sources() {
     let store = Store::open(&db_path(&dir)).await.unwrap();
     let first = run(1);
     let second = NewRun {
+        scope: None,
         status: RunStatus::Partial,
         sources: vec![
             SourceRecord {
@@ -850,4 +854,88 @@ async fn pruning_cuts_a_prefix_no_open_finding_reaches_and_keeps_the_chain() {
         .await
         .unwrap();
     assert_eq!(store.verify().await.unwrap().first_mismatch, None);
+}
+
+fn subject(target: &str, subject: &str) -> Subject {
+    Subject {
+        target: target.to_owned(),
+        subject: subject.to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn a_watched_run_changes_only_its_scope_and_takes_its_place_in_the_chain() {
+    let dir = TempDir::new().unwrap();
+    let store = Store::open(&db_path(&dir)).await.unwrap();
+    let full = [
+        orphan("a", "IAM:left"),
+        orphan("a", "IAM:back"),
+        stale_ic("ic-back"),
+        orphan("b", "IAM:other"),
+    ];
+    store
+        .record_run(&run(1), &full, &all_scopes())
+        .await
+        .unwrap();
+
+    // The watcher re-checks two people: one came back (its findings resolve), one newly
+    // left (its login opens); nobody else's finding is touched, though the run found none.
+    let mut watched = run(2);
+    watched.sources = vec![
+        SourceRecord {
+            objects: Some(2),
+            ..source("idp", "scim")
+        },
+        SourceRecord {
+            objects: Some(1),
+            ..source("ic", "identity_center")
+        },
+        SourceRecord {
+            objects: Some(3),
+            ..source("a", "redshift")
+        },
+    ];
+    let scope = RunScope {
+        idp_users: vec!["idp-back".into(), "idp-new".into()],
+        subjects: vec![
+            subject("", "ic-back"),
+            subject("a", "IAM:back"),
+            subject("a", "IAM:new"),
+        ],
+    };
+    watched.scope = Some(scope.clone());
+    let found = [orphan("a", "IAM:new")];
+    let recorded = store
+        .record_run(&watched, &found, &all_scopes())
+        .await
+        .unwrap();
+    assert_eq!(findings_of(&recorded.opened), vec![orphan("a", "IAM:new")]);
+    let mut resolved: Vec<String> = recorded
+        .resolved
+        .iter()
+        .map(|e| e.finding.key().subject)
+        .collect();
+    resolved.sort();
+    assert_eq!(resolved, ["IAM:back", "ic-back"]);
+    let mut open: Vec<String> = recorded
+        .open
+        .iter()
+        .map(|e| e.finding.key().subject)
+        .collect();
+    open.sort();
+    assert_eq!(open, ["IAM:left", "IAM:new", "IAM:other"]);
+
+    let runs = store.runs().await.unwrap();
+    assert_eq!(runs[1].scope, Some(scope));
+    assert_eq!(runs[0].scope, None);
+    let report = store.verify().await.unwrap();
+    assert_eq!((report.runs, report.first_mismatch), (2, None));
+
+    // A watched run's counts are not a baseline for the shrink guard, nor a full success.
+    let counts = store.last_complete_objects(&["idp", "a"]).await.unwrap();
+    assert_eq!((counts["idp"], counts["a"]), (42, 42));
+    assert_eq!(
+        store.last_complete_run_at().await.unwrap(),
+        Some(finished(1))
+    );
 }
