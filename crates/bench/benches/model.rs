@@ -1,5 +1,6 @@
 //! The identity model at 10k, 200k and 1M people over 20 targets: building the graph and
-//! its findings, and diffing them against the findings open before (an unchanged rerun).
+//! its findings, diffing them against the findings open before (an unchanged rerun), and
+//! a watched run's targeted re-check of one person with the whole universe loaded.
 //!
 //! `cargo bench -p idgraph-bench --bench model`; `IDGRAPH_BENCH_SIZES=10000,200000` picks
 //! the sizes.
@@ -11,7 +12,8 @@ use std::collections::{HashMap, HashSet};
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use idgraph_bench::{Model, Params};
-use idgraph_model::{diff, Finding, FindingKey, Graph, Scope};
+use idgraph_model::focus::Universe;
+use idgraph_model::{diff, DbUser, Finding, FindingKey, Graph, IcUser, Scope};
 
 /// The allocator the idgraph binary uses, so the figures are the binary's.
 #[global_allocator]
@@ -75,5 +77,75 @@ fn bench_model(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_model);
+/// One targeted re-check of one deactivated person with the whole organisation's
+/// universe loaded: the CPU a watched run spends besides its requests. Fetching is
+/// setup: the fresh Identity Center users and `pg_user` rows are picked beforehand.
+fn bench_recheck(c: &mut Criterion) {
+    let mut group = c.benchmark_group("recheck");
+    group.sample_size(50);
+    for users in sizes() {
+        let model = Params::new(users, TARGETS).model();
+        let start = std::time::Instant::now();
+        let mut universe = Universe::new(
+            model.idp.clone(),
+            model.identity_center.clone(),
+            &model.targets,
+            &model.mapping,
+        );
+        eprintln!(
+            "recheck/{users}: indexing the universe took {:.0} ms",
+            start.elapsed().as_secs_f64() * 1000.0
+        );
+        // Someone in the middle with a login on a target, who now leaves.
+        let person = model
+            .idp
+            .iter()
+            .skip(users / 2)
+            .find(|u| {
+                u.active
+                    && model.targets.iter().any(|t| {
+                        t.users
+                            .iter()
+                            .any(|d| d.name.to_lowercase().ends_with(&u.user_name.to_lowercase()))
+                    })
+            })
+            .expect("an active person with a login");
+        let mut changed = person.clone();
+        changed.active = false;
+        let people = universe.people(vec![changed.clone()]);
+        let fresh: Vec<IcUser> = model
+            .identity_center
+            .iter()
+            .filter(|u| people.lookup.matches(u))
+            .cloned()
+            .collect();
+        let read: Vec<(String, Vec<DbUser>)> = model
+            .targets
+            .iter()
+            .map(|t| {
+                let wanted: HashSet<String> =
+                    universe.candidates(&people, &t.name).into_iter().collect();
+                let rows = t
+                    .users
+                    .iter()
+                    .filter(|u| wanted.contains(&u.name.to_lowercase()))
+                    .cloned()
+                    .collect();
+                (t.name.clone(), rows)
+            })
+            .collect();
+        group.bench_with_input(BenchmarkId::new("one person", users), &users, |b, _| {
+            b.iter(|| {
+                let mut people = universe.people(vec![changed.clone()]);
+                universe.apply(&mut people, fresh.clone());
+                let evaluation = universe.evaluate(&people, read.clone());
+                assert!(!evaluation.findings.is_empty());
+                evaluation
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_model, bench_recheck);
 criterion_main!(benches);
