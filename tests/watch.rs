@@ -375,18 +375,39 @@ async fn warehouse(reader: &str, interval: u64) -> Warehouse {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deactivation_shows_on_a_postgres_target_at_a_five_second_interval() {
-    // The instance and the workspace live as long as the test: `..` would drop them now.
+    // The instance lives as long as the test: `..` would drop it now.
     let Warehouse {
         pg: _pg,
         scim,
         ids,
-        ws: _ws,
-        daemon,
+        ws,
+        mut daemon,
     } = warehouse("postgres", 5).await;
 
     deactivate(&scim, &ids, "bob@example.com").await;
     // The goal is 30 s at this interval; the bound is that, not a measurement.
     daemon.wait_for(WAREHOUSE_ORPHANS, 1.0, PATIENCE);
+    assert!(daemon.terminate(Duration::from_secs(20)).success());
+
+    // The watched run's finding is in the store, the chain holds, a full run keeps it.
+    let bob = |findings: &serde_json::Value| {
+        findings
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["db_user"] == "IAMA:bob@example.com")
+            .map(|f| (f["reason"].clone(), f["first_seen_run"].clone()))
+    };
+    let (_, stored) = json_output(ws.idgraph(&["findings", "--format", "json"]));
+    let (reason, first_seen) = bob(&stored["findings"]).expect("Bob's orphan");
+    assert_eq!(reason, "idp_user_inactive");
+    assert!(ws.idgraph(&["verify"]).status.success());
+    let (code, report) = json_output(ws.idgraph_env(
+        &["reconcile", "--format", "json"],
+        &[(TOKEN_ENV, TOKEN), ("PG_USER", "postgres")],
+    ));
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(bob(&report["findings"]), Some((reason, first_seen)));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -466,6 +487,26 @@ async fn a_watched_run_rechecks_the_changed_person_alone_and_a_reactivation_reso
     let text = ws.idgraph(&["history"]);
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("watched: 1 changed IdP user(s)"), "{text}");
+    let export = ws.export_everything("evidence");
+    assert!(export.status.success(), "{export:?}");
+    let runs_csv = std::fs::read_to_string(ws.path("evidence/runs.csv")).unwrap();
+    let kinds: Vec<&str> = runs_csv
+        .lines()
+        .skip(1)
+        .map(|line| line.split(',').nth(9).unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["full", "watched", "watched", "watched"],
+        "{runs_csv}"
+    );
+    let evidence = std::fs::read_to_string(ws.path("evidence/evidence.json")).unwrap();
+    assert!(
+        evidence.contains("\"idp_users\""),
+        "the scope is in the evidence"
+    );
+    let html = std::fs::read_to_string(ws.path("evidence/report.html")).unwrap();
+    assert!(html.contains("(watched: "), "{html}");
     let (code, report) =
         json_output(ws.idgraph_env(&["reconcile", "--format", "json"], &[(TOKEN_ENV, TOKEN)]));
     assert_eq!(code, 0, "{report}");
