@@ -77,6 +77,19 @@ fn bench_model(c: &mut Criterion) {
     group.finish();
 }
 
+/// The process's resident memory (`VmRSS`), 0 where /proc has none.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// One targeted re-check of one deactivated person with the whole organisation's
 /// universe loaded: the CPU a watched run spends besides its requests. Fetching is
 /// setup: the fresh Identity Center users and `pg_user` rows are picked beforehand.
@@ -85,7 +98,7 @@ fn bench_recheck(c: &mut Criterion) {
     group.sample_size(50);
     for users in sizes() {
         let model = Params::new(users, TARGETS).model();
-        let start = std::time::Instant::now();
+        let (rss_before, start) = (rss_kib(), std::time::Instant::now());
         let mut universe = Universe::new(
             model.idp.clone(),
             model.identity_center.clone(),
@@ -93,8 +106,9 @@ fn bench_recheck(c: &mut Criterion) {
             &model.mapping,
         );
         eprintln!(
-            "recheck/{users}: indexing the universe took {:.0} ms",
-            start.elapsed().as_secs_f64() * 1000.0
+            "recheck/{users}: indexing the universe took {:.0} ms and {} MiB of resident memory",
+            start.elapsed().as_secs_f64() * 1000.0,
+            rss_kib().saturating_sub(rss_before) / 1024
         );
         // Someone in the middle with a login on a target, who now leaves.
         let person = model
