@@ -219,6 +219,7 @@ impl Person {
             user_name: self.user_name.clone(),
             email: Some(self.login.clone()),
             active: self.fate != Fate::Deactivated,
+            last_modified: None,
         })
     }
 

@@ -3,6 +3,7 @@
 //! exit status.
 //!
 //! # Layout
+//! - [`activity`]: the logins a run reads, the findings about them, and what it stores.
 //! - [`config`]: the TOML configuration, environment overrides, validation, and building
 //!   each configured source.
 //! - [`daemon`]: `idgraph run`: schedule, HTTP, shutdown.
@@ -16,6 +17,7 @@
 //! - [`progress`]: progress of long fetches on a terminal.
 //! - `watcher`: the daemon's watcher of changed IdP users (`[watch]`).
 
+pub mod activity;
 pub mod cli;
 pub mod config;
 pub mod daemon;

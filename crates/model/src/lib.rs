@@ -8,6 +8,8 @@
 //! - [`graph`]: the petgraph identity graph, matching, and findings.
 //! - [`finding`]: the finding vocabulary (kind, reason, severity) and finding keys.
 //! - [`diff`]: which findings a run opens, updates and resolves.
+//! - [`activity`]: logins and sessions, and the findings they imply
+//!   (`post_deprovisioning_login`, `dormant_db_user`).
 //! - [`digest`]: order-independent snapshot digests.
 //! - [`guard`]: whether a snapshot can be trusted: shrinks, duplicate ids, a missing master user.
 
@@ -49,6 +51,7 @@ macro_rules! str_enum {
     };
 }
 
+pub mod activity;
 pub mod diff;
 pub mod digest;
 pub mod finding;
@@ -60,6 +63,7 @@ pub mod mapping;
 #[cfg(test)]
 mod tests;
 
+pub use activity::{ActivityRun, Login, LoginEvidence, LoginHistory};
 pub use diff::{diff, Changes};
 pub use digest::{digest, Canonical};
 pub use finding::{

@@ -68,6 +68,7 @@ fn orphan(target: &str, db_user: &str) -> Finding {
         superuser: false,
         matched_by: Some(MatchRule::PrefixUserName),
         candidates: Vec::new(),
+        logins: None,
     }
 }
 
@@ -84,6 +85,7 @@ fn stale_ic(ic_user_id: &str) -> Finding {
         superuser: false,
         matched_by: None,
         candidates: Vec::new(),
+        logins: None,
     }
 }
 
@@ -338,6 +340,7 @@ async fn changed_details_update_the_episode_in_place() {
         superuser: true,
         matched_by: Some(MatchRule::BareEmail),
         candidates: vec!["ic-1".into(), "ic-2".into()],
+        logins: None,
         ..before.clone()
     };
     let r2 = store
@@ -458,6 +461,7 @@ async fn hostile_names_round_trip() {
             idp_user_id: Some(format!("idp {name}")),
             user_name: Some((*name).to_owned()),
             candidates: vec![(*name).to_owned(), format!("[\"{name}\"]")],
+            logins: None,
             kind: FindingKind::AmbiguousMapping,
             reason: Reason::MultipleIdentityCenterUsers,
             ..orphan("x", "y")
