@@ -311,7 +311,18 @@ system_users = ["rdsdb", "postgres"]
         .iter()
         .map(|s| s["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["scim", "aws", "provisioned", "serverless"]);
+    // Each target's logins are a source of their own.
+    assert_eq!(
+        kinds,
+        [
+            "scim",
+            "aws",
+            "provisioned",
+            "serverless",
+            "logins",
+            "logins"
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -76,6 +76,10 @@ fn expected(created: &Value) -> IdpUser {
             .and_then(|e| e["value"].as_str())
             .map(str::to_owned),
         active: created["active"].as_bool().unwrap_or(true),
+        last_modified: created["meta"]["lastModified"]
+            .as_str()
+            .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+            .map(|at| at.with_timezone(&chrono::Utc)),
     }
 }
 

@@ -16,6 +16,7 @@ mod export;
 mod gates;
 mod guard;
 mod live;
+mod logins;
 mod ownership;
 mod peers;
 mod plan;

@@ -64,5 +64,28 @@ CREATE TABLE redshift_catalog.svv_mv_info (
 -- What crates/sources/src/postgres.rs reads on Redshift.
 CREATE TABLE redshift_catalog.svv_identity_providers (namespc varchar(128));
 
+-- Logins (crates/sources/src/logins.rs): the connection logs a test fills, with
+-- Redshift's columns and types, and the sessions open now as STV_SESSIONS shows them
+-- (UTC times without a zone, blank-padded names), over PostgreSQL's own sessions.
+CREATE TABLE redshift_catalog.sys_connection_log (
+    event character(50), record_time timestamp, remote_host character(45),
+    remote_port character(32), session_id integer, database_name character(50),
+    user_name character(50), auth_method character(32), duration integer,
+    application_name character(250)
+);
+
+CREATE TABLE redshift_catalog.stl_connection_log (
+    event character(50), recordtime timestamp, remotehost character(45),
+    remoteport character(32), pid integer, dbname character(50), username character(50),
+    authmethod character(32), duration integer, application_name character(250)
+);
+
+CREATE VIEW redshift_catalog.stv_sessions AS
+SELECT CAST(backend_start AT TIME ZONE 'UTC' AS timestamp) AS starttime, pid AS process,
+       CAST(usename AS character(50)) AS user_name, CAST(datname AS character(50)) AS db_name,
+       0 AS timeout_sec
+FROM pg_catalog.pg_stat_activity
+WHERE backend_type = 'client backend';
+
 GRANT USAGE ON SCHEMA redshift_catalog TO PUBLIC;
 GRANT SELECT ON ALL TABLES IN SCHEMA redshift_catalog TO PUBLIC;

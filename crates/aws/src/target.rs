@@ -225,6 +225,23 @@ impl<A: TargetApi> Source for RedshiftTarget<A> {
         })
     }
 
+    /// Reads the connection log since `since` and the sessions open now over a
+    /// connection of its own (the fetch's credentials are not kept).
+    async fn logins(
+        &self,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Option<Vec<idgraph_model::Login>>, SourceError> {
+        let connection = self.connection().await?;
+        let read = idgraph_sources::logins::read_logins(
+            &self.options.name,
+            &connection,
+            self.options.timeout,
+            since,
+        )
+        .await?;
+        Ok(Some(read.logins))
+    }
+
     /// # Errors
     ///
     /// [`SourceError::Remote`] when the API refuses (`ClusterNotFound`,

@@ -34,6 +34,7 @@ fn findings() -> Vec<Finding> {
             superuser: false,
             matched_by: Some(MatchRule::PrefixUserName),
             candidates: Vec::new(),
+            logins: None,
         })
         .collect()
 }

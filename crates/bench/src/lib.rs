@@ -219,6 +219,9 @@ impl Person {
             user_name: self.user_name.clone(),
             email: Some(self.login.clone()),
             active: self.fate != Fate::Deactivated,
+            last_modified: chrono::DateTime::parse_from_rfc3339(LAST_MODIFIED)
+                .ok()
+                .map(|at| at.with_timezone(&chrono::Utc)),
         })
     }
 
@@ -275,10 +278,13 @@ pub fn scim_user(u: &IdpUser, i: usize) -> serde_json::Value {
             "manager": {"value": format!("00u{:016x}", mix(i as u64 / 8))}
         },
         "meta": {"resourceType": "User", "created": "2024-01-15T09:30:00Z",
-                 "lastModified": "2026-11-01T12:00:00Z",
+                 "lastModified": LAST_MODIFIED,
                  "location": format!("https://idp.example.com/scim/v2/Users/{}", u.id)}
     })
 }
+
+/// `meta.lastModified` of every generated SCIM user.
+const LAST_MODIFIED: &str = "2026-11-01T12:00:00Z";
 
 /// The issuer of Identity Center's external ids: its SCIM endpoint.
 const IC_ISSUER: &str = "https://scim.us-east-1.amazonaws.com/a1b2c3d4e5f-example/scim/v2";

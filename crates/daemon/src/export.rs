@@ -18,7 +18,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::StoreConfig;
-use crate::output::{run_kind, timestamp, FindingJson, RunJson};
+use crate::output::{logins_text, run_kind, timestamp, FindingJson, RunJson};
 
 /// The period an export covers: `[since, until)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,6 +295,7 @@ fn findings_csv(episodes: &[Episode]) -> anyhow::Result<Vec<u8>> {
         "resolved_at",
         "time_to_remediate_seconds",
         "resolution",
+        "logins",
     ])?;
     for e in episodes {
         let f = &e.finding;
@@ -320,6 +321,7 @@ fn findings_csv(episodes: &[Episode]) -> anyhow::Result<Vec<u8>> {
             e.resolution
                 .map(|r| r.as_str().to_owned())
                 .unwrap_or_default(),
+            logins_text(f.logins.as_ref()),
         ])?;
     }
     w.into_inner()
@@ -505,7 +507,7 @@ fn open_findings_html(h: &mut String, open: &[&Episode]) {
         }
         let _ = write!(
             h,
-            "<h3 class=\"{s}\">{s} ({n})</h3><table><tr><th>kind</th><th>reason</th><th>target</th><th>database user</th><th>person</th><th>open since</th></tr>",
+            "<h3 class=\"{s}\">{s} ({n})</h3><table><tr><th>kind</th><th>reason</th><th>target</th><th>database user</th><th>person</th><th>open since</th><th>logins</th></tr>",
             s = severity.as_str(),
             n = of.len()
         );
@@ -513,7 +515,7 @@ fn open_findings_html(h: &mut String, open: &[&Episode]) {
             let f = &x.finding;
             let _ = write!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>run {} · {}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>run {} · {}</td><td>{}</td></tr>",
                 e(f.kind.as_str()),
                 e(f.reason.as_str()),
                 e(f.target.as_deref().unwrap_or("—")),
@@ -521,6 +523,7 @@ fn open_findings_html(h: &mut String, open: &[&Episode]) {
                 e(f.user_name.as_deref().unwrap_or("—")),
                 x.opened_run,
                 e(&timestamp(x.opened_at)),
+                e(&logins_text(f.logins.as_ref())),
             );
         }
         h.push_str("</table>");

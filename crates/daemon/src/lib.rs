@@ -3,6 +3,7 @@
 //! exit status.
 //!
 //! # Layout
+//! - [`activity`]: the logins a run reads, the findings about them, and what it stores.
 //! - [`config`]: the TOML configuration, environment overrides, validation, and building
 //!   each configured source.
 //! - [`daemon`]: `idgraph run`: schedule, HTTP, shutdown.
@@ -17,6 +18,7 @@
 //! - [`watched`]: watched runs, targeted re-checks of the IdP users that changed.
 //! - `watcher`: the daemon's watcher of changed IdP users (`[watch]`).
 
+pub mod activity;
 pub mod cli;
 pub mod config;
 pub mod daemon;

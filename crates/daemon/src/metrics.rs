@@ -499,6 +499,7 @@ mod tests {
                 superuser: false,
                 matched_by: None,
                 candidates: Vec::new(),
+                logins: None,
             },
             opened_run: 1,
             opened_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),

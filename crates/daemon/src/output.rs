@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use idgraph_model::{Accounting, FindingKind, Resolution, Severity};
+use idgraph_model::{Accounting, FindingKind, LoginEvidence, Resolution, Severity};
 use idgraph_store::{Episode, RunRow, RunScope, SourceRecord, SourceStatus};
 use serde::Serialize;
 
@@ -35,6 +35,9 @@ pub struct FindingJson<'a> {
     resolved_at: Option<String>,
     /// Why the episode ended: `not_seen` or `target_removed`; null while open.
     resolution: Option<&'static str>,
+    /// The login evidence of `post_deprovisioning_login` and `dormant_db_user`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logins: Option<&'a LoginEvidence>,
 }
 
 impl<'a> From<&'a Episode> for FindingJson<'a> {
@@ -57,8 +60,50 @@ impl<'a> From<&'a Episode> for FindingJson<'a> {
             resolved_run: e.resolved_run,
             resolved_at: e.resolved_at.map(timestamp),
             resolution: e.resolution.map(|r| r.as_str()),
+            logins: f.logins.as_ref(),
         }
     }
+}
+
+/// The login evidence of a finding in one line: when, from where, with what, and whether
+/// a session is open; empty for a finding without any.
+pub fn logins_text(evidence: Option<&LoginEvidence>) -> String {
+    let Some(e) = evidence else {
+        return String::new();
+    };
+    let mut parts = Vec::new();
+    if let Some(at) = e.deactivated_at {
+        parts.push(format!("deactivated by {}", timestamp(at)));
+    }
+    if e.count > 0 {
+        let mut logins = format!("{} login(s)", e.count);
+        if let (Some(first), Some(last)) = (e.first_login_at, e.last_login_at) {
+            let _ = write!(logins, " {} to {}", timestamp(first), timestamp(last));
+        }
+        parts.push(logins);
+    } else if e.watched_since.is_some() {
+        parts.push(match e.last_login_at {
+            Some(last) => format!("last login {}", timestamp(last)),
+            None => "no login seen".to_owned(),
+        });
+    }
+    if let Some(since) = e.watched_since {
+        parts.push(format!("watched since {}", timestamp(since)));
+    }
+    for (what, value) in [
+        ("from", &e.remote_host),
+        ("app", &e.application),
+        ("auth", &e.auth_method),
+        ("db", &e.database),
+    ] {
+        if let Some(value) = value {
+            parts.push(format!("{what} {}", shown(value)));
+        }
+    }
+    if e.session_open {
+        parts.push("SESSION OPEN".to_owned());
+    }
+    parts.join(", ")
 }
 
 /// A source's outcome in a run.
@@ -373,7 +418,9 @@ fn episodes_table(out: &mut String, episodes: &[&Episode]) {
                     shown(ic_user_id.as_deref().unwrap_or(""))
                 ),
             };
-            let candidates = if f.candidates.is_empty() {
+            let candidates = if f.logins.is_some() {
+                logins_text(f.logins.as_ref())
+            } else if f.candidates.is_empty() {
                 String::new()
             } else {
                 let candidates: Vec<String> = f.candidates.iter().map(|c| shown(c)).collect();

@@ -20,6 +20,7 @@ use idgraph_store::{
 };
 use tracing::{debug, info, warn};
 
+use crate::activity::Activity;
 use crate::config::Settings;
 use crate::watched::Known;
 
@@ -91,11 +92,28 @@ impl Sources {
 
     /// Tries every source once, as `idgraph check` does: what each would deliver, or why not.
     /// Without a history, only what a snapshot shows on its own can make it suspicious.
+    /// Each target's logins are read for the last day: enough to tell whether idgraph
+    /// may read them and sees more than its own.
     pub async fn check(&self) -> Vec<SourceRecord> {
         let (idp, ic, targets) = self.fetch_all(&Guard::default()).await;
+        let now = Utc::now();
+        let fetched: HashSet<&str> = targets
+            .iter()
+            .filter(|t| t.snapshot.is_some())
+            .map(|t| t.record.name.as_str())
+            .collect();
+        let (_, logins) = crate::activity::read_logins(
+            &self.targets,
+            &fetched,
+            |_| Some(now - chrono::Duration::days(1)),
+            self.target_concurrency,
+            now,
+        )
+        .await;
         [idp.record, ic.record]
             .into_iter()
-            .chain(targets.into_iter().map(|fetched| fetched.record))
+            .chain(targets.iter().map(|fetched| fetched.record.clone()))
+            .chain(logins)
             .collect()
     }
 }
@@ -355,10 +373,20 @@ pub async fn reconcile_with_clock(
         .iter_mut()
         .filter_map(|fetched| fetched.snapshot.take())
         .collect();
+    let mut activity = Activity::read(
+        &ctx.store,
+        &ctx.sources.targets,
+        &target_snapshots.iter().map(|t| t.name.as_str()).collect(),
+        ctx.sources.target_concurrency,
+        &ctx.settings.mapping,
+        started_at,
+    )
+    .await?;
 
     let mut evaluated = HashSet::new();
-    let (findings, accounting) = match (idp.snapshot.take(), ic.snapshot.take()) {
+    let (findings, accounting, accounts) = match (idp.snapshot.take(), ic.snapshot.take()) {
         (Some(idp_users), Some(ic_users)) => {
+            activity.remember(&ctx.store.open_episodes().await?);
             evaluated.insert(Scope::IdentityCenter);
             evaluated.extend(
                 target_snapshots
@@ -366,26 +394,32 @@ pub async fn reconcile_with_clock(
                     .map(|t| Scope::Target(t.name.clone())),
             );
             evaluated.extend(removed_targets(&ctx.store, &names).await?);
+            let activity = Arc::new(std::mem::take(&mut activity));
             let keep = ctx.known.is_kept();
-            let (findings, accounting, universe) = build_findings(
+            let (findings, accounting, accounts, universe) = build_findings(
                 idp_users,
                 ic_users,
                 target_snapshots,
                 &ctx.settings.mapping,
+                activity.clone(),
                 keep,
             )
             .await?;
             if let Some(universe) = universe {
                 ctx.known.replace(universe).await;
             }
-            (findings, Some(accounting))
+            (findings, Some(accounting), Some((activity, accounts)))
         }
-        _ => (Vec::new(), None),
+        _ => (Vec::new(), None, None),
     };
 
     let sources: Vec<SourceRecord> = [idp.record, ic.record]
         .into_iter()
         .chain(targets.into_iter().map(|t| t.record))
+        .chain(match &accounts {
+            Some((activity, _)) => activity.records.clone(),
+            None => std::mem::take(&mut activity.records),
+        })
         .collect();
     let status = if sources.iter().all(|s| s.status == SourceStatus::Ok) {
         RunStatus::Complete
@@ -405,6 +439,12 @@ pub async fn reconcile_with_clock(
         duration_ms = start.elapsed().as_millis() as u64,
         "Recorded the run."
     );
+    // Without a graph nobody is known to be orphaned: the logins are read again next run.
+    if let Some((activity, accounts)) = &accounts {
+        activity
+            .record(&ctx.store, recorded.run_id, &findings, accounts)
+            .await?;
+    }
     if let Some(retention) = ctx.settings.retention {
         prune(&ctx.store, run.finished_at - retention).await?;
     }
@@ -429,22 +469,37 @@ async fn removed_targets(store: &Store, configured: &[&str]) -> Result<Vec<Scope
     Ok(removed)
 }
 
-/// Builds the identity graph and its findings off the async workers: at 200,000 people it
-/// is a fraction of a second of CPU. With `keep`, indexes the snapshots afterwards into
-/// the [`Universe`] the watcher's re-checks start from.
+/// Builds the identity graph and its findings, those about logins included, off the async
+/// workers: at 200,000 people it is a fraction of a second of CPU. Also returns the
+/// accounts whose logins are watched, per target, for `activity` to note, and with `keep`
+/// indexes the snapshots afterwards into the [`Universe`] the watcher's re-checks start
+/// from.
+/// What [`build_findings`] returns: the findings, the accounting, the accounts whose
+/// logins are watched per target, and the universe when it was kept.
+type Built = (
+    Vec<Finding>,
+    Accounting,
+    HashMap<String, Vec<String>>,
+    Option<Universe>,
+);
+
 async fn build_findings(
     idp_users: Vec<IdpUser>,
     ic_users: Vec<IcUser>,
     targets: Vec<TargetSnapshot>,
     mapping: &Mapping,
+    activity: Arc<Activity>,
     keep: bool,
-) -> Result<(Vec<Finding>, Accounting, Option<Universe>), ReconcileError> {
+) -> Result<Built, ReconcileError> {
     let mapping = mapping.clone();
     tokio::task::spawn_blocking(move || {
         let start = Instant::now();
+        let inactive: Vec<IdpUser> = idp_users.iter().filter(|u| !u.active).cloned().collect();
         let graph = Graph::build(idp_users, ic_users, targets, &mapping);
         let built_ms = start.elapsed().as_millis() as u64;
-        let findings = graph.findings();
+        let mut findings = graph.findings();
+        let about_logins = activity.findings(&graph, &findings, &inactive);
+        findings.extend(about_logins);
         debug!(
             built_ms,
             findings_ms = start.elapsed().as_millis() as u64 - built_ms,
@@ -452,11 +507,12 @@ async fn build_findings(
             "Built the identity graph."
         );
         let accounting = graph.accounting();
+        let accounts = activity.accounts(&graph);
         let universe = keep.then(|| {
             let (idp, ic, targets) = graph.into_snapshots();
             Universe::new(idp, ic, &targets, &mapping)
         });
-        (findings, accounting, universe)
+        (findings, accounting, accounts, universe)
     })
     .await
     .map_err(|e| ReconcileError::Graph(e.to_string()))
@@ -606,6 +662,7 @@ mod tests {
             user_name: format!("{name}@example.com"),
             email: None,
             active,
+            last_modified: None,
         };
         vec![user("ann", true), user("bob", false)]
     }

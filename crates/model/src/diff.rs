@@ -101,6 +101,7 @@ mod tests {
             superuser: false,
             matched_by: None,
             candidates: Vec::new(),
+            logins: None,
         }
     }
 

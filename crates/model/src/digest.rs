@@ -176,6 +176,7 @@ mod tests {
             user_name: format!("{id}@example.com"),
             email: None,
             active,
+            last_modified: None,
         };
         let a = vec![person("1", true), person("2", false)];
         let b = vec![person("2", false), person("1", true)];

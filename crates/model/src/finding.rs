@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::activity::LoginEvidence;
+
 /// What kind of problem a finding reports. The set is fixed: alerts and exports key on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -14,6 +16,11 @@ pub enum FindingKind {
     StaleIdentityCenterUser,
     /// A database user that matches more than one Identity Center user.
     AmbiguousMapping,
+    /// An orphaned database user that logged in, or held a session, after its person
+    /// was deactivated: an incident, not drift.
+    PostDeprovisioningLogin,
+    /// A database user with no login for `mapping.dormant_after_days`.
+    DormantDbUser,
 }
 
 impl FindingKind {
@@ -44,12 +51,16 @@ pub enum Reason {
     NoMatchingIdentity,
     /// More than one Identity Center user matches.
     MultipleIdentityCenterUsers,
+    /// No login observed for `mapping.dormant_after_days`.
+    NoRecentLogin,
 }
 
 /// How urgent a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
+    /// A control to review periodically (a dormant user).
+    Low,
     /// Can wait for the next review.
     Medium,
     /// Act this week.
@@ -63,6 +74,8 @@ crate::str_enum!(FindingKind {
     UnmanagedDbUser => "unmanaged_db_user",
     StaleIdentityCenterUser => "stale_identity_center_user",
     AmbiguousMapping => "ambiguous_mapping",
+    PostDeprovisioningLogin => "post_deprovisioning_login",
+    DormantDbUser => "dormant_db_user",
 });
 
 crate::str_enum!(Reason {
@@ -71,6 +84,7 @@ crate::str_enum!(Reason {
     IdpUserInactive => "idp_user_inactive",
     NoMatchingIdentity => "no_matching_identity",
     MultipleIdentityCenterUsers => "multiple_identity_center_users",
+    NoRecentLogin => "no_recent_login",
 });
 
 crate::str_enum!(Resolution {
@@ -79,6 +93,7 @@ crate::str_enum!(Resolution {
 });
 
 crate::str_enum!(Severity {
+    Low => "low",
     Medium => "medium",
     High => "high",
     Critical => "critical",
@@ -153,6 +168,8 @@ pub struct Finding {
     pub matched_by: Option<MatchRule>,
     /// For `ambiguous_mapping`: every Identity Center user that matched, sorted.
     pub candidates: Vec<String>,
+    /// For `post_deprovisioning_login` and `dormant_db_user`: the login evidence.
+    pub logins: Option<LoginEvidence>,
 }
 
 impl Finding {

@@ -12,7 +12,7 @@ use petgraph::visit::EdgeRef;
 use petgraph::Direction;
 
 use crate::finding::{Finding, FindingKind, MatchRule, Reason, Severity};
-use crate::identity::{IcUser, IdpUser, TargetSnapshot};
+use crate::identity::{DbUser, IcUser, IdpUser, TargetSnapshot};
 use crate::mapping::{Mapping, MatchOn, NameForm};
 
 /// A vertex of the identity graph: an index into the snapshot it came from.
@@ -280,6 +280,7 @@ impl Graph {
                 superuser: false,
                 matched_by: None,
                 candidates: Vec::new(),
+                logins: None,
             });
         }
         for &node in &self.db_nodes {
@@ -329,6 +330,7 @@ impl Graph {
             superuser: db_user.superuser,
             matched_by: None,
             candidates: Vec::new(),
+            logins: None,
         };
         match matches.len() {
             0 if class == DbClass::Prefixed => {
@@ -388,6 +390,26 @@ impl Graph {
     /// [`Universe`](crate::focus::Universe) of this run is made of.
     pub fn into_snapshots(self) -> (Vec<IdpUser>, Vec<IcUser>, Vec<TargetSnapshot>) {
         (self.idp, self.ic, self.targets)
+    }
+
+    /// The database users whose logins are watched for dormancy, with their target's
+    /// name: person logins (matched, orphaned or unmanaged) and allowlisted local users.
+    /// Not the master or admin user, idgraph's own login, system users or IAM roles,
+    /// which are accounted for by what they are rather than by who uses them.
+    pub fn login_accounts(&self) -> impl Iterator<Item = (&str, &DbUser)> + '_ {
+        self.db_nodes
+            .iter()
+            .filter_map(|&node| match self.graph[node] {
+                Node::Db {
+                    target,
+                    user,
+                    class: DbClass::Prefixed | DbClass::Bare | DbClass::Allowlisted,
+                } => {
+                    let target = &self.targets[target as usize];
+                    Some((target.name.as_str(), &target.users[user as usize]))
+                }
+                _ => None,
+            })
     }
 
     /// How the database users are accounted for, over all targets.

@@ -262,6 +262,7 @@ mod tests {
             user_name: format!("{id}@example.com"),
             email: None,
             active: true,
+            last_modified: None,
         }
     }
 

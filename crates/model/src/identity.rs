@@ -1,5 +1,6 @@
 //! The identities each source reports, as plain values.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// A user of the identity provider, as its SCIM `/Users` endpoint reports it.
@@ -15,6 +16,11 @@ pub struct IdpUser {
     pub email: Option<String>,
     /// SCIM `active`; a user without the attribute is active.
     pub active: bool,
+    /// SCIM `meta.lastModified`, when the IdP sends it: for an inactive user, an upper
+    /// bound of when the person was deactivated. Not part of the snapshot's digest: a
+    /// directory whose users were only touched has not drifted.
+    #[serde(default)]
+    pub last_modified: Option<DateTime<Utc>>,
 }
 
 /// An external id an Identity Center user carries (`ExternalIds[]`), set by SCIM provisioning.

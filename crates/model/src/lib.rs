@@ -9,6 +9,8 @@
 //! - [`finding`]: the finding vocabulary (kind, reason, severity) and finding keys.
 //! - [`diff`]: which findings a run opens, updates and resolves.
 //! - [`focus`]: a targeted re-check of the people who changed, against the last full run.
+//! - [`activity`]: logins and sessions, and the findings they imply
+//!   (`post_deprovisioning_login`, `dormant_db_user`).
 //! - [`digest`]: order-independent snapshot digests.
 //! - [`guard`]: whether a snapshot can be trusted: shrinks, duplicate ids, a missing master user.
 
@@ -50,6 +52,7 @@ macro_rules! str_enum {
     };
 }
 
+pub mod activity;
 pub mod diff;
 pub mod digest;
 pub mod finding;
@@ -62,6 +65,7 @@ pub mod mapping;
 #[cfg(test)]
 mod tests;
 
+pub use activity::{ActivityRun, Login, LoginEvidence, LoginHistory};
 pub use diff::{diff, diff_within, Changes};
 pub use digest::{digest, Canonical};
 pub use finding::{

@@ -28,6 +28,10 @@ pub struct Mapping {
     pub system_users: Vec<String>,
     /// Local users an operator vouches for (service accounts); never findings.
     pub local_allowlist: Vec<String>,
+    /// A database user with no login for this many days is a `dormant_db_user` finding,
+    /// once idgraph has watched the target's logins (and seen the user) that long. Off
+    /// when absent.
+    pub dormant_after_days: Option<u32>,
 }
 
 impl Default for Mapping {
@@ -40,6 +44,7 @@ impl Default for Mapping {
             match_on: vec![MatchOn::UserName, MatchOn::Email],
             system_users: vec!["rdsdb".to_owned()],
             local_allowlist: Vec::new(),
+            dormant_after_days: None,
         }
     }
 }

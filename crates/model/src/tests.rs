@@ -19,6 +19,7 @@ fn idp_user(name: &str) -> IdpUser {
         user_name: format!("{name}@example.com"),
         email: Some(format!("{name}@example.com")),
         active: true,
+        last_modified: None,
     }
 }
 
@@ -374,6 +375,7 @@ fn user_matching_two_ic_users_is_ambiguous() {
             user_name: "ann2".into(),
             email: None,
             active: true,
+            last_modified: None,
         })
         .ic(twin)
         .db_user("a", "IAMA:ann@example.com", true);

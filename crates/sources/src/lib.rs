@@ -7,6 +7,7 @@
 //!   `aws identitystore list-users`, and a `psql --csv` dump of `pg_user`.
 //! - [`scim`]: a live SCIM 2.0 `/Users` endpoint.
 //! - [`postgres`]: reading `pg_user` over SQL from Redshift or PostgreSQL.
+//! - [`logins`]: reading who logged in and the sessions open now, on both.
 //! - [`ownership`]: what database users own and where they hold privileges, read-only,
 //!   for remediation plans.
 //! - [`secret`]: [`Secret`], a string that never prints.
@@ -16,6 +17,7 @@
 
 pub mod file;
 mod json_stream;
+pub mod logins;
 pub mod ownership;
 pub mod postgres;
 pub mod progress;
@@ -28,8 +30,9 @@ use std::time::Duration;
 pub use progress::{NoProgress, Progress};
 pub use secret::{scrub, Scrubbing, Secret};
 
+use chrono::{DateTime, Utc};
 use idgraph_model::focus::IcLookup;
-use idgraph_model::{AsSnapshot, IcUser, IdpUser, TargetSnapshot};
+use idgraph_model::{AsSnapshot, IcUser, IdpUser, Login, TargetSnapshot};
 
 /// `text` cut to at most `max` bytes (on a character boundary), saying how long it was.
 pub fn bounded(text: &str, max: usize) -> String {
@@ -107,6 +110,17 @@ pub trait Source: Send + Sync {
             origin: self.name().to_owned(),
             detail: format!("a {} source has no database catalog", self.kind()),
         })
+    }
+
+    /// A database target's logins since `since` (what its log still holds when `None`)
+    /// and the sessions open now, read-only. `Ok(None)` for a source that has no logins
+    /// to read: the IdP, Identity Center, an export.
+    async fn logins(
+        &self,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Option<Vec<Login>>, SourceError> {
+        let _ = since;
+        Ok(None)
     }
 }
 
@@ -193,6 +207,13 @@ impl<T: AsSnapshot + Send + 'static> Source for Deadline<T> {
 
     async fn fetch_wanted(&self, wanted: &Wanted<'_>) -> Result<T, SourceError> {
         self.bounded(self.source.fetch_wanted(wanted)).await
+    }
+
+    async fn logins(
+        &self,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Option<Vec<Login>>, SourceError> {
+        self.bounded(self.source.logins(since)).await
     }
 }
 

@@ -472,6 +472,15 @@ impl Source for PostgresTarget {
         })
     }
 
+    async fn logins(
+        &self,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Option<Vec<idgraph_model::Login>>, SourceError> {
+        let read =
+            crate::logins::read_logins(&self.name, &self.connection, self.timeout, since).await?;
+        Ok(Some(read.logins))
+    }
+
     async fn fetch(&self) -> Result<TargetSnapshot, SourceError> {
         let catalog = read_catalog(&self.name, &self.connection, self.timeout).await?;
         Ok(TargetSnapshot {

@@ -24,6 +24,14 @@ async fn details_from_run(conn: &mut SqliteConnection) -> Result<i64, sqlx::Erro
         .await
 }
 
+/// The first run whose episode versions are sealed with their login evidence (migration
+/// 0009): earlier runs keep the record they were sealed with.
+async fn logins_from_run(conn: &mut SqliteConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT coalesce(logins_from_run, 0) FROM chain_meta WHERE id = 1")
+        .fetch_one(&mut *conn)
+        .await
+}
+
 /// Feeds `c` the canonical record of run `run_id`, read from the tables as they are now;
 /// with `details`, the episode versions the run wrote are part of it.
 async fn canonical(
@@ -163,6 +171,7 @@ async fn feed_versions(
     .bind(run_id)
     .fetch_one(&mut *conn)
     .await?;
+    let logins = run_id >= logins_from_run(conn).await?;
     let mut versions: Vec<EpisodeRow> = parsed(&versions)?;
     versions.sort_unstable_by_key(|v| v.id);
     c.text("versions");
@@ -180,6 +189,9 @@ async fn feed_versions(
         c.int(v.superuser);
         c.opt_text(v.matched_by.as_deref());
         c.opt_text(v.candidates.as_deref());
+        if logins {
+            c.opt_text(v.logins.as_deref());
+        }
     }
     Ok(())
 }
@@ -291,6 +303,7 @@ pub(crate) async fn verify(conn: &mut SqliteConnection) -> Result<ChainReport, s
             OR e.user_name IS NOT v.user_name OR e.reason IS NOT v.reason \
             OR e.severity IS NOT v.severity OR e.superuser IS NOT v.superuser \
             OR e.matched_by IS NOT v.matched_by OR e.candidates IS NOT v.candidates \
+            OR e.logins IS NOT v.logins \
          ORDER BY e.id LIMIT 1",
     )
     .fetch_optional(&mut *conn)

@@ -20,6 +20,8 @@
 //!   checked.
 //! - `chain`: the tamper-evident run chain behind [`Store::verify`].
 //! - `watch`: the daemon watcher's watermark per IdP source.
+//! - `logins`: the logins idgraph observed per target and user, and the login events of
+//!   orphaned users.
 //!
 //! # Schema
 //! The schema lives in `/migrations` (embedded at build time, applied by [`Store::open`]):
@@ -34,6 +36,9 @@
 //!   run an index scan.
 //! - `watch_state` (`WITHOUT ROWID`, keyed by source name): where the daemon's watcher left
 //!   off, the newest `meta.lastModified` it saw. Outside the run chain.
+//! - `login_targets`, `db_user_logins`, `login_events`: what idgraph saw of logins (see
+//!   `logins`). Outside the run chain; the evidence of findings about logins is in the
+//!   episodes' `logins` column, which the chain covers.
 //!
 //! An episode's `opened_at`/`resolved_at` is the `finished_at` of its run; a run's counts of
 //! opened and resolved episodes are derived from `episodes`. Values are always bound, never
@@ -41,6 +46,7 @@
 
 mod chain;
 mod error;
+mod logins;
 mod read;
 mod types;
 mod watch;
@@ -48,6 +54,7 @@ mod write;
 
 pub use chain::{ChainReport, PruneReport};
 pub use error::StoreError;
+pub use logins::{StoredLogins, TargetLogins};
 pub use types::{
     Episode, NewRun, RecordedRun, RunRow, RunScope, RunStatus, SourceRecord, SourceStatus,
 };

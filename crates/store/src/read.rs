@@ -20,7 +20,7 @@ macro_rules! finding_json {
     () => {
         "'k', kind, 't', target, 'd', db_user, 'c', ic_user_id, 'p', idp_user_id, \
          'u', user_name, 'r', reason, 's', severity, 'S', superuser, 'm', matched_by, \
-         'C', candidates"
+         'C', candidates, 'L', logins"
     };
 }
 pub(crate) use finding_json;
@@ -97,6 +97,8 @@ pub(crate) struct EpisodeRow {
     pub(crate) matched_by: Option<String>,
     #[serde(rename = "C")]
     pub(crate) candidates: Option<String>,
+    #[serde(rename = "L")]
+    pub(crate) logins: Option<String>,
     #[serde(rename = "o", default)]
     pub(crate) opened_run: i64,
     /// The `finished_at` of the opening run.
@@ -380,6 +382,7 @@ impl Store {
             superuser,
             matched_by,
             candidates,
+            logins,
             opened_run,
             opened_at,
             resolved_run,
@@ -415,6 +418,16 @@ impl Store {
                     )
                 })?,
             },
+            logins: logins
+                .map(|json| {
+                    serde_json::from_str(&json).map_err(|error| {
+                        self.corrupt(
+                            which(),
+                            format!("the login evidence does not parse: {error}"),
+                        )
+                    })
+                })
+                .transpose()?,
         };
         let resolved_at = match (resolved_run, resolved_at) {
             (None, _) => None,

@@ -40,6 +40,7 @@ fn orphan(db_user: &str) -> Finding {
         superuser: false,
         matched_by: None,
         candidates: Vec::new(),
+        logins: None,
     }
 }
 
@@ -266,4 +267,95 @@ async fn the_watch_watermark_is_kept_per_source_across_reopening() {
     assert_eq!(store.watch_watermark("other").await.unwrap(), None);
     assert!(store.verify().await.unwrap().is_intact());
     store.close().await;
+}
+
+/// A `post_deprovisioning_login` of `db_user` with evidence naming `application`.
+fn incident(db_user: &str, application: &str) -> Finding {
+    Finding {
+        kind: FindingKind::PostDeprovisioningLogin,
+        severity: Severity::Critical,
+        logins: Some(idgraph_model::LoginEvidence {
+            count: 1,
+            application: Some(application.into()),
+            session_open: true,
+            processes: vec![42],
+            ..Default::default()
+        }),
+        ..orphan(db_user)
+    }
+}
+
+#[tokio::test]
+async fn login_evidence_round_trips_and_the_chain_covers_it() {
+    let dir = TempDir::new().unwrap();
+    let store = Store::open(&dir.path().join("s.db")).await.unwrap();
+    let found = [orphan("IAM:x"), incident("IAM:x", "looker \"ü\"")];
+    store.record_run(&run(1), &found, &scopes()).await.unwrap();
+    // The same evidence again changes nothing; a session that ended updates the episode.
+    let again = store.record_run(&run(2), &found, &scopes()).await.unwrap();
+    assert!(again.updated.is_empty() && again.opened.is_empty());
+    let mut ended = incident("IAM:x", "looker \"ü\"");
+    ended.logins.as_mut().unwrap().session_open = false;
+    let later = store
+        .record_run(&run(3), &[orphan("IAM:x"), ended.clone()], &scopes())
+        .await
+        .unwrap();
+    assert_eq!(later.updated.len(), 1);
+    let open = store.open_episodes().await.unwrap();
+    let read = open
+        .iter()
+        .find(|e| e.finding.kind == FindingKind::PostDeprovisioningLogin)
+        .unwrap();
+    assert_eq!(read.finding, ended);
+    assert!(store.verify().await.unwrap().is_intact());
+
+    // Rewriting the evidence behind the store's back breaks the chain.
+    sqlx::query("UPDATE episode_versions SET logins = replace(logins, 'looker', 'cron') WHERE logins IS NOT NULL")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    let report = store.verify().await.unwrap();
+    assert!(!report.is_intact(), "{report:?}");
+}
+
+#[tokio::test]
+async fn retention_removes_the_login_events_of_the_runs_it_removes() {
+    let dir = TempDir::new().unwrap();
+    let store = Store::open(&dir.path().join("s.db")).await.unwrap();
+    let login = |hour: u32| idgraph_model::Login {
+        db_user: "IAM:x".into(),
+        at: Some(Utc.with_ymd_and_hms(2026, 11, 27, hour, 0, 0).unwrap()),
+        database: None,
+        remote_host: None,
+        application: None,
+        auth_method: None,
+        process: None,
+        open_at: None,
+    };
+    for (minute, hour) in [(1, 1), (2, 2)] {
+        let recorded = store
+            .record_run(&run(minute), &[], &scopes())
+            .await
+            .unwrap();
+        let logins = [login(hour)];
+        store
+            .record_logins(
+                recorded.run_id,
+                &[TargetLogins {
+                    target: "a",
+                    read_at: run(minute).finished_at,
+                    logins: &logins,
+                    accounts: Vec::new(),
+                    keep_events_of: HashSet::from(["IAM:x"]),
+                }],
+            )
+            .await
+            .unwrap();
+    }
+    let events = |stored: StoredLogins| stored.events.values().map(Vec::len).sum::<usize>();
+    assert_eq!(events(store.stored_logins(&["a"], false).await.unwrap()), 2);
+    let pruned = store.prune(run(2).finished_at).await.unwrap();
+    assert_eq!(pruned.through_run, Some(1));
+    assert_eq!(events(store.stored_logins(&["a"], false).await.unwrap()), 1);
+    assert!(store.verify().await.unwrap().is_intact());
 }

@@ -15,9 +15,9 @@ use crate::{chain, Episode, NewRun, PruneReport, RecordedRun, SourceRecord, Stor
 /// The columns of a finding in the `episodes` table, in the order
 /// [`Store::push_finding`] binds them.
 const FINDING_COLUMNS: &str = "kind, target, db_user, ic_user_id, idp_user_id, user_name, \
-    reason, severity, superuser, matched_by, candidates";
+    reason, severity, superuser, matched_by, candidates, logins";
 
-/// Episodes written by one statement: 12 parameters a row stay under SQLite's limit of
+/// Episodes written by one statement: 13 parameters a row stay under SQLite's limit of
 /// 32,766 parameters, and 10,000 findings take ten statements rather than 10,000.
 const WRITE_BATCH: usize = 1_000;
 
@@ -45,6 +45,11 @@ impl Store {
         let report = chain::prune(&mut tx, &format_time(cutoff))
             .await
             .map_err(self.query("prune old runs"))?;
+        if let Some(through) = report.through_run {
+            crate::logins::prune(&mut tx, through)
+                .await
+                .map_err(self.query("prune old login events"))?;
+        }
         tx.commit().await.map_err(self.query("commit the prune"))?;
         Ok(report)
     }
@@ -364,6 +369,16 @@ impl Store {
                 }
             })?)
         };
+        let logins = finding
+            .logins
+            .as_ref()
+            .map(|evidence| {
+                serde_json::to_string(evidence).map_err(|error| StoreError::InvalidRun {
+                    path: self.path.clone(),
+                    detail: format!("cannot encode login evidence: {error}"),
+                })
+            })
+            .transpose()?;
         row.push_bind(finding.kind.as_str())
             .push_bind(finding.target.as_deref())
             .push_bind(finding.db_user.as_deref())
@@ -374,7 +389,8 @@ impl Store {
             .push_bind(finding.severity.as_str())
             .push_bind(finding.superuser)
             .push_bind(finding.matched_by.map(MatchRule::as_str))
-            .push_bind(candidates);
+            .push_bind(candidates)
+            .push_bind(logins);
         Ok(())
     }
 
@@ -498,7 +514,7 @@ impl Store {
             ") UPDATE episodes SET kind = v.kind, target = v.target, db_user = v.db_user, \
              ic_user_id = v.ic_user_id, idp_user_id = v.idp_user_id, user_name = v.user_name, \
              reason = v.reason, severity = v.severity, superuser = v.superuser, \
-             matched_by = v.matched_by, candidates = v.candidates \
+             matched_by = v.matched_by, candidates = v.candidates, logins = v.logins \
              FROM v WHERE episodes.id = v.id AND episodes.resolved_run IS NULL",
         );
         let done = update

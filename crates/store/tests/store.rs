@@ -71,6 +71,7 @@ fn orphan(target: &str, db_user: &str) -> Finding {
         superuser: false,
         matched_by: Some(MatchRule::PrefixUserName),
         candidates: Vec::new(),
+        logins: None,
     }
 }
 
@@ -87,6 +88,7 @@ fn stale_ic(ic_user_id: &str) -> Finding {
         superuser: false,
         matched_by: None,
         candidates: Vec::new(),
+        logins: None,
     }
 }
 
@@ -341,6 +343,7 @@ async fn changed_details_update_the_episode_in_place() {
         superuser: true,
         matched_by: Some(MatchRule::BareEmail),
         candidates: vec!["ic-1".into(), "ic-2".into()],
+        logins: None,
         ..before.clone()
     };
     let r2 = store
@@ -461,6 +464,7 @@ async fn hostile_names_round_trip() {
             idp_user_id: Some(format!("idp {name}")),
             user_name: Some((*name).to_owned()),
             candidates: vec![(*name).to_owned(), format!("[\"{name}\"]")],
+            logins: None,
             kind: FindingKind::AmbiguousMapping,
             reason: Reason::MultipleIdentityCenterUsers,
             ..orphan("x", "y")

@@ -53,6 +53,11 @@ pub(super) fn target_settings(
 fn check_name(key: &str, name: &str, names: &mut HashSet<String>, problems: &mut Vec<String>) {
     if name.trim().is_empty() {
         problems.push(format!("{key}.name must not be empty"));
+    } else if name.ends_with(crate::activity::SOURCE_SUFFIX) {
+        problems.push(format!(
+            "{key}.name = \"{name}\" ends with \"{}\", which names a target's logins; choose another name",
+            crate::activity::SOURCE_SUFFIX
+        ));
     } else if RESERVED_NAMES.contains(&name) {
         problems.push(format!(
             "{key}.name = \"{name}\" is reserved for a source; choose another name"

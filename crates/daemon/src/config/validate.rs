@@ -320,6 +320,12 @@ fn check_mapping(mapping: &Mapping, problems: &mut Vec<String>) {
     if mapping.prefixes.iter().any(|p| p.is_empty()) {
         problems.push("mapping.prefixes must not contain an empty prefix".into());
     }
+    if mapping.dormant_after_days == Some(0) {
+        problems.push(
+            "mapping.dormant_after_days must be at least 1; leave it out to turn dormant users off"
+                .into(),
+        );
+    }
 }
 
 /// `[reconcile]`: a positive concurrency and a percentage.

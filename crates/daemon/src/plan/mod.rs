@@ -45,12 +45,15 @@ pub struct Planned {
     pub clusters: Vec<ClusterPlan>,
     /// `[remediation] new_owner`.
     pub new_owner: String,
+    /// The open `post_deprovisioning_login` findings (of the target's cluster, if one was
+    /// named): the header shows them first.
+    pub incidents: Vec<Finding>,
 }
 
 impl Planned {
     /// The script ([`render`]).
     pub fn sql(&self) -> String {
-        render(&self.clusters, &self.new_owner)
+        render::render_with_incidents(&self.clusters, &self.new_owner, &self.incidents)
     }
 
     /// `plan --format json`: per cluster its databases and what becomes of each orphan
@@ -187,10 +190,20 @@ pub async fn plan(
         .context("cannot read the open findings from the store")?;
     // The targets as a run builds them: each knows its cluster and how its catalog is read.
     let targets = crate::reconcile::targets(settings).await;
+    let mut incidents: Vec<Finding> = episodes
+        .iter()
+        .filter(|e| e.finding.kind == FindingKind::PostDeprovisioningLogin)
+        .map(|e| e.finding.clone())
+        .collect();
     let mut clusters = group(&targets, episodes);
     if let Some(name) = target {
         let cluster = cluster_of(&targets, name);
         clusters.retain(|(c, _, _)| *c == cluster);
+        incidents.retain(|f| {
+            f.target
+                .as_deref()
+                .is_some_and(|t| cluster_of(&targets, t) == cluster)
+        });
     }
     let concurrency = settings.target_concurrency.max(1);
     let mut plans = Vec::with_capacity(clusters.len());
@@ -200,6 +213,7 @@ pub async fn plan(
     Ok(Planned {
         clusters: plans,
         new_owner: new_owner.to_owned(),
+        incidents,
     })
 }
 

@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use chrono::SecondsFormat;
+use idgraph_model::Finding;
 use idgraph_sources::ownership::Owned;
 
 use super::sql::{self, connect, quote_ident, shown};
@@ -27,8 +28,20 @@ pub(super) enum Verdict {
 
 /// Renders the plan: the header, then each cluster. Objects go to `new_owner`.
 pub fn render(plans: &[ClusterPlan], new_owner: &str) -> String {
+    render_with_incidents(plans, new_owner, &[])
+}
+
+/// [`render`], with the open `post_deprovisioning_login` findings (`incidents`) in the
+/// header: each with its evidence and, commented out, the statements that would end the
+/// sessions it saw open.
+pub fn render_with_incidents(
+    plans: &[ClusterPlan],
+    new_owner: &str,
+    incidents: &[Finding],
+) -> String {
     let mut out = String::new();
     header(&mut out, plans, new_owner);
+    incidents_header(&mut out, incidents);
     if plans.is_empty() {
         out.push_str("\n-- No open orphaned_db_user findings: nothing to do.\n");
     }
@@ -36,6 +49,36 @@ pub fn render(plans: &[ClusterPlan], new_owner: &str) -> String {
         cluster(&mut out, plan, new_owner);
     }
     out
+}
+
+/// The incidents first: an orphan in use is ended before it is cleaned up.
+fn incidents_header(out: &mut String, incidents: &[Finding]) {
+    if incidents.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "--\n-- INCIDENTS: {} orphaned database user(s) logged in, or held a session, after their\n\
+         -- person was deactivated (post_deprovisioning_login). Investigate them as incidents.\n\
+         -- To end the sessions idgraph saw open, uncomment the statements below and run them as\n\
+         -- a superuser on that target's cluster: pg_terminate_backend(pid) on PostgreSQL, and\n\
+         -- on Redshift PG_TERMINATE_BACKEND(pid)\n\
+         -- (https://docs.aws.amazon.com/redshift/latest/dg/PG_TERMINATE_BACKEND.html).\n\
+         -- A session may have ended, or its process id been reused, since: check first.",
+        incidents.len()
+    );
+    for f in incidents {
+        let _ = writeln!(
+            out,
+            "-- {} on target {}: {}",
+            shown(f.db_user.as_deref().unwrap_or("")),
+            shown(f.target.as_deref().unwrap_or("")),
+            clean(&crate::output::logins_text(f.logins.as_ref())),
+        );
+        for process in f.logins.iter().flat_map(|e| &e.processes) {
+            let _ = writeln!(out, "--   SELECT pg_terminate_backend({process});");
+        }
+    }
 }
 
 fn header(out: &mut String, plans: &[ClusterPlan], new_owner: &str) {

@@ -29,6 +29,7 @@ fn finding(user: &str) -> Finding {
         superuser: true,
         matched_by: None,
         candidates: Vec::new(),
+        logins: None,
     }
 }
 

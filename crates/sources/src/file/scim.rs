@@ -9,7 +9,7 @@ use idgraph_model::IdpUser;
 
 use super::{open_json, unexpected_start, Problem};
 use crate::json_stream::JsonStream;
-use crate::scim::wire::{idp_user, LenientBool, ScimEmail, ScimUser};
+use crate::scim::wire::{idp_user, LenientBool, ScimEmail, ScimMeta, ScimUser};
 
 /// An element of the top-level value, walked by [`scim_item`]: either a `ListResponse`
 /// page (its users were handed on as they were read) or a User resource.
@@ -24,6 +24,7 @@ struct ScimItem {
     user_name: Option<String>,
     active: Option<LenientBool>,
     emails: Option<Vec<ScimEmail>>,
+    meta: Option<ScimMeta>,
 }
 
 impl ScimItem {
@@ -40,8 +41,8 @@ impl ScimItem {
             user_name: self.user_name,
             active: self.active,
             emails: self.emails,
-            // An export is read whole; when a user changed does not matter to it.
-            meta: None,
+            // When an inactive user last changed bounds when the person left.
+            meta: self.meta,
         }
     }
 }
@@ -173,6 +174,7 @@ fn scim_item<R: Read>(
             "userName" => item.user_name = s.value()?,
             "active" => item.active = s.value()?,
             "emails" => item.emails = s.value()?,
+            "meta" => item.meta = s.value()?,
             _ => s.skip()?,
         }
         Ok(())
@@ -235,6 +237,7 @@ mod tests {
                     user_name: "alice@example.com".into(),
                     email: Some("alice@example.com".into()),
                     active: true,
+                    last_modified: None,
                 },
                 IdpUser {
                     id: "00u2".into(),
@@ -242,6 +245,7 @@ mod tests {
                     user_name: "bob@example.com".into(),
                     email: None,
                     active: false,
+                    last_modified: None,
                 },
             ]
         );

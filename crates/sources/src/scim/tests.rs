@@ -378,6 +378,7 @@ async fn index_paging_fetches_every_user_once_with_the_file_mapping() {
             user_name: "user3@example.com".into(),
             email: Some("user3@example.com".into()),
             active: false,
+            last_modified: None,
         }
     );
     assert!(fetched[3].active, "u4 has no `active`");

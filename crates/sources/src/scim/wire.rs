@@ -110,6 +110,7 @@ pub(crate) struct ScimEmail {
 
 /// The model user, or what is missing, e.g. "has no `userName`".
 pub(crate) fn idp_user(user: ScimUser) -> Result<IdpUser, &'static str> {
+    let last_modified = user.last_modified();
     let id = user.id.filter(|id| !id.is_empty()).ok_or("has no `id`")?;
     let user_name = user
         .user_name
@@ -125,6 +126,7 @@ pub(crate) fn idp_user(user: ScimUser) -> Result<IdpUser, &'static str> {
         email,
         // SCIM: a user without `active` is active.
         active: user.active.is_none_or(|a| a.0),
+        last_modified,
     })
 }
 
