@@ -395,3 +395,48 @@ fn a_login_that_sees_only_its_own_rows_fails_the_logins_and_says_which_grant() {
         "{text}"
     );
 }
+
+#[test]
+fn where_the_sys_view_is_missing_the_stl_connection_log_is_read() {
+    // An older provisioned cluster: no SYS_CONNECTION_LOG, the STL table holds the log.
+    let pg = Postgres::start();
+    pg.create_user("idgraph_reader", false);
+    for user in ["IAMA:ann@example.com", "IAMA:bob@example.com"] {
+        pg.create_user(user, false);
+    }
+    pg.redshift_catalog("postgres", "idgraph_reader");
+    let org = Org::ann_and_bob();
+    let ws = Workspace::with_targets(&org, &target(&pg));
+    let left = chrono::Utc::now().with_nanosecond(0).unwrap() - chrono::Duration::hours(2);
+    ws.write(
+        "exports/scim.json",
+        &scim_with_last_modified(&org, "bob@example.com", left),
+    );
+    let after = left + chrono::Duration::minutes(10);
+    pg.sql(
+        "postgres",
+        &format!(
+            "DROP TABLE redshift_catalog.sys_connection_log; \
+             INSERT INTO redshift_catalog.stl_connection_log (event, recordtime, remotehost, \
+             pid, dbname, username, authmethod, application_name) VALUES \
+             ('authenticated', {}, '10.9.8.7', 4242, 'dev', 'IAMA:bob@example.com', 'IAM', 'stl-client'), \
+             ('authenticated', {}, '10.9.8.7', 4243, 'dev', 'idgraph_reader', 'password', 'idgraph');",
+            redshift_time(after),
+            redshift_time(after),
+        ),
+    );
+    let (code, report) = reconcile(&ws);
+    assert_eq!(code, 0, "{report}");
+    let incidents = of_kind(&report["findings"], "post_deprovisioning_login");
+    assert_eq!(incidents.len(), 1, "{report}");
+    let e = &incidents[0]["logins"];
+    assert_eq!(
+        (&e["application"], &e["auth_method"], &e["remote_host"]),
+        (
+            &Value::from("stl-client"),
+            &Value::from("IAM"),
+            &Value::from("10.9.8.7")
+        ),
+        "{report}"
+    );
+}
