@@ -440,3 +440,31 @@ fn where_the_sys_view_is_missing_the_stl_connection_log_is_read() {
         "{report}"
     );
 }
+
+#[test]
+fn a_reader_without_pg_read_all_stats_still_sees_a_departed_person_s_session() {
+    // Without the role, PostgreSQL shows other users' sessions with their user and
+    // application but hides when they started, where from and what kind of backend they are.
+    let pg = Postgres::start();
+    pg.create_user("idgraph_reader", false);
+    for user in [
+        "IAMA:ann@example.com",
+        "IAMA:bob@example.com",
+        "IAMA:carl@example.com",
+    ] {
+        pg.create_user(user, false);
+    }
+    let ws = Workspace::with_targets(&org(), &target(&pg));
+    let bob = Session::open(&pg, "IAMA:bob@example.com", APP);
+    let ann = Session::open(&pg, "IAMA:ann@example.com", "psql");
+    let (code, report) = reconcile(&ws);
+    assert_eq!(code, 0, "{report}");
+    let incidents = of_kind(&report["findings"], "post_deprovisioning_login");
+    assert_eq!(incidents.len(), 1, "{report}");
+    assert_eq!(incidents[0]["db_user"], "IAMA:bob@example.com");
+    assert_eq!(incidents[0]["severity"], "critical");
+    assert_eq!(incidents[0]["logins"]["application"], APP);
+    assert_eq!(incidents[0]["logins"]["session_open"], true);
+    bob.close();
+    ann.close();
+}

@@ -34,13 +34,17 @@ use tracing::debug;
 use crate::postgres::{connect, describe, Connection};
 use crate::SourceError;
 
-/// The sessions open on PostgreSQL, but idgraph's own.
+/// The sessions open on PostgreSQL, but idgraph's own. Without `pg_read_all_stats`,
+/// PostgreSQL shows another user's session with its user, database and application but
+/// with `backend_start`, `client_addr` and `backend_type` NULL: such a row is a session
+/// too (background workers have no user).
 const PG_SESSIONS: &str = "SELECT CAST(usename AS varchar) AS usename, \
         CAST(datname AS varchar) AS datname, backend_start AS at, \
         CAST(host(client_addr) AS varchar) AS remote_host, \
         CAST(application_name AS varchar) AS application, pid \
     FROM pg_catalog.pg_stat_activity \
-    WHERE usename IS NOT NULL AND backend_type = 'client backend' \
+    WHERE usename IS NOT NULL \
+      AND (backend_type = 'client backend' OR backend_type IS NULL) \
       AND pid <> pg_backend_pid()";
 
 /// Successful authentications on Redshift since `$1` (a timestamp as text: Redshift's
