@@ -100,11 +100,14 @@ fn wait_gone(pg: &Postgres, user: &str) {
     }
 }
 
-#[test]
-fn a_departed_person_s_open_session_is_one_critical_incident_kept_after_it_ends() {
+/// A target holding the logins of Ann (active), Bob and Carl (departed), read by
+/// `idgraph_reader`, with `pg_read_all_stats` when `stats`.
+fn ann_bob_and_carl(stats: bool) -> (Postgres, Workspace) {
     let pg = Postgres::start();
     pg.create_user("idgraph_reader", false);
-    pg.sql("postgres", "GRANT pg_read_all_stats TO idgraph_reader;");
+    if stats {
+        pg.sql("postgres", "GRANT pg_read_all_stats TO idgraph_reader;");
+    }
     for user in [
         "IAMA:ann@example.com",
         "IAMA:bob@example.com",
@@ -113,6 +116,12 @@ fn a_departed_person_s_open_session_is_one_critical_incident_kept_after_it_ends(
         pg.create_user(user, false);
     }
     let ws = Workspace::with_targets(&org(), &target(&pg));
+    (pg, ws)
+}
+
+#[test]
+fn a_departed_person_s_open_session_is_one_critical_incident_kept_after_it_ends() {
+    let (pg, ws) = ann_bob_and_carl(true);
 
     let bob = Session::open(&pg, "IAMA:bob@example.com", APP);
     let ann = Session::open(&pg, "IAMA:ann@example.com", "psql");
@@ -445,16 +454,7 @@ fn where_the_sys_view_is_missing_the_stl_connection_log_is_read() {
 fn a_reader_without_pg_read_all_stats_still_sees_a_departed_person_s_session() {
     // Without the role, PostgreSQL shows other users' sessions with their user and
     // application but hides when they started, where from and what kind of backend they are.
-    let pg = Postgres::start();
-    pg.create_user("idgraph_reader", false);
-    for user in [
-        "IAMA:ann@example.com",
-        "IAMA:bob@example.com",
-        "IAMA:carl@example.com",
-    ] {
-        pg.create_user(user, false);
-    }
-    let ws = Workspace::with_targets(&org(), &target(&pg));
+    let (pg, ws) = ann_bob_and_carl(false);
     let bob = Session::open(&pg, "IAMA:bob@example.com", APP);
     let ann = Session::open(&pg, "IAMA:ann@example.com", "psql");
     let (code, report) = reconcile(&ws);
