@@ -70,6 +70,32 @@ class BenchError(Exception):
     """A failure that makes the figures meaningless."""
 
 
+def interrupt_on_signals() -> None:
+    """Makes SIGTERM and SIGHUP raise KeyboardInterrupt as Ctrl-C does, so that a run's
+    `finally` blocks clean up whichever way it is stopped."""
+
+    def stop(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, stop)
+    # Also when started in the background by a shell that ignores SIGINT for it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def exit_with(main, log) -> None:
+    """Runs main(argv) and exits with its status: 2 after a BenchError, 130 when
+    interrupted, each said through log."""
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except BenchError as error:
+        log(f"error: {error}")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        log("interrupted")
+        sys.exit(130)
+
+
 # --- scim2-server -------------------------------------------------------------------
 
 
@@ -515,13 +541,7 @@ def main(argv: list[str]) -> int:
         )
 
     # SIGTERM and SIGHUP end the run like Ctrl-C, through the finally below.
-    def stop(signum, _frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGHUP, stop)
-    # Also when started in the background by a shell that ignores SIGINT for it.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    interrupt_on_signals()
 
     token = "bench-" + secrets.token_urlsafe(24)
     with tempfile.TemporaryDirectory(prefix="scim-ceiling-") as tmp:
@@ -557,11 +577,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except BenchError as error:
-        log(f"error: {error}")
-        sys.exit(2)
-    except KeyboardInterrupt:
-        log("interrupted")
-        sys.exit(130)
+    exit_with(main, log)
