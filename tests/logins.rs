@@ -245,8 +245,9 @@ fn scim_with_last_modified(org: &Org, login: &str, at: chrono::DateTime<chrono::
     scim.to_string()
 }
 
-#[test]
-fn on_redshift_the_connection_log_after_the_deactivation_counts_and_is_kept() {
+/// A Redshift-like target (the catalog fixture) holding Ann's and Bob's logins, read by
+/// `idgraph_reader`; Bob's SCIM user says he left two hours ago, when.
+fn redshift_where_bob_left() -> (Postgres, Workspace, chrono::DateTime<chrono::Utc>) {
     let pg = Postgres::start();
     pg.create_user("idgraph_reader", false);
     for user in ["IAMA:ann@example.com", "IAMA:bob@example.com"] {
@@ -260,6 +261,12 @@ fn on_redshift_the_connection_log_after_the_deactivation_counts_and_is_kept() {
         "exports/scim.json",
         &scim_with_last_modified(&org, "bob@example.com", left),
     );
+    (pg, ws, left)
+}
+
+#[test]
+fn on_redshift_the_connection_log_after_the_deactivation_counts_and_is_kept() {
+    let (pg, ws, left) = redshift_where_bob_left();
     let minutes = |m: i64| left + chrono::Duration::minutes(m);
     pg.sql(
         "postgres",
@@ -408,19 +415,7 @@ fn a_login_that_sees_only_its_own_rows_fails_the_logins_and_says_which_grant() {
 #[test]
 fn where_the_sys_view_is_missing_the_stl_connection_log_is_read() {
     // An older provisioned cluster: no SYS_CONNECTION_LOG, the STL table holds the log.
-    let pg = Postgres::start();
-    pg.create_user("idgraph_reader", false);
-    for user in ["IAMA:ann@example.com", "IAMA:bob@example.com"] {
-        pg.create_user(user, false);
-    }
-    pg.redshift_catalog("postgres", "idgraph_reader");
-    let org = Org::ann_and_bob();
-    let ws = Workspace::with_targets(&org, &target(&pg));
-    let left = chrono::Utc::now().with_nanosecond(0).unwrap() - chrono::Duration::hours(2);
-    ws.write(
-        "exports/scim.json",
-        &scim_with_last_modified(&org, "bob@example.com", left),
-    );
+    let (pg, ws, left) = redshift_where_bob_left();
     let after = left + chrono::Duration::minutes(10);
     pg.sql(
         "postgres",
