@@ -31,7 +31,7 @@ use sqlx::postgres::{PgConnection, PgRow};
 use sqlx::{Connection as _, Row};
 use tracing::debug;
 
-use crate::postgres::{connect, describe, Connection};
+use crate::postgres::{connect, fetch_rows, Connection};
 use crate::SourceError;
 
 /// The sessions open on PostgreSQL, but idgraph's own. Without `pg_read_all_stats`,
@@ -261,16 +261,6 @@ impl Reader<'_> {
         what: &str,
         query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     ) -> Result<Vec<PgRow>, SourceError> {
-        tokio::time::timeout(self.timeout, query.fetch_all(&mut *self.conn))
-            .await
-            .map_err(|_| SourceError::Unreachable {
-                origin: self.origin.to_owned(),
-                detail: format!("{what} did not answer within {:?}", self.timeout),
-            })?
-            .map_err(|error| SourceError::Remote {
-                origin: self.origin.to_owned(),
-                status: None,
-                detail: format!("reading {what}: {}", describe(&error)),
-            })
+        fetch_rows(self.origin, self.conn, self.timeout, what, query).await
     }
 }

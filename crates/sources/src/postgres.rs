@@ -129,6 +129,28 @@ fn db_users(origin: &str, rows: &[sqlx::postgres::PgRow]) -> Result<Vec<DbUser>,
         })
 }
 
+/// Runs `query` on `conn` within `timeout`: a query that does not answer in time is
+/// [`SourceError::Unreachable`], one that fails [`SourceError::Remote`], each naming `what`.
+pub(crate) async fn fetch_rows<'q>(
+    origin: &str,
+    conn: &mut PgConnection,
+    timeout: Duration,
+    what: &str,
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+) -> Result<Vec<sqlx::postgres::PgRow>, SourceError> {
+    tokio::time::timeout(timeout, query.fetch_all(&mut *conn))
+        .await
+        .map_err(|_| SourceError::Unreachable {
+            origin: origin.to_owned(),
+            detail: format!("{what} did not answer within {timeout:?}"),
+        })?
+        .map_err(|error| SourceError::Remote {
+            origin: origin.to_owned(),
+            status: None,
+            detail: format!("reading {what}: {}", describe(&error)),
+        })
+}
+
 /// How many names one query binds: far below PostgreSQL's 65,535 parameters.
 const NAMES_PER_QUERY: usize = 1000;
 
@@ -162,18 +184,9 @@ pub async fn read_users_named(
         for name in chunk {
             query = query.bind(name);
         }
-        let rows = match tokio::time::timeout(timeout, query.fetch_all(&mut conn)).await {
-            Err(_) => Err(SourceError::Unreachable {
-                origin: origin.clone(),
-                detail: format!("pg_user did not answer within {timeout:?}"),
-            }),
-            Ok(Err(e)) => Err(SourceError::Remote {
-                origin: origin.clone(),
-                status: None,
-                detail: format!("reading pg_user: {}", describe(&e)),
-            }),
-            Ok(Ok(rows)) => db_users(&origin, &rows),
-        };
+        let rows = fetch_rows(&origin, &mut conn, timeout, "pg_user", query)
+            .await
+            .and_then(|rows| db_users(&origin, &rows));
         match rows {
             Ok(rows) => users.extend(rows),
             Err(e) => {
