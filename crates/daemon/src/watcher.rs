@@ -161,12 +161,15 @@ impl Watcher {
                 // run) asked Identity Center about them; a target that failed is the next
                 // full run's to check, as in any run.
                 let recorded = report.as_ref().is_some_and(|report| {
-                    report.sources.iter().all(|s| {
-                        s.status == SourceStatus::Ok
-                            || (s.name != ctx.sources.idp.name()
-                                && (report.scope.is_none()
-                                    || s.name != ctx.sources.identity_center.name()))
-                    })
+                    let needed = |name: &str| {
+                        name == ctx.sources.idp.name()
+                            || (report.scope.is_some()
+                                && name == ctx.sources.identity_center.name())
+                    };
+                    report
+                        .sources
+                        .iter()
+                        .all(|s| s.status == SourceStatus::Ok || !needed(&s.name))
                 });
                 let Some(report) = report.filter(|_| recorded) else {
                     warn!("The run after the change did not record it; the watcher looks at the same changes again next interval.");

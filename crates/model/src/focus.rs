@@ -250,16 +250,6 @@ pub struct People {
 }
 
 impl People {
-    /// How many IdP users changed.
-    pub fn len(&self) -> usize {
-        self.idp.len()
-    }
-
-    /// Whether no IdP user changed.
-    pub fn is_empty(&self) -> bool {
-        self.idp.is_empty()
-    }
-
     /// The changed IdP users' ids.
     pub fn idp_ids(&self) -> impl Iterator<Item = &str> {
         self.idp.iter().map(|u| u.id.as_str())
