@@ -322,13 +322,18 @@ async fn warehouse(reader: &str, interval: u64) -> Warehouse {
     let pg = Postgres::start();
     pg.create_user("IAMA:ann@example.com", false);
     pg.create_user("IAMA:bob@example.com", false);
+    // Carl left before idgraph started: an orphan no watched run is about, which the
+    // gauge keeps counting after each.
+    pg.create_user("IAMA:carl@example.com", false);
     if reader != "postgres" {
         pg.create_user(reader, false);
     }
     let scim = scim2_server(Some(TOKEN));
     let people = Org::default()
         .person("ann@example.com")
-        .person("bob@example.com");
+        .person("bob@example.com")
+        .person("carl@example.com")
+        .edit(|p| p.active = false);
     let ids = seed(&scim, &people).await;
     let target = format!(
         "[[targets]]\nname = \"warehouse\"\nkind = \"postgres\"\nhost = \"127.0.0.1\"\n\
@@ -360,7 +365,7 @@ async fn warehouse(reader: &str, interval: u64) -> Warehouse {
     );
     assert_eq!(
         daemon.sample(WAREHOUSE_ORPHANS),
-        Some(0.0),
+        Some(1.0),
         "{}",
         daemon.log()
     );
@@ -386,7 +391,7 @@ async fn a_deactivation_shows_on_a_postgres_target_at_a_five_second_interval() {
 
     deactivate(&scim, &ids, "bob@example.com").await;
     // The issue's goal is 30 s at this interval; the bound is that, not a measurement.
-    daemon.wait_for(WAREHOUSE_ORPHANS, 1.0, PATIENCE);
+    daemon.wait_for(WAREHOUSE_ORPHANS, 2.0, PATIENCE);
     assert!(daemon.terminate(Duration::from_secs(20)).success());
 
     // The watched run's finding is in the store, the chain holds, a full run keeps it.
@@ -541,7 +546,7 @@ async fn a_target_failing_during_a_watched_run_keeps_its_findings() {
         (SourceStatus::Ok, Some(1)),
         "one pg_user row read for Bob: {run:?}"
     );
-    daemon.wait_for(orphans, 1.0, PATIENCE);
+    daemon.wait_for(orphans, 2.0, PATIENCE);
 
     // The target refuses idgraph's login; Bob comes back meanwhile.
     pg.sql("postgres", "ALTER ROLE idgraph_reader NOLOGIN;");
@@ -553,7 +558,7 @@ async fn a_target_failing_during_a_watched_run_keeps_its_findings() {
     // His Identity Center user is evaluated and resolves; his login on the unread target
     // stays open, as the store holds it.
     assert_eq!((run.opened, run.resolved), (0, 1), "{run:?}");
-    assert_eq!(daemon.sample(orphans), Some(1.0));
+    assert_eq!(daemon.sample(orphans), Some(2.0));
     let (_, findings) = json_output(ws.idgraph(&["findings", "--format", "json"]));
     assert!(
         findings["findings"]

@@ -117,18 +117,19 @@ pub(crate) fn observe(
     match result {
         Ok(report) => {
             if report.scope.is_some() {
-                metrics.observe_open(&report.open, Utc::now());
+                metrics.observe_open(&report.open_counts, Utc::now());
             } else {
                 metrics.observe_run(&report, Utc::now());
             }
             let by_kind: Vec<String> = FindingKind::ALL
                 .iter()
                 .map(|kind| {
-                    let n = report
-                        .open
+                    let n: u64 = report
+                        .open_counts
                         .iter()
-                        .filter(|e| e.finding.kind == *kind)
-                        .count();
+                        .filter(|c| c.kind == *kind)
+                        .map(|c| c.count)
+                        .sum();
                     format!("{kind}={n}")
                 })
                 .collect();
@@ -142,7 +143,7 @@ pub(crate) fn observe(
                 run_id = report.run_id,
                 status = report.status.as_str(),
                 duration_ms = (report.finished_at - report.started_at).num_milliseconds(),
-                open = report.open.len(),
+                open = report.open_counts.iter().map(|c| c.count).sum::<u64>(),
                 opened = report.opened.len(),
                 resolved = report.resolved.len(),
                 by_kind = %by_kind.join(" "),
@@ -203,7 +204,7 @@ pub async fn run(
     // What the store knows, before the first run of this process ends: a restart changes
     // nothing a dashboard or an alert sees.
     metrics.seed(
-        &ctx.store.open_episodes().await?,
+        &ctx.store.open_counts().await?,
         ctx.store.last_complete_run_at().await?,
         Utc::now(),
     );

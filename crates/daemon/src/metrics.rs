@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use idgraph_model::FindingKind;
-use idgraph_store::{Episode, RunStatus, SourceStatus};
+use idgraph_store::{OpenCount, RunStatus, SourceStatus};
 use prometheus::core::Collector;
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
@@ -342,7 +342,7 @@ impl Metrics {
             self.last_success
                 .set(report.finished_at.timestamp_millis() as f64 / 1000.0);
         }
-        self.observe_open(&report.open, now);
+        self.observe_open(&report.open_counts, now);
     }
 
     /// Counts a run that could not be recorded at all.
@@ -401,7 +401,12 @@ impl Metrics {
     /// Seeds the gauges with what the store knows, before the first run of this process:
     /// the open findings and when the last complete run finished. A restart then changes
     /// nothing a dashboard or an alert sees, even when the runs after it are partial.
-    pub fn seed(&self, open: &[Episode], last_complete: Option<DateTime<Utc>>, now: DateTime<Utc>) {
+    pub fn seed(
+        &self,
+        open: &[OpenCount],
+        last_complete: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) {
         if let Some(finished) = last_complete {
             self.last_success
                 .set(finished.timestamp_millis() as f64 / 1000.0);
@@ -409,26 +414,25 @@ impl Metrics {
         self.observe_open(open, now);
     }
 
-    /// Sets the finding gauges from the open episodes. Each series is written once, to its
-    /// new value or to 0 if its findings closed, so that a scrape during an update sees
-    /// every series either as it was or as it is now, never a passing 0 that would reset
-    /// an alert's `for:`.
-    pub fn observe_open(&self, open: &[Episode], now: DateTime<Utc>) {
-        // Counted by borrowed labels: one owned label set per series, not per episode.
+    /// Sets the finding gauges from the open findings' counts. Each series is written once,
+    /// to its new value or to 0 if its findings closed, so that a scrape during an update
+    /// sees every series either as it was or as it is now, never a passing 0 that would
+    /// reset an alert's `for:`.
+    pub fn observe_open(&self, open: &[OpenCount], now: DateTime<Utc>) {
+        // Counted by borrowed labels: one owned label set per series, not per finding.
         let mut counts: BTreeMap<[&str; 3], f64> = BTreeMap::new();
         let mut orphans: BTreeMap<&str, f64> = BTreeMap::new();
         let mut oldest: BTreeMap<FindingKind, DateTime<Utc>> = BTreeMap::new();
-        for episode in open {
-            let f = &episode.finding;
-            let target = f.target.as_deref().unwrap_or("");
+        for c in open {
+            let target = c.target.as_deref().unwrap_or("");
             *counts
-                .entry([f.kind.as_str(), f.severity.as_str(), target])
-                .or_default() += 1.0;
-            if f.kind == FindingKind::OrphanedDbUser {
-                *orphans.entry(target).or_default() += 1.0;
+                .entry([c.kind.as_str(), c.severity.as_str(), target])
+                .or_default() += c.count as f64;
+            if c.kind == FindingKind::OrphanedDbUser {
+                *orphans.entry(target).or_default() += c.count as f64;
             }
-            let first = oldest.entry(f.kind).or_insert(episode.opened_at);
-            *first = (*first).min(episode.opened_at);
+            let first = oldest.entry(c.kind).or_insert(c.oldest_opened_at);
+            *first = (*first).min(c.oldest_opened_at);
         }
         let owned = |labels: &[&str]| labels.iter().map(|l| (*l).to_owned()).collect();
         replace(
@@ -480,33 +484,19 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
-    use idgraph_model::{Finding, Reason, Severity};
+    use idgraph_model::Severity;
 
     use super::*;
 
-    fn episode(id: i64, kind: FindingKind, target: &str, user: &str) -> Episode {
-        Episode {
-            id,
-            finding: Finding {
-                kind,
-                reason: Reason::IdpUserInactive,
-                severity: Severity::High,
-                target: Some(target.into()),
-                db_user: Some(user.into()),
-                ic_user_id: None,
-                idp_user_id: None,
-                user_name: None,
-                superuser: false,
-                matched_by: None,
-                candidates: Vec::new(),
-                logins: None,
-            },
-            opened_run: 1,
-            opened_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
-            resolved_run: None,
-            resolved_at: None,
-            resolution: None,
-        }
+    /// `count` high orphans open on target `a`.
+    fn orphans(count: u64) -> Vec<OpenCount> {
+        vec![OpenCount {
+            kind: FindingKind::OrphanedDbUser,
+            severity: Severity::High,
+            target: Some("a".into()),
+            count,
+            oldest_opened_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+        }]
     }
 
     /// The value of the sample `series` (name and labels as exposed) in `text`.
@@ -520,19 +510,13 @@ mod tests {
     #[test]
     fn a_scrape_never_sees_an_open_finding_at_zero_while_updates_race() {
         let metrics = Arc::new(Metrics::new(&["a".to_owned()]));
-        let steady = episode(1, FindingKind::OrphanedDbUser, "a", "bob");
-        let coming_and_going = episode(2, FindingKind::OrphanedDbUser, "a", "eve");
-        metrics.observe_open(std::slice::from_ref(&steady), Utc::now());
+        metrics.observe_open(&orphans(1), Utc::now());
         let done = Arc::new(AtomicBool::new(false));
         let writer = {
             let (metrics, done) = (metrics.clone(), done.clone());
             std::thread::spawn(move || {
-                for i in 0..20_000 {
-                    let open = match i % 2 {
-                        0 => vec![steady.clone(), coming_and_going.clone()],
-                        _ => vec![steady.clone()],
-                    };
-                    metrics.observe_open(&open, Utc::now());
+                for i in 0..20_000_u64 {
+                    metrics.observe_open(&orphans(1 + i % 2), Utc::now());
                 }
                 done.store(true, Ordering::Release);
             })

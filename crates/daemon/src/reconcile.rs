@@ -15,8 +15,8 @@ use idgraph_sources::{
     Deadline, IdentityCenterRole, IdpRole, Progress, Source, SourceError, TargetRole,
 };
 use idgraph_store::{
-    Episode, NewRun, RecordedRun, RunScope, RunStatus, SourceRecord, SourceStatus, Store,
-    StoreError,
+    Episode, NewRun, OpenCount, RecordedRun, RunScope, RunStatus, SourceRecord, SourceStatus,
+    Store, StoreError,
 };
 use tracing::{debug, info, warn};
 
@@ -184,8 +184,11 @@ pub struct RunReport {
     /// How the database users were accounted for; `None` when the IdP or Identity Center
     /// failed and no graph was built.
     pub accounting: Option<Accounting>,
-    /// Every finding open after the run.
+    /// The findings open after the run: every one after a full run; after a watched run,
+    /// only those about its scope.
     pub open: Vec<Episode>,
+    /// How many findings are open after the run, every one.
+    pub open_counts: Vec<OpenCount>,
     /// Episodes this run opened.
     pub opened: Vec<Episode>,
     /// Episodes this run resolved.
@@ -205,6 +208,7 @@ impl RunReport {
             scope: run.scope,
             accounting,
             open: recorded.open,
+            open_counts: recorded.open_counts,
             opened: recorded.opened,
             resolved: recorded.resolved,
         }

@@ -56,7 +56,8 @@ pub use chain::{ChainReport, PruneReport};
 pub use error::StoreError;
 pub use logins::{StoredLogins, TargetLogins};
 pub use types::{
-    Episode, NewRun, RecordedRun, RunRow, RunScope, RunStatus, SourceRecord, SourceStatus,
+    Episode, NewRun, OpenCount, RecordedRun, RunRow, RunScope, RunStatus, SourceRecord,
+    SourceStatus,
 };
 
 use std::collections::HashSet;

@@ -7,11 +7,11 @@ use std::cmp::Reverse;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use idgraph_model::{Finding, FindingKind, MatchRule, Reason, Resolution, Severity};
+use idgraph_model::{Finding, FindingKind, MatchRule, Reason, Resolution, Severity, Subject};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite};
 
-use crate::{Episode, RunRow, RunStatus, SourceRecord, SourceStatus, Store, StoreError};
+use crate::{Episode, OpenCount, RunRow, RunStatus, SourceRecord, SourceStatus, Store, StoreError};
 
 /// A finding's columns, as read from `episodes` or `episode_versions`, as `json_object`
 /// arguments under the one-letter names of [`EpisodeRow`]. Unqualified: no other table
@@ -30,8 +30,25 @@ pub(crate) use finding_json;
 /// column is text to the aggregate), with their count and last id:
 /// SQLite hands over one value per page instead of a row per episode, which for tens of
 /// thousands of open findings is most of the cost of reading them.
+///
+/// With `keys`, only the open episodes whose key (kind, target or '', subject) is one of the
+/// JSON array `?3` of `[kind, target, subject]` arrays, each found through the index of
+/// open keys (`CROSS JOIN` keeps the keys the outer loop).
 macro_rules! select_episodes {
     ($condition:literal) => {
+        select_episodes!("episodes AS e", $condition)
+    };
+    (keys) => {
+        select_episodes!(
+            "json_each(?3) AS k CROSS JOIN episodes AS e \
+                ON e.resolved_run IS NULL \
+                AND e.kind = json_extract(k.value, '$[0]') \
+                AND coalesce(e.target, '') = json_extract(k.value, '$[1]') \
+                AND coalesce(e.db_user, e.ic_user_id, '') = json_extract(k.value, '$[2]')",
+            "1"
+        )
+    };
+    ($from:literal, $condition:literal) => {
         concat!(
             "SELECT json_group_array(json(j)), count(*), max(id) FROM (\
                 SELECT json_patch('{}', json_object('i', e.id, ",
@@ -39,8 +56,9 @@ macro_rules! select_episodes {
             ", 'o', e.opened_run, 'O', o.finished_at, \
                     'x', e.resolved_run, 'X', r.finished_at, 'R', e.resolution)) AS j, \
                     e.id AS id \
-                FROM episodes AS e \
-                JOIN runs AS o ON o.id = e.opened_run \
+                FROM ",
+            $from,
+            " JOIN runs AS o ON o.id = e.opened_run \
                 LEFT JOIN runs AS r ON r.id = e.resolved_run \
                 WHERE e.id > ?1 AND (",
             $condition,
@@ -64,6 +82,9 @@ enum Which<'a> {
     Open,
     /// All, or those of the database user of exactly this name.
     All(Option<&'a str>),
+    /// Those still open with one of these keys: a JSON array of `[kind, target or '',
+    /// subject]` arrays.
+    OpenWithKeys(&'a str),
 }
 
 /// An element of [`select_episodes!`], or of the chain's episode versions (which carry only
@@ -323,6 +344,75 @@ impl Store {
         Ok(episodes)
     }
 
+    /// The open episodes about `subjects` of the kinds the identity graph derives
+    /// ([`FindingKind::from_graph`]), most urgent first, read on `conn` key by key: all that
+    /// a watched run about `subjects` can open, update or resolve, at a cost that does not
+    /// grow with what else is open.
+    pub(crate) async fn open_about(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        subjects: &[Subject],
+    ) -> Result<Vec<Episode>, StoreError> {
+        let keys: Vec<[&str; 3]> = subjects
+            .iter()
+            .flat_map(|s| {
+                FindingKind::ALL
+                    .iter()
+                    .filter(|kind| kind.from_graph())
+                    .map(|kind| [kind.as_str(), s.target.as_str(), s.subject.as_str()])
+            })
+            .collect();
+        let keys = serde_json::to_string(&keys).expect("strings serialize");
+        let mut episodes = self.read_episodes(conn, Which::OpenWithKeys(&keys)).await?;
+        sort_by_urgency(&mut episodes);
+        Ok(episodes)
+    }
+
+    /// How many findings are open, per kind, severity and target, with the oldest opening of
+    /// each: what the finding gauges show, counted by SQLite without reading the findings.
+    ///
+    /// # Errors
+    /// [`StoreError::Query`] if reading fails, [`StoreError::Corrupt`] if a row cannot be
+    /// read back.
+    pub async fn open_counts(&self) -> Result<Vec<OpenCount>, StoreError> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(self.query("count open episodes"))?;
+        self.open_counts_in(&mut conn).await
+    }
+
+    /// [`Store::open_counts`] on `conn`, ordered by kind, severity and target.
+    pub(crate) async fn open_counts_in(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+    ) -> Result<Vec<OpenCount>, StoreError> {
+        // The times are fixed-width RFC 3339 in UTC (`format_time`): the least is the oldest.
+        let rows: Vec<(String, String, Option<String>, i64, String)> = sqlx::query_as(
+            "SELECT e.kind, e.severity, e.target, count(*), min(o.finished_at) \
+             FROM episodes AS e JOIN runs AS o ON o.id = e.opened_run \
+             WHERE e.resolved_run IS NULL \
+             GROUP BY e.kind, e.severity, e.target ORDER BY e.kind, e.severity, e.target",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(self.query("count open episodes"))?;
+        rows.into_iter()
+            .map(|(kind, severity, target, count, oldest)| {
+                let which = || format!("open episodes of kind {kind:?} on target {target:?}");
+                Ok(OpenCount {
+                    kind: self.vocabulary(&kind, FindingKind::parse, "finding kind", which)?,
+                    severity: self.vocabulary(&severity, Severity::parse, "severity", which)?,
+                    oldest_opened_at: self.parse_time(&oldest, "opened_at", which)?,
+                    // count(*) is never negative.
+                    count: count.unsigned_abs(),
+                    target,
+                })
+            })
+            .collect()
+    }
+
     /// Reads `which` episodes on `conn` a page at a time, in id order.
     async fn read_episodes(
         &self,
@@ -335,12 +425,14 @@ impl Store {
             let page = match which {
                 Which::Open => sqlx::query_as(select_episodes!("e.resolved_run IS NULL")),
                 Which::All(_) => sqlx::query_as(select_episodes!("?3 IS NULL OR e.db_user = ?3")),
+                Which::OpenWithKeys(_) => sqlx::query_as(select_episodes!(keys)),
             }
             .bind(after)
             .bind(READ_PAGE);
             let page = match which {
                 Which::Open => page,
                 Which::All(db_user) => page.bind(db_user),
+                Which::OpenWithKeys(keys) => page.bind(keys),
             };
             let (json, count, last): (String, i64, Option<i64>) = page
                 .fetch_one(&mut *conn)

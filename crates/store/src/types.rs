@@ -1,9 +1,9 @@
 //! The values the store takes and returns: a run to record ([`NewRun`], [`SourceRecord`]),
 //! what recording it changed ([`RecordedRun`]), and the history read back ([`Episode`],
-//! [`RunRow`]).
+//! [`RunRow`], [`OpenCount`]).
 
 use chrono::{DateTime, Utc};
-use idgraph_model::{Finding, Resolution, Subject};
+use idgraph_model::{Finding, FindingKind, Resolution, Severity, Subject};
 use serde::{Deserialize, Serialize};
 
 /// How a run went.
@@ -97,8 +97,27 @@ pub struct RecordedRun {
     pub updated: Vec<Episode>,
     /// Episodes the run resolved.
     pub resolved: Vec<Episode>,
-    /// Every episode open after the run, including those it opened.
+    /// The episodes open after the run, including those it opened: every one after a full
+    /// run; after a scoped run, only those about its subjects that it could have changed.
     pub open: Vec<Episode>,
+    /// How many findings are open after the run, every one, whatever its scope.
+    pub open_counts: Vec<OpenCount>,
+}
+
+/// How many findings of one kind and severity on one target are open, and since when the
+/// oldest of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenCount {
+    /// The finding kind.
+    pub kind: FindingKind,
+    /// The findings' severity.
+    pub severity: Severity,
+    /// The target; `None` for Identity Center findings.
+    pub target: Option<String>,
+    /// How many are open (at least one).
+    pub count: u64,
+    /// The `finished_at` of the run that opened the oldest of them.
+    pub oldest_opened_at: DateTime<Utc>,
 }
 
 /// One episode of a finding: from the run that opened it to the run that resolved it.

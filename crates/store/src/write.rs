@@ -82,11 +82,14 @@ impl Store {
 
         let run_id = self.insert_run(&mut tx, run, sources).await?;
 
-        // The open episodes before the run, by key; after the writes below they become the
-        // episodes open after it, so nothing written is read back.
-        let mut episodes: HashMap<FindingKey, Episode> = self
-            .open_in(&mut tx)
-            .await?
+        // The open episodes before the run, by key — for a scoped run only those it can
+        // change; after the writes below they become the episodes open after it, so nothing
+        // written is read back.
+        let before = match &run.scope {
+            None => self.open_in(&mut tx).await?,
+            Some(scope) => self.open_about(&mut tx, &scope.subjects).await?,
+        };
+        let mut episodes: HashMap<FindingKey, Episode> = before
             .into_iter()
             .map(|episode| (episode.finding.key(), episode))
             .collect();
@@ -134,6 +137,7 @@ impl Store {
             }
         }
         self.insert_versions(&mut tx, run_id, &updated).await?;
+        let open_counts = self.open_counts_in(&mut tx).await?;
         let chain_head = chain::seal(&mut tx, run_id)
             .await
             .map_err(self.query("seal the run into the chain"))?;
@@ -152,7 +156,7 @@ impl Store {
             opened = opened.len(),
             updated = updated.len(),
             resolved = resolved.len(),
-            open = open.len(),
+            open = open_counts.iter().map(|c| c.count).sum::<u64>(),
             "Recorded the run."
         );
         Ok(RecordedRun {
@@ -162,6 +166,7 @@ impl Store {
             updated,
             resolved,
             open,
+            open_counts,
         })
     }
 

@@ -3,13 +3,13 @@
 // Helpers here are test code too: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use idgraph_model::{Finding, FindingKind, MatchRule, Reason, Scope, Severity, Subject};
 use idgraph_store::{
-    Episode, NewRun, RunScope, RunStatus, SourceRecord, SourceStatus, Store, StoreError,
+    Episode, NewRun, OpenCount, RunScope, RunStatus, SourceRecord, SourceStatus, Store, StoreError,
 };
 use tempfile::TempDir;
 
@@ -860,6 +860,13 @@ async fn pruning_cuts_a_prefix_no_open_finding_reaches_and_keeps_the_chain() {
     assert_eq!(store.verify().await.unwrap().first_mismatch, None);
 }
 
+/// The subjects (database user or Identity Center user id) of `episodes`, sorted.
+fn subjects_of(episodes: &[Episode]) -> Vec<String> {
+    let mut subjects: Vec<String> = episodes.iter().map(|e| e.finding.key().subject).collect();
+    subjects.sort();
+    subjects
+}
+
 fn subject(target: &str, subject: &str) -> Subject {
     Subject {
         target: target.to_owned(),
@@ -914,20 +921,15 @@ async fn a_watched_run_changes_only_its_scope_and_takes_its_place_in_the_chain()
         .await
         .unwrap();
     assert_eq!(findings_of(&recorded.opened), vec![orphan("a", "IAM:new")]);
-    let mut resolved: Vec<String> = recorded
-        .resolved
+    assert_eq!(subjects_of(&recorded.resolved), ["IAM:back", "ic-back"]);
+    // What it returns open is what it could change; what it counts open is everything.
+    assert_eq!(subjects_of(&recorded.open), ["IAM:new"]);
+    let counts: Vec<(Option<&str>, u64)> = recorded
+        .open_counts
         .iter()
-        .map(|e| e.finding.key().subject)
+        .map(|c| (c.target.as_deref(), c.count))
         .collect();
-    resolved.sort();
-    assert_eq!(resolved, ["IAM:back", "ic-back"]);
-    let mut open: Vec<String> = recorded
-        .open
-        .iter()
-        .map(|e| e.finding.key().subject)
-        .collect();
-    open.sort();
-    assert_eq!(open, ["IAM:left", "IAM:new", "IAM:other"]);
+    assert_eq!(counts, [(Some("a"), 2), (Some("b"), 1)]);
 
     let runs = store.runs().await.unwrap();
     assert_eq!(runs[1].scope, Some(scope));
@@ -942,4 +944,98 @@ async fn a_watched_run_changes_only_its_scope_and_takes_its_place_in_the_chain()
         store.last_complete_run_at().await.unwrap(),
         Some(finished(1))
     );
+}
+
+/// Counts the open episodes as the finding gauges do, by kind, severity and target.
+fn tally(open: &[Episode]) -> Vec<OpenCount> {
+    let mut counts: BTreeMap<(FindingKind, Severity, Option<String>), OpenCount> = BTreeMap::new();
+    for e in open {
+        let f = &e.finding;
+        let count = counts
+            .entry((f.kind, f.severity, f.target.clone()))
+            .or_insert_with(|| OpenCount {
+                kind: f.kind,
+                severity: f.severity,
+                target: f.target.clone(),
+                count: 0,
+                oldest_opened_at: e.opened_at,
+            });
+        count.count += 1;
+        count.oldest_opened_at = count.oldest_opened_at.min(e.opened_at);
+    }
+    let mut counts: Vec<OpenCount> = counts.into_values().collect();
+    counts.sort_by(|a, b| {
+        (a.kind.as_str(), a.severity.as_str(), &a.target).cmp(&(
+            b.kind.as_str(),
+            b.severity.as_str(),
+            &b.target,
+        ))
+    });
+    counts
+}
+
+#[tokio::test]
+async fn a_watched_run_reads_only_its_subjects_findings_and_counts_every_open_one() {
+    let dir = TempDir::new().unwrap();
+    let store = Store::open(&db_path(&dir)).await.unwrap();
+    let long = format!("{}x", "é".repeat(63));
+    let hostile = ["IAM:o'brien\";--", "IAM:Zoë 🦀 名前", long.as_str()];
+    let mut full: Vec<Finding> = hostile.iter().map(|name| orphan("a", name)).collect();
+    full.extend([orphan("a", "IAM:bystander"), orphan("b", "IAM:elsewhere")]);
+    full.push(stale_ic("ic-o'brien\";--"));
+    for (n, findings) in [(1, &full[..3]), (2, &full[..])] {
+        store
+            .record_run(&run(n), findings, &all_scopes())
+            .await
+            .unwrap();
+    }
+
+    // The watcher re-checks the person behind the hostile names: the quoted login still
+    // orphaned with a new reason, the unicode one back, the Identity Center user gone; a
+    // name no finding has; and a subject on another target with the same name as one here.
+    let mut watched = run(3);
+    watched.scope = Some(RunScope {
+        idp_users: vec!["idp-x".into()],
+        subjects: vec![
+            subject("", "ic-o'brien\";--"),
+            subject("a", hostile[0]),
+            subject("a", hostile[1]),
+            subject("a", hostile[2]),
+            subject("a", "IAM:nobody"),
+            subject("b", hostile[0]),
+        ],
+    });
+    let still = Finding {
+        reason: Reason::IdpUserMissing,
+        ..orphan("a", hostile[0])
+    };
+    let found = [still.clone(), orphan("a", hostile[2])];
+    let recorded = store
+        .record_run(&watched, &found, &all_scopes())
+        .await
+        .unwrap();
+    assert_eq!(findings_of(&recorded.updated), vec![still.clone()]);
+    assert_eq!(
+        subjects_of(&recorded.resolved),
+        [hostile[1], "ic-o'brien\";--"]
+    );
+    let mut open = findings_of(&recorded.open);
+    open.sort_by_key(Finding::key);
+    assert_eq!(open, [still, orphan("a", hostile[2])]);
+
+    // The counts are every open finding's — the bystanders' too — with the oldest opening.
+    let everything = store.open_episodes().await.unwrap();
+    assert_eq!(everything.len(), 4);
+    assert_eq!(recorded.open_counts, tally(&everything));
+    assert_eq!(store.open_counts().await.unwrap(), recorded.open_counts);
+    assert_eq!(recorded.open_counts[0].target.as_deref(), Some("a"));
+    assert_eq!(
+        (
+            recorded.open_counts[0].count,
+            recorded.open_counts[0].oldest_opened_at
+        ),
+        (3, finished(1))
+    );
+    let report = store.verify().await.unwrap();
+    assert_eq!((report.runs, report.first_mismatch), (3, None));
 }
