@@ -99,6 +99,21 @@ async fn seeded(idp: &str) -> (Process, Vec<(String, String)>, Workspace) {
     (scim, ids, ws)
 }
 
+/// [`seeded`] with a daemon started once the watcher's overlap no longer reaches the
+/// seeding (so that its first look finds nobody changed), after its first run of
+/// `status`.
+async fn started(idp: &str, status: &str) -> (Process, Vec<(String, String)>, Workspace, Daemon) {
+    let (scim, ids, ws) = seeded(idp).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let daemon = start(&ws);
+    daemon.wait_for(
+        &format!("idgraph_reconcile_runs_total{{status=\"{status}\"}}"),
+        1.0,
+        PATIENCE,
+    );
+    (scim, ids, ws, daemon)
+}
+
 fn start(ws: &Workspace) -> Daemon {
     Daemon::start_with(
         ws,
@@ -278,15 +293,7 @@ async fn a_server_that_cannot_filter_stops_the_watcher_with_one_warning_not_the_
 async fn changes_a_run_could_not_record_are_looked_at_again() {
     // Every full listing fails (two users, at most one), a look at one changed user does
     // not: each run leaves the IdP unread.
-    let (scim, ids, ws) = seeded("max_users = 1\n").await;
-    // Out of the watcher's overlap at start, so that its looks hold Bob alone.
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    let daemon = start(&ws);
-    daemon.wait_for(
-        "idgraph_reconcile_runs_total{status=\"partial\"}",
-        1.0,
-        PATIENCE,
-    );
+    let (scim, ids, ws, daemon) = started("max_users = 1\n", "partial").await;
     deactivate(&scim, &ids, "bob@example.com").await;
     // Without looking again, the second look would find nothing new.
     daemon.wait_for(
@@ -416,16 +423,39 @@ async fn a_deactivation_shows_on_a_postgres_target_at_a_five_second_interval() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_watched_run_rechecks_the_changed_person_alone_and_a_reactivation_resolves() {
-    let (scim, ids, ws) = seeded("").await;
-    // Out of the watcher's overlap at start, so that its first look finds nobody changed.
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    let daemon = start(&ws);
-    daemon.wait_for(
-        "idgraph_reconcile_runs_total{status=\"complete\"}",
-        1.0,
-        PATIENCE,
+async fn an_identity_center_export_rewritten_after_the_full_run_is_read_again() {
+    let (scim, ids, ws, daemon) = started("", "complete").await;
+    // Bob's Identity Center user is deleted and the export written anew; no full run has
+    // read it when he is deactivated.
+    let mut without_bob = org();
+    without_bob
+        .people
+        .iter_mut()
+        .filter(|p| p.login == "bob@example.com")
+        .for_each(|p| p.in_ic = false);
+    ws.write(
+        "exports/identitystore.json",
+        &without_bob.identity_store_json().to_string(),
     );
+    let before = runs(&ws).await.len();
+    deactivate(&scim, &ids, "bob@example.com").await;
+    let run = next_watched_run(&ws, before, &daemon).await;
+
+    // Only his login opens: the Identity Center user the full run saw is gone.
+    assert_eq!((run.opened, run.resolved), (1, 0), "{run:?}");
+    let (_, findings) = json_output(ws.idgraph(&["findings", "--format", "json"]));
+    let subjects: Vec<&str> = findings["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["db_user"].as_str().or(f["ic_user_id"].as_str()).unwrap())
+        .collect();
+    assert_eq!(subjects, ["IAMA:bob@example.com"], "{findings}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watched_run_rechecks_the_changed_person_alone_and_a_reactivation_resolves() {
+    let (scim, ids, ws, daemon) = started("", "complete").await;
     let full_runs = runs(&ws).await.len();
 
     deactivate(&scim, &ids, "bob@example.com").await;

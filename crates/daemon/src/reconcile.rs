@@ -372,6 +372,11 @@ pub async fn reconcile_with_clock(
         shrink: ctx.settings.shrink_guard,
         accepted: ctx.accept_shrink.clone(),
     };
+    // Before the fetch: a change after it makes the next watched run fetch again.
+    let ic_revision = match ctx.known.is_kept() {
+        true => ctx.sources.identity_center.revision().await,
+        false => None,
+    };
     let (mut idp, mut ic, mut targets) = ctx.sources.fetch_all(&guard).await;
     let target_snapshots: Vec<TargetSnapshot> = targets
         .iter_mut()
@@ -410,7 +415,7 @@ pub async fn reconcile_with_clock(
             )
             .await?;
             if let Some(universe) = universe {
-                ctx.known.replace(universe).await;
+                ctx.known.replace(universe, ic_revision).await;
             }
             (findings, Some(accounting), Some((activity, accounts)))
         }

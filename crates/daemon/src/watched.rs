@@ -3,9 +3,9 @@
 //! with its scope.
 //!
 //! A watched run asks only for what the changed people touch: their Identity Center users
-//! (`GetUserId`/`DescribeUser`, or a file re-read) and, per target, the `pg_user` rows of
-//! the names the mapping rules can give them. It derives their findings with the rules of a
-//! full run ([`idgraph_model::focus`]) and opens, updates or resolves only findings about
+//! (`GetUserId`/`DescribeUser`; an export is read again only if it changed since the full
+//! run) and, per target, the `pg_user` rows of the names the mapping rules can give them.
+//! It derives their findings with the rules of a full run ([`idgraph_model::focus`]) and opens, updates or resolves only findings about
 //! the identities it evaluated. The failure semantics of a full run hold per source: when
 //! Identity Center cannot be asked, nothing is evaluated; a target that fails keeps its
 //! findings as they are.
@@ -22,7 +22,7 @@ use idgraph_sources::scim::ChangedUser;
 use idgraph_sources::{SourceError, Wanted};
 use idgraph_store::{NewRun, RunScope, RunStatus, SourceRecord, SourceStatus};
 use tokio::sync::Mutex;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::{IdpSettings, Settings};
 use crate::reconcile::{Context, ReconcileError, RunReport};
@@ -36,7 +36,15 @@ const MOST_PEOPLE_RECHECKED: usize = 200;
 #[derive(Default)]
 pub struct Known {
     kept: bool,
-    universe: Mutex<Option<Universe>>,
+    universe: Mutex<Option<Kept>>,
+}
+
+/// What a full run left for re-checks.
+struct Kept {
+    universe: Universe,
+    /// Identity Center's [`revision`](idgraph_sources::Source::revision) before that run
+    /// fetched it: while it is the same, Identity Center would answer as the universe does.
+    ic_revision: Option<String>,
 }
 
 impl Known {
@@ -53,9 +61,13 @@ impl Known {
         self.kept
     }
 
-    /// Replaces what is known with the identities of a full run.
-    pub(crate) async fn replace(&self, universe: Universe) {
-        *self.universe.lock().await = Some(universe);
+    /// Replaces what is known with the identities of a full run, which fetched Identity
+    /// Center after it had revision `ic_revision`.
+    pub(crate) async fn replace(&self, universe: Universe, ic_revision: Option<String>) {
+        *self.universe.lock().await = Some(Kept {
+            universe,
+            ic_revision,
+        });
     }
 }
 
@@ -77,8 +89,8 @@ pub(crate) async fn recheck(
         return None;
     }
     let mut known = ctx.known.universe.lock().await;
-    let universe = known.as_mut()?;
-    Some(run(ctx, universe, changed).await)
+    let kept = known.as_mut()?;
+    Some(run(ctx, kept, changed).await)
 }
 
 /// What a watched run read from a target: its record, and the users if it answered.
@@ -111,9 +123,10 @@ fn record(
 
 async fn run(
     ctx: &Context,
-    universe: &mut Universe,
+    kept: &mut Kept,
     changed: &[ChangedUser],
 ) -> Result<RunReport, ReconcileError> {
+    let universe = &mut kept.universe;
     let started_at = Utc::now();
     let idp = ctx.sources.idp.as_ref();
     let mut sources = vec![SourceRecord {
@@ -131,7 +144,12 @@ async fn run(
 
     let ic = ctx.sources.identity_center.as_ref();
     let start = Instant::now();
-    let fresh = ic.fetch_wanted(&Wanted::IcUsers(&people.lookup)).await;
+    let fresh = if kept.ic_revision.is_some() && ic.revision().await == kept.ic_revision {
+        debug!("Identity Center has not changed since the full run; it answers from that.");
+        Ok(universe.answer(&people.lookup))
+    } else {
+        ic.fetch_wanted(&Wanted::IcUsers(&people.lookup)).await
+    };
     sources.push(record(
         ic.name(),
         ic.kind(),

@@ -390,6 +390,34 @@ impl Universe {
         people
     }
 
+    /// Every Identity Center user `lookup` asks about, as the universe holds them.
+    fn held(&self, lookup: &IcLookup) -> BTreeSet<u32> {
+        let mut held = BTreeSet::new();
+        for id in &lookup.user_ids {
+            held.extend(self.ic.find(Attr::Id, id));
+        }
+        for e in &lookup.external_ids {
+            held.extend(self.ic.find(Attr::ExternalId, &e.id));
+        }
+        for name in &lookup.user_names {
+            held.extend(self.ic.find(Attr::UserName, &fold(name)));
+        }
+        for email in &lookup.emails {
+            held.extend(self.ic.find(Attr::Email, &fold(email)));
+        }
+        held
+    }
+
+    /// Identity Center's answer to `lookup` as it was at the last full run: what a source
+    /// that has not changed since (an export not rewritten) would answer, without reading
+    /// it again.
+    pub fn answer(&self, lookup: &IcLookup) -> Vec<IcUser> {
+        self.held(lookup)
+            .into_iter()
+            .filter_map(|at| self.ic.get(at).cloned())
+            .collect()
+    }
+
     /// Takes the people's IdP users as they are now and `fresh`, Identity Center's answer
     /// to their [`IcLookup`]: the users it asked about that the answer lacks are gone.
     /// Users in `fresh` the lookup did not ask about are ignored, so a source may answer
@@ -402,22 +430,7 @@ impl Universe {
             .into_iter()
             .filter(|u| people.lookup.matches(u))
             .collect();
-        // Every user the lookup asked about, as the universe holds them.
-        let lookup = &people.lookup;
-        let mut before: BTreeSet<u32> = BTreeSet::new();
-        for id in &lookup.user_ids {
-            before.extend(self.ic.find(Attr::Id, id));
-        }
-        for e in &lookup.external_ids {
-            before.extend(self.ic.find(Attr::ExternalId, &e.id));
-        }
-        for name in &lookup.user_names {
-            before.extend(self.ic.find(Attr::UserName, &fold(name)));
-        }
-        for email in &lookup.emails {
-            before.extend(self.ic.find(Attr::Email, &fold(email)));
-        }
-        for at in before {
+        for at in self.held(&people.lookup) {
             let gone = self
                 .ic
                 .get(at)

@@ -93,6 +93,14 @@ pub trait Source: Send + Sync {
         self.fetch().await
     }
 
+    /// A token that changes whenever [`fetch`](Source::fetch) could answer differently,
+    /// read without fetching; `None` when the source cannot tell that (a live system). A
+    /// watched run answers its lookups from the last full run while the token is the one
+    /// that run saw, instead of fetching again.
+    async fn revision(&self) -> Option<String> {
+        None
+    }
+
     /// The database cluster a target is one database of, as a plan names it (`postgres
     /// db.example.com:5432`, `provisioned cluster analytics in eu-west-1`): targets of the
     /// same cluster share their users, which are cluster-wide, while objects are per
@@ -207,6 +215,14 @@ impl<T: AsSnapshot + Send + 'static> Source for Deadline<T> {
 
     async fn fetch_wanted(&self, wanted: &Wanted<'_>) -> Result<T, SourceError> {
         self.bounded(self.source.fetch_wanted(wanted)).await
+    }
+
+    /// `None` (so, fetch) when the source does not tell within the deadline.
+    async fn revision(&self) -> Option<String> {
+        tokio::time::timeout(self.limit, self.source.revision())
+            .await
+            .ok()
+            .flatten()
     }
 
     async fn logins(

@@ -116,6 +116,36 @@ impl Source for FileIdentityCenter {
         let path = self.path.clone();
         parse_blocking(&self.path, move || parse_identity_store(&path)).await
     }
+
+    async fn revision(&self) -> Option<String> {
+        file_revision(&self.path).await
+    }
+}
+
+/// Which file is at `path` and when it last changed: device, inode, size, and the
+/// modification and status-change times to the nanosecond. Rewriting the file in place or
+/// replacing it by a rename changes it. `None` if the file cannot be examined.
+async fn file_revision(path: &Path) -> Option<String> {
+    let meta = tokio::fs::metadata(path).await.ok()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some(format!(
+            "{}:{}:{}:{}.{:09}:{}.{:09}",
+            meta.dev(),
+            meta.ino(),
+            meta.size(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+            meta.ctime(),
+            meta.ctime_nsec()
+        ))
+    }
+    #[cfg(not(unix))]
+    {
+        let modified = meta.modified().ok()?;
+        Some(format!("{}:{modified:?}", meta.len()))
+    }
 }
 
 /// A `pg_user` dump of one database target, as `psql --csv -c 'select * from pg_user'`
@@ -348,6 +378,31 @@ mod tests {
             assert!(matches!(err, SourceError::Read { .. }), "{err:?}");
             assert!(err.to_string().contains("no-such-export.json"), "{err}");
         }
+    }
+
+    #[tokio::test]
+    async fn an_export_s_revision_changes_when_it_is_rewritten_or_replaced() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("identity_store.json");
+        let source = FileIdentityCenter::new(&path);
+        assert_eq!(source.revision().await, None, "no file yet");
+        std::fs::write(&path, "[]").unwrap();
+        let first = source.revision().await.expect("a revision");
+        assert_eq!(source.revision().await.as_ref(), Some(&first), "untouched");
+        source.fetch().await.expect("reading changes nothing");
+        assert_eq!(source.revision().await.as_ref(), Some(&first), "read");
+
+        // Rewritten in place with text of the same length: the times change.
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::fs::write(&path, "{}").unwrap();
+        let second = source.revision().await.expect("a revision");
+        assert_ne!(second, first, "rewritten");
+
+        // Replaced by a rename, as tools that write atomically do.
+        let next = dir.path().join("next.json");
+        std::fs::write(&next, "{}").unwrap();
+        std::fs::rename(&next, &path).unwrap();
+        assert_ne!(source.revision().await, Some(second), "replaced");
     }
 
     #[test]
