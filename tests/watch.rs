@@ -423,6 +423,45 @@ async fn a_deactivation_shows_on_a_postgres_target_at_a_five_second_interval() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn sighup_turns_the_watcher_on_without_a_restart() {
+    let scim = scim2_server(Some(TOKEN));
+    let ids = seed(&scim, &org()).await;
+    let ws = watched(Workspace::new(&org()), &scim, "", 0);
+    let daemon = start(&ws);
+    let complete = "idgraph_reconcile_runs_total{status=\"complete\"}";
+    daemon.wait_for(complete, 1.0, PATIENCE);
+    assert_eq!(daemon.sample("idgraph_watch_interval_seconds"), Some(0.0));
+
+    let config = std::fs::read_to_string(ws.config()).unwrap();
+    let off = "[watch]\ninterval_seconds = 0\n";
+    assert!(config.contains(off), "{config}");
+    ws.write(
+        "idgraph.toml",
+        &config.replace(off, "[watch]\ninterval_seconds = 2\n"),
+    );
+    daemon.signal("HUP");
+    daemon.wait_for("idgraph_watch_interval_seconds", 2.0, PATIENCE);
+
+    // The first change after a reload makes a full run (the new configuration's
+    // identities are not known yet); the next one a watched run.
+    deactivate(&scim, &ids, "bob@example.com").await;
+    daemon.wait_for(ORPHANS, 1.0, PATIENCE);
+    let before = runs(&ws).await.len();
+    deactivate(&scim, &ids, "ann@example.com").await;
+    let run = next_watched_run(&ws, before, &daemon).await;
+    assert_eq!(
+        run.opened, 2,
+        "Ann's login and Identity Center user: {run:?}"
+    );
+    daemon.wait_for(ORPHANS, 2.0, PATIENCE);
+    assert!(
+        !daemon.log().contains("takes a restart"),
+        "{}",
+        daemon.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_identity_center_export_rewritten_after_the_full_run_is_read_again() {
     let (scim, ids, ws, daemon) = started("", "complete").await;
     // Bob's Identity Center user is deleted and the export written anew; no full run has

@@ -215,7 +215,7 @@ pub async fn run(
 
     let running = Arc::new(Mutex::new(()));
     let first = tokio::spawn(tick(contexts.clone(), metrics.clone(), running.clone()));
-    let (stop_watching, watcher) = Watcher::spawn(&contexts, &metrics, &running);
+    let mut watcher = Watcher::spawn(&contexts, &metrics, &running, None);
     let mut scheduler = JobScheduler::new()
         .await
         .context("cannot start the scheduler")?;
@@ -259,6 +259,10 @@ pub async fn run(
         let targets = target_names(&next.settings);
         metrics.track_targets(&targets);
         current.send_replace(Arc::new(next));
+        // A new watcher, with the new IdP and interval, from the watermark in the store.
+        let (stop_watching, before) = watcher;
+        let _ = stop_watching.send(true);
+        watcher = Watcher::spawn(&contexts, &metrics, &running, Some(before));
         info!(
             targets = targets.len(),
             "Configuration reloaded; the next run uses it."
@@ -269,6 +273,7 @@ pub async fn run(
     drop(first);
     // The watcher stops between looks, mid-look or waiting for the lock; a run it started
     // is waited for like any.
+    let (stop_watching, watcher) = watcher;
     let _ = stop_watching.send(true);
     wait_for_the_run(&running).await;
     watcher.abort();
@@ -340,13 +345,6 @@ async fn reloaded(reload: &Reload, current: &Context) -> Option<Context> {
             "Changing this key takes a restart; the daemon keeps the store it has open."
         );
         settings.store_path = old.store_path.clone();
-    }
-    if settings.watch_interval != old.watch_interval {
-        warn!(
-            key = "watch.interval_seconds",
-            "Changing this key takes a restart; the watcher keeps its interval."
-        );
-        settings.watch_interval = old.watch_interval;
     }
     if settings.http != old.http {
         warn!(

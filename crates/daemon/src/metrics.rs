@@ -362,8 +362,13 @@ impl Metrics {
                 .watch_last_success
                 .set(Utc::now().timestamp_millis() as f64 / 1000.0),
             WatchOutcome::Failed => {}
-            WatchOutcome::Unsupported => self.watch_interval.set(0.0),
+            WatchOutcome::Unsupported => self.stop_watching(),
         }
+    }
+
+    /// The watcher is off: no alert about its looks.
+    pub fn stop_watching(&self) {
+        self.watch_interval.set(0.0);
     }
 
     /// The watcher starts looking every `interval`: an alert fires when no look succeeds

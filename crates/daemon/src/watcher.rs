@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use idgraph_sources::scim::{ChangeFeed, Poll, ScimSource};
 use idgraph_sources::NoProgress;
 use idgraph_store::SourceStatus;
@@ -44,12 +44,15 @@ pub(crate) struct Watcher {
 }
 
 impl Watcher {
-    /// Starts watching in a task of its own; sending `true` stops it.
+    /// Starts watching in a task of its own, once the watcher `before` (stopped by the
+    /// caller) has finished, so that two never look or store a watermark at once; sending
+    /// `true` stops it.
     pub(crate) fn spawn(
         contexts: &watch::Receiver<Arc<Context>>,
         metrics: &Arc<Metrics>,
         running: &Arc<Mutex<()>>,
-    ) -> (watch::Sender<bool>, JoinHandle<()>) {
+        before: Option<JoinHandle<Option<DateTime<Utc>>>>,
+    ) -> (watch::Sender<bool>, JoinHandle<Option<DateTime<Utc>>>) {
         let (stop, stopped) = watch::channel(false);
         let watcher = Self {
             contexts: contexts.clone(),
@@ -57,40 +60,58 @@ impl Watcher {
             running: running.clone(),
             stop: stopped,
         };
-        (stop, tokio::spawn(watcher.run()))
+        let task = async move {
+            let handed = match before {
+                Some(before) => before.await.ok().flatten(),
+                None => None,
+            };
+            watcher.run(handed).await
+        };
+        (stop, tokio::spawn(task))
     }
 
-    /// Watches until the daemon stops, the configuration turns the watcher off, or the
-    /// server turns out not to filter. Uses the IdP and interval of the configuration
-    /// the daemon started with.
-    async fn run(mut self) {
+    /// Watches until it is stopped (the daemon stops or reloads its configuration), the
+    /// configuration turns the watcher off, or the server turns out not to filter. Uses
+    /// the IdP and interval of the configuration current when it starts, and looks from
+    /// the watermark `handed` over by the watcher before it, else the one in the store,
+    /// else from now. Returns where it got to, when it watched: every change before it is
+    /// recorded.
+    async fn run(mut self, handed: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
         let ctx = self.contexts.borrow().clone();
         let Some(interval) = ctx.settings.watch_interval else {
+            self.metrics.stop_watching();
             info!(
                 key = "watch.interval_seconds",
                 "The watcher is off (interval 0)."
             );
-            return;
+            return None;
         };
         let IdpSettings::Scim(options) = &ctx.settings.idp else {
+            self.metrics.stop_watching();
             info!("The IdP is a file; the watcher is off.");
-            return;
+            return None;
         };
+        if *self.stop.borrow() {
+            return handed;
+        }
         let source = match ScimSource::new(options.clone(), Arc::new(NoProgress)) {
             Ok(source) => source,
             Err(e) => {
                 warn!(error = %e, "The watcher cannot set up its SCIM client; it is off.");
-                return;
+                return handed;
             }
         };
-        let watermark = match ctx.store.watch_watermark(SOURCE).await {
-            Ok(stored) => stored,
-            Err(e) => {
-                warn!(error = %e, "The watcher cannot read its watermark; it starts from now.");
-                None
-            }
+        let watermark = match handed {
+            Some(handed) => Some(handed),
+            None => match ctx.store.watch_watermark(SOURCE).await {
+                Ok(stored) => stored,
+                Err(e) => {
+                    warn!(error = %e, "The watcher cannot read its watermark; it starts from now.");
+                    None
+                }
+            },
         };
-        // Without a stored watermark, the run at start covers what changed before.
+        // Without a watermark, the run at start covers what changed before.
         let mut feed = ChangeFeed::new(watermark.unwrap_or_else(Utc::now));
         drop(ctx);
         self.metrics.start_watching(interval, Utc::now());
@@ -103,15 +124,16 @@ impl Watcher {
             let before = feed.clone();
             let poll = tokio::select! {
                 poll = feed.poll(&source) => poll,
-                _ = self.stop.changed() => return,
+                _ = self.stop.changed() => return Some(before.watermark()),
             };
             match self.handle(poll, &feed).await {
                 Next::Continue => {}
                 // The changes are not in the store yet: the next look reports them again.
                 Next::LookAgain => feed = before,
-                Next::Stop => return,
+                Next::Stop => return Some(before.watermark()),
             }
         }
+        Some(feed.watermark())
     }
 
     /// Waits `interval`; `false` when the daemon stops meanwhile.
