@@ -388,12 +388,14 @@ impl Store {
         &self,
         conn: &mut sqlx::SqliteConnection,
     ) -> Result<Vec<OpenCount>, StoreError> {
-        // The times are fixed-width RFC 3339 in UTC (`format_time`): the least is the oldest.
+        // From the index `episodes_open_counts` alone; then one run per group.
         let rows: Vec<(String, String, Option<String>, i64, String)> = sqlx::query_as(
-            "SELECT e.kind, e.severity, e.target, count(*), min(o.finished_at) \
-             FROM episodes AS e JOIN runs AS o ON o.id = e.opened_run \
-             WHERE e.resolved_run IS NULL \
-             GROUP BY e.kind, e.severity, e.target ORDER BY e.kind, e.severity, e.target",
+            "SELECT g.kind, g.severity, g.target, g.n, o.finished_at \
+             FROM (SELECT kind, severity, target, count(*) AS n, min(opened_run) AS first \
+                   FROM episodes WHERE resolved_run IS NULL \
+                   GROUP BY kind, severity, target) AS g \
+             JOIN runs AS o ON o.id = g.first \
+             ORDER BY g.kind, g.severity, g.target",
         )
         .fetch_all(&mut *conn)
         .await

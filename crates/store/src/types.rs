@@ -116,7 +116,8 @@ pub struct OpenCount {
     pub target: Option<String>,
     /// How many are open (at least one).
     pub count: u64,
-    /// The `finished_at` of the run that opened the oldest of them.
+    /// When the oldest of them opened: the `finished_at` of the earliest run that opened
+    /// one (runs in the order they were recorded, whatever the clock did).
     pub oldest_opened_at: DateTime<Utc>,
 }
 

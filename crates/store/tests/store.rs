@@ -948,22 +948,28 @@ async fn a_watched_run_changes_only_its_scope_and_takes_its_place_in_the_chain()
 
 /// Counts the open episodes as the finding gauges do, by kind, severity and target.
 fn tally(open: &[Episode]) -> Vec<OpenCount> {
-    let mut counts: BTreeMap<(FindingKind, Severity, Option<String>), OpenCount> = BTreeMap::new();
+    let mut counts: BTreeMap<(FindingKind, Severity, Option<String>), (OpenCount, i64)> =
+        BTreeMap::new();
     for e in open {
         let f = &e.finding;
-        let count = counts
+        let (count, first_run) = counts
             .entry((f.kind, f.severity, f.target.clone()))
-            .or_insert_with(|| OpenCount {
-                kind: f.kind,
-                severity: f.severity,
-                target: f.target.clone(),
-                count: 0,
-                oldest_opened_at: e.opened_at,
+            .or_insert_with(|| {
+                let count = OpenCount {
+                    kind: f.kind,
+                    severity: f.severity,
+                    target: f.target.clone(),
+                    count: 0,
+                    oldest_opened_at: e.opened_at,
+                };
+                (count, e.opened_run)
             });
         count.count += 1;
-        count.oldest_opened_at = count.oldest_opened_at.min(e.opened_at);
+        if e.opened_run < *first_run {
+            (count.oldest_opened_at, *first_run) = (e.opened_at, e.opened_run);
+        }
     }
-    let mut counts: Vec<OpenCount> = counts.into_values().collect();
+    let mut counts: Vec<OpenCount> = counts.into_values().map(|(count, _)| count).collect();
     counts.sort_by(|a, b| {
         (a.kind.as_str(), a.severity.as_str(), &a.target).cmp(&(
             b.kind.as_str(),
