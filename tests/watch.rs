@@ -298,14 +298,18 @@ async fn changes_a_run_could_not_record_are_looked_at_again() {
     // Without looking again, the second look would find nothing new.
     daemon.wait_for(
         "idgraph_watch_polls_total{outcome=\"changed\"}",
-        2.0,
+        3.0,
         PATIENCE,
     );
-    assert!(
-        daemon.log().contains("looks at the same changes again"),
-        "{}",
-        daemon.log()
-    );
+    // Each time after a longer wait: twice the 2 s interval, then twice that.
+    let log = daemon.log();
+    let waits: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("looks at the same changes again"))
+        .filter_map(|l| l.split("retry_in_seconds=").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .collect();
+    assert_eq!(waits[..2], ["4", "8"], "{log}");
     assert_eq!(
         stored_watermark(&ws).await,
         None,

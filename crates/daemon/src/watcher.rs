@@ -31,6 +31,10 @@ use crate::watched;
 /// The name the watermark is stored under: the IdP source's name.
 const SOURCE: &str = "idp";
 
+/// The longest wait between looks while the runs after a change keep failing (unless the
+/// interval is longer).
+const LONGEST_PAUSE: Duration = Duration::from_secs(600);
+
 /// What the watcher shares with the daemon.
 pub(crate) struct Watcher {
     /// The context each run takes, replaced on reload.
@@ -120,16 +124,26 @@ impl Watcher {
             watermark = %feed.watermark().to_rfc3339_opts(SecondsFormat::Millis, true),
             "Watching the IdP for changed users."
         );
-        while self.pause(interval).await {
+        let mut pause = interval;
+        while self.pause(pause).await {
             let before = feed.clone();
             let poll = tokio::select! {
                 poll = feed.poll(&source) => poll,
                 _ = self.stop.changed() => return Some(before.watermark()),
             };
             match self.handle(poll, &feed).await {
-                Next::Continue => {}
-                // The changes are not in the store yet: the next look reports them again.
-                Next::LookAgain => feed = before,
+                Next::Continue => pause = interval,
+                // The changes are not in the store yet: the next look reports them again,
+                // after a wait that doubles while runs keep failing, so that a failing IdP
+                // listing is not asked for again every few seconds.
+                Next::LookAgain => {
+                    feed = before;
+                    pause = (pause * 2).min(LONGEST_PAUSE.max(interval));
+                    warn!(
+                        retry_in_seconds = pause.as_secs(),
+                        "The run after the change did not record it; the watcher looks at the same changes again."
+                    );
+                }
                 Next::Stop => return Some(before.watermark()),
             }
         }
@@ -194,7 +208,6 @@ impl Watcher {
                         .all(|s| s.status == SourceStatus::Ok || !needed(&s.name))
                 });
                 let Some(report) = report.filter(|_| recorded) else {
-                    warn!("The run after the change did not record it; the watcher looks at the same changes again next interval.");
                     return Next::LookAgain;
                 };
                 self.metrics.observe_detection(&report, &users);
@@ -231,7 +244,7 @@ impl Watcher {
 enum Next {
     /// Waits for the next interval.
     Continue,
-    /// Waits for the next interval, then asks for the same changes again.
+    /// Waits (longer each time in a row), then asks for the same changes again.
     LookAgain,
     /// Stops watching.
     Stop,
