@@ -373,9 +373,10 @@ pub async fn reconcile_with_clock(
         accepted: ctx.accept_shrink.clone(),
     };
     // Before the fetch: a change after it makes the next watched run fetch again.
-    let ic_revision = match ctx.known.is_kept() {
-        true => ctx.sources.identity_center.revision().await,
-        false => None,
+    let ic_revision = if ctx.known.is_kept() {
+        ctx.sources.identity_center.revision().await
+    } else {
+        None
     };
     let (mut idp, mut ic, mut targets) = ctx.sources.fetch_all(&guard).await;
     let target_snapshots: Vec<TargetSnapshot> = targets

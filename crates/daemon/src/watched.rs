@@ -5,10 +5,10 @@
 //! A watched run asks only for what the changed people touch: their Identity Center users
 //! (`GetUserId`/`DescribeUser`; an export is read again only if it changed since the full
 //! run) and, per target, the `pg_user` rows of the names the mapping rules can give them.
-//! It derives their findings with the rules of a full run ([`idgraph_model::focus`]) and opens, updates or resolves only findings about
-//! the identities it evaluated. The failure semantics of a full run hold per source: when
-//! Identity Center cannot be asked, nothing is evaluated; a target that fails keeps its
-//! findings as they are.
+//! It derives their findings with the rules of a full run ([`idgraph_model::focus`]) and
+//! opens, updates or resolves only findings about the identities it evaluated. The failure
+//! semantics of a full run hold per source: when Identity Center cannot be asked, nothing
+//! is evaluated; a target that fails keeps its findings as they are.
 
 use std::collections::HashSet;
 use std::time::Instant;

@@ -78,8 +78,8 @@ impl Watcher {
     /// configuration turns the watcher off, or the server turns out not to filter. Uses
     /// the IdP and interval of the configuration current when it starts, and looks from
     /// the watermark `handed` over by the watcher before it, else the one in the store,
-    /// else from now. Returns where it got to, when it watched: every change before it is
-    /// recorded.
+    /// else from now. Returns where it got to (what it was handed, if it did not watch):
+    /// every change before it is recorded.
     async fn run(mut self, handed: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
         let ctx = self.contexts.borrow().clone();
         let Some(interval) = ctx.settings.watch_interval else {
@@ -88,12 +88,12 @@ impl Watcher {
                 key = "watch.interval_seconds",
                 "The watcher is off (interval 0)."
             );
-            return None;
+            return handed;
         };
         let IdpSettings::Scim(options) = &ctx.settings.idp else {
             self.metrics.stop_watching();
             info!("The IdP is a file; the watcher is off.");
-            return None;
+            return handed;
         };
         if *self.stop.borrow() {
             return handed;
