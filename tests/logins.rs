@@ -2,9 +2,14 @@
 //! (`post_deprovisioning_login`), on PostgreSQL with real sessions and on the Redshift path
 //! through the catalog fixture.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Timelike;
+use chrono::{DateTime, Timelike, Utc};
+use idgraph::reconcile::{reconcile_with_clock, Context};
+use idgraph_model::{FindingKind, Reason, Severity};
+use idgraph_sources::NoProgress;
+use idgraph_store::{Episode, RunStatus};
 use serde_json::Value;
 use sqlx::{ConnectOptions, Connection};
 
@@ -462,4 +467,84 @@ fn a_reader_without_pg_read_all_stats_still_sees_a_departed_person_s_session() {
     assert_eq!(incidents[0]["logins"]["session_open"], true);
     bob.close();
     ann.close();
+}
+
+/// One `reconcile` of `ws` through the library, as if at `now`: weeks pass between runs
+/// without waiting for them. The target is read as `idgraph_reader`.
+fn reconcile_at(ws: &Workspace, now: DateTime<Utc>) -> idgraph::reconcile::RunReport {
+    let env = [("PG_USER", "idgraph_reader"), ("PG_PASSWORD", "unused")];
+    let env = config::Map::from(env.map(|(k, v)| (k.to_owned(), v.to_owned())));
+    let settings = idgraph::config::load_with_env(&ws.config(), Some(env)).expect("the config");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let ctx = Context::open(settings, Arc::new(NoProgress)).await.unwrap();
+        let report = reconcile_with_clock(&ctx, &|| now).await.unwrap();
+        ctx.store.close().await;
+        report
+    })
+}
+
+/// The database users of the `dormant_db_user` findings among `episodes`.
+fn dormant(episodes: &[Episode]) -> Vec<&str> {
+    episodes
+        .iter()
+        .filter(|e| e.finding.kind == FindingKind::DormantDbUser)
+        .filter_map(|e| e.finding.db_user.as_deref())
+        .collect()
+}
+
+#[test]
+fn a_login_unused_for_the_configured_days_is_dormant_until_it_is_used() {
+    let pg = Postgres::start();
+    pg.create_user("idgraph_reader", false);
+    pg.sql("postgres", "GRANT pg_read_all_stats TO idgraph_reader;");
+    for user in ["IAMA:ann@example.com", "IAMA:dave@example.com"] {
+        pg.create_user(user, false);
+    }
+    let people = Org::default()
+        .person("ann@example.com")
+        .person("dave@example.com");
+    let ws = Workspace::with_targets_and_mapping(&people, &target(&pg), "dormant_after_days = 30");
+    let start = Utc::now();
+
+    // Day 0: idgraph starts watching the target's logins; nobody is dormant yet.
+    let first = reconcile_at(&ws, start);
+    assert_eq!(first.status, RunStatus::Complete, "{:?}", first.sources);
+    assert!(dormant(&first.open).is_empty(), "{:?}", first.open);
+
+    // Day 31: Ann holds a session a pool opened long ago; Dave never logged in.
+    let ann = Session::open(&pg, "IAMA:ann@example.com", "pool");
+    let later = reconcile_at(&ws, start + chrono::Duration::days(31));
+    assert_eq!(dormant(&later.open), ["IAMA:dave@example.com"]);
+    let finding = &later
+        .open
+        .iter()
+        .find(|e| e.finding.kind == FindingKind::DormantDbUser)
+        .unwrap()
+        .finding;
+    assert_eq!(
+        (finding.severity, finding.reason),
+        (Severity::Low, Reason::NoRecentLogin)
+    );
+    let evidence = finding.logins.as_ref().expect("the evidence");
+    assert_eq!(evidence.last_login_at, None);
+    let watched_since = evidence.watched_since.expect("since when");
+    assert!(
+        (watched_since - start).num_milliseconds().abs() <= 1,
+        "{watched_since} {start}"
+    );
+    // The store holds it as the CLI shows it.
+    let (_, findings) = json_output(ws.idgraph(&["findings", "--format", "json"]));
+    let listed = of_kind(&findings["findings"], "dormant_db_user");
+    assert_eq!(listed.len(), 1, "{findings}");
+    assert_eq!(listed[0]["db_user"], "IAMA:dave@example.com");
+    ann.close();
+
+    // Day 32: Dave logs in; his finding resolves. Ann's session ended, but she was active
+    // yesterday.
+    let dave = Session::open(&pg, "IAMA:dave@example.com", "psql");
+    let last = reconcile_at(&ws, start + chrono::Duration::days(32));
+    assert!(dormant(&last.open).is_empty(), "{:?}", last.open);
+    assert_eq!(dormant(&last.resolved), ["IAMA:dave@example.com"]);
+    dave.close();
 }

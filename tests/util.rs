@@ -156,6 +156,11 @@ impl Workspace {
         Self::build(org, "", targets)
     }
 
+    /// As [`Workspace::with_targets`], with a `[mapping]` section body.
+    pub fn with_targets_and_mapping(org: &Org, targets: &str, mapping: &str) -> Self {
+        Self::build(org, mapping, targets)
+    }
+
     fn build(org: &Org, mapping: &str, extra_targets: &str) -> Self {
         let ws = Self {
             dir: tempfile::tempdir().unwrap(),

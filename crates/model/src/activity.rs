@@ -52,6 +52,12 @@ impl Login {
         self.at.or(self.open_at)
     }
 
+    /// The last time this login showed its user active: when idgraph saw its session open,
+    /// if later than the login itself (a session open for weeks is in use now).
+    pub fn active_at(&self) -> Option<DateTime<Utc>> {
+        self.time().max(self.open_at)
+    }
+
     /// Whether this is the same login as `other` (one session seen by two runs, or by the
     /// log and as open).
     pub fn same_as(&self, other: &Login) -> bool {
@@ -322,7 +328,7 @@ pub fn dormant_users<'a>(
             continue;
         }
         let last = now
-            .filter_map(Login::time)
+            .filter_map(Login::active_at)
             .chain(run.history.last_active.get(&user_key).copied())
             .max();
         if last.is_some_and(|last| run.now - last < after) {
@@ -559,5 +565,17 @@ mod tests {
             .last_active
             .insert(key("t", "quiet"), now - Duration::hours(1));
         assert_eq!(dormant_users(accounts(), &case.run(now)).len(), 1);
+    }
+
+    #[test]
+    fn a_user_holding_a_session_open_now_is_not_dormant_however_old_its_login() {
+        let users = [user("pool")];
+        let now = at(0) + Duration::days(3);
+        // A connection pool's session, logged in before idgraph watched, still open.
+        let mut case = Case::new(vec![session("pool", 0, now)]);
+        case.history.watched_since.insert("t".into(), at(1));
+        case.history.first_seen.insert(key("t", "pool"), at(1));
+        let found = dormant_users(users.iter().map(|u| ("t", u)), &case.run(now));
+        assert!(found.is_empty(), "{found:?}");
     }
 }

@@ -223,8 +223,9 @@ impl Store {
         // Per user: the first and last login of this read, and the last time active.
         let mut users: HashMap<&str, Span> = HashMap::new();
         for login in t.logins {
-            let Some(time) = login.time() else { continue };
-            let active = login.open_at.map_or(time, |open| open.max(time));
+            let Some(active) = login.active_at() else {
+                continue;
+            };
             let entry = users
                 .entry(login.db_user.as_str())
                 .or_insert((login.at, login.at, active));
