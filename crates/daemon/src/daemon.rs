@@ -216,6 +216,9 @@ pub async fn run(
     let running = Arc::new(Mutex::new(()));
     let first = tokio::spawn(tick(contexts.clone(), metrics.clone(), running.clone()));
     let mut watcher = Watcher::spawn(&contexts, &metrics, &running, None);
+    // Every watcher task spawned: one that a reload stopped may still be finishing a run
+    // when the daemon stops, and is aborted with the newest.
+    let mut watchers = vec![watcher.1.abort_handle()];
     let mut scheduler = JobScheduler::new()
         .await
         .context("cannot start the scheduler")?;
@@ -259,10 +262,12 @@ pub async fn run(
         let targets = target_names(&next.settings);
         metrics.track_targets(&targets);
         current.send_replace(Arc::new(next));
-        // A new watcher, with the new IdP and interval, from the watermark in the store.
+        // A new watcher, with the new IdP and interval, from where the old one got to.
         let (stop_watching, before) = watcher;
         let _ = stop_watching.send(true);
         watcher = Watcher::spawn(&contexts, &metrics, &running, Some(before));
+        watchers.retain(|task| !task.is_finished());
+        watchers.push(watcher.1.abort_handle());
         info!(
             targets = targets.len(),
             "Configuration reloaded; the next run uses it."
@@ -273,10 +278,12 @@ pub async fn run(
     drop(first);
     // The watcher stops between looks, mid-look or waiting for the lock; a run it started
     // is waited for like any.
-    let (stop_watching, watcher) = watcher;
+    let (stop_watching, _) = watcher;
     let _ = stop_watching.send(true);
     wait_for_the_run(&running).await;
-    watcher.abort();
+    for task in watchers {
+        task.abort();
+    }
     let _ = stop.send(true);
     let _ = server.await;
     let store = current.borrow().store.clone();

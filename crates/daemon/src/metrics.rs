@@ -265,7 +265,7 @@ impl Metrics {
             &registry,
             Gauge::new(
                 "idgraph_watch_interval_seconds",
-                "The watcher's interval while it watches; 0 when it is off or stopped.",
+                "The watcher's wait between looks (its interval, longer while it backs off); 0 when it is off or stopped.",
             ),
         );
         let watch_last_success = registered(
@@ -372,11 +372,21 @@ impl Metrics {
     }
 
     /// The watcher starts looking every `interval`: an alert fires when no look succeeds
-    /// for several intervals from now on.
+    /// for several intervals from now on. A watcher that replaces one that was watching (a
+    /// reload) keeps its predecessor's last success, so that reloads cannot hide failing
+    /// looks.
     pub fn start_watching(&self, interval: std::time::Duration, now: DateTime<Utc>) {
+        if self.watch_interval.get() == 0.0 {
+            self.watch_last_success
+                .set(now.timestamp_millis() as f64 / 1000.0);
+        }
         self.watch_interval.set(interval.as_secs_f64());
-        self.watch_last_success
-            .set(now.timestamp_millis() as f64 / 1000.0);
+    }
+
+    /// The watcher waits `pause` before its next look, longer than its interval while the
+    /// runs after a change keep failing: the alert on looks allows for it.
+    pub fn watch_pause(&self, pause: std::time::Duration) {
+        self.watch_interval.set(pause.as_secs_f64());
     }
 
     /// Observes, for each finding `report` opened about one of the `changed` IdP users,

@@ -131,6 +131,7 @@ impl Watcher {
                 poll = feed.poll(&source) => poll,
                 _ = self.stop.changed() => return Some(before.watermark()),
             };
+            let before_pause = pause;
             match self.handle(poll, &feed).await {
                 Next::Continue => pause = interval,
                 // The changes are not in the store yet: the next look reports them again,
@@ -145,6 +146,9 @@ impl Watcher {
                     );
                 }
                 Next::Stop => return Some(before.watermark()),
+            }
+            if pause != before_pause {
+                self.metrics.watch_pause(pause);
             }
         }
         Some(feed.watermark())
