@@ -124,9 +124,18 @@ impl Source for FileIdentityCenter {
 
 /// Which file is at `path` and when it last changed: device, inode, size, and the
 /// modification and status-change times to the nanosecond. Rewriting the file in place or
-/// replacing it by a rename changes it. `None` if the file cannot be examined.
+/// replacing it by a rename changes it. `None` if the file cannot be examined, or if it
+/// changed less than [`SETTLED`] ago: a file system that keeps times to the second (or two)
+/// could give a rewrite within the same tick the same times, so only a file whose last
+/// change is older than any tick vouches for its contents (as git treats "racily clean"
+/// files).
 async fn file_revision(path: &Path) -> Option<String> {
     let meta = tokio::fs::metadata(path).await.ok()?;
+    let changed = meta.modified().ok()?;
+    let age = std::time::SystemTime::now().duration_since(changed).ok()?;
+    if age < SETTLED {
+        return None;
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
@@ -143,10 +152,12 @@ async fn file_revision(path: &Path) -> Option<String> {
     }
     #[cfg(not(unix))]
     {
-        let modified = meta.modified().ok()?;
-        Some(format!("{}:{modified:?}", meta.len()))
+        Some(format!("{}:{changed:?}", meta.len()))
     }
 }
+
+/// How long ago a file must have last changed for its times to tell a later rewrite.
+const SETTLED: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// A `pg_user` dump of one database target, as `psql --csv -c 'select * from pg_user'`
 /// prints it.
@@ -386,23 +397,39 @@ mod tests {
         let path = dir.path().join("identity_store.json");
         let source = FileIdentityCenter::new(&path);
         assert_eq!(source.revision().await, None, "no file yet");
+        let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        let settle = |path: &Path| {
+            let file = File::options().write(true).open(path).unwrap();
+            file.set_modified(an_hour_ago).unwrap();
+        };
         std::fs::write(&path, "[]").unwrap();
+        assert_eq!(
+            source.revision().await,
+            None,
+            "just written: its times cannot tell yet"
+        );
+        settle(&path);
         let first = source.revision().await.expect("a revision");
         assert_eq!(source.revision().await.as_ref(), Some(&first), "untouched");
         source.fetch().await.expect("reading changes nothing");
         assert_eq!(source.revision().await.as_ref(), Some(&first), "read");
 
-        // Rewritten in place with text of the same length: the times change.
-        std::thread::sleep(std::time::Duration::from_millis(10));
+        // Rewritten in place with text of the same length: too fresh to vouch for, and
+        // once settled at the very same modification time, its status-change time differs.
         std::fs::write(&path, "{}").unwrap();
+        assert_eq!(source.revision().await, None, "rewritten");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        settle(&path);
         let second = source.revision().await.expect("a revision");
-        assert_ne!(second, first, "rewritten");
+        assert_ne!(second, first, "rewritten, same length, same mtime");
 
         // Replaced by a rename, as tools that write atomically do.
         let next = dir.path().join("next.json");
         std::fs::write(&next, "{}").unwrap();
+        settle(&next);
         std::fs::rename(&next, &path).unwrap();
-        assert_ne!(source.revision().await, Some(second), "replaced");
+        let third = source.revision().await.expect("a revision");
+        assert_ne!(third, second, "replaced");
     }
 
     #[test]
