@@ -183,6 +183,20 @@ async fn episodes_are_read_a_page_at_a_time_without_losing_any() {
     let one = store.episodes(Some("IAM:u01500")).await.unwrap();
     assert_eq!(one.len(), 1);
     assert_eq!(one[0].finding.db_user.as_deref(), Some("IAM:u01500"));
+
+    // A watched run about all but the first reads their episodes a page at a time too:
+    // it resolves every one of them and leaves the first open.
+    let mut watched = run(2);
+    watched.scope = Some(RunScope {
+        idp_users: vec!["idp".into()],
+        subjects: findings[1..].iter().map(|f| f.key().subject()).collect(),
+    });
+    let recorded = store.record_run(&watched, &[], &scopes()).await.unwrap();
+    assert_eq!(recorded.resolved.len(), count - 1);
+    assert!(recorded.open.is_empty());
+    let open = store.open_episodes().await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].finding, findings[0]);
     store.close().await;
 }
 

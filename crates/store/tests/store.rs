@@ -989,6 +989,15 @@ async fn a_watched_run_reads_only_its_subjects_findings_and_counts_every_open_on
     let mut full: Vec<Finding> = hostile.iter().map(|name| orphan("a", name)).collect();
     full.extend([orphan("a", "IAM:bystander"), orphan("b", "IAM:elsewhere")]);
     full.push(stale_ic("ic-o'brien\";--"));
+    // Beside the scope: the same name on another target, and a kind the graph does not
+    // derive about a subject in the scope. A watched run neither reads nor resolves them.
+    full.push(orphan("b", hostile[1]));
+    full.push(Finding {
+        kind: FindingKind::DormantDbUser,
+        reason: Reason::NoRecentLogin,
+        severity: Severity::Low,
+        ..orphan("a", hostile[1])
+    });
     for (n, findings) in [(1, &full[..3]), (2, &full[..])] {
         store
             .record_run(&run(n), findings, &all_scopes())
@@ -1008,7 +1017,6 @@ async fn a_watched_run_reads_only_its_subjects_findings_and_counts_every_open_on
             subject("a", hostile[1]),
             subject("a", hostile[2]),
             subject("a", "IAM:nobody"),
-            subject("b", hostile[0]),
         ],
     });
     let still = Finding {
@@ -1031,17 +1039,27 @@ async fn a_watched_run_reads_only_its_subjects_findings_and_counts_every_open_on
 
     // The counts are every open finding's — the bystanders' too — with the oldest opening.
     let everything = store.open_episodes().await.unwrap();
-    assert_eq!(everything.len(), 4);
+    assert_eq!(everything.len(), 6);
+    let beside = [
+        (FindingKind::OrphanedDbUser, "b", hostile[1]),
+        (FindingKind::DormantDbUser, "a", hostile[1]),
+    ];
+    for (kind, target, name) in beside {
+        assert!(
+            everything.iter().any(|e| e.finding.kind == kind
+                && e.finding.target.as_deref() == Some(target)
+                && e.finding.db_user.as_deref() == Some(name)),
+            "{kind:?} {target} {name} stays open"
+        );
+    }
     assert_eq!(recorded.open_counts, tally(&everything));
     assert_eq!(store.open_counts().await.unwrap(), recorded.open_counts);
-    assert_eq!(recorded.open_counts[0].target.as_deref(), Some("a"));
-    assert_eq!(
-        (
-            recorded.open_counts[0].count,
-            recorded.open_counts[0].oldest_opened_at
-        ),
-        (3, finished(1))
-    );
+    let on_a = recorded
+        .open_counts
+        .iter()
+        .find(|c| c.kind == FindingKind::OrphanedDbUser && c.target.as_deref() == Some("a"))
+        .unwrap();
+    assert_eq!((on_a.count, on_a.oldest_opened_at), (3, finished(1)));
     let report = store.verify().await.unwrap();
     assert_eq!((report.runs, report.first_mismatch), (3, None));
 }
