@@ -214,10 +214,7 @@ async fn read(
         detail: format!("{what} did not answer within {timeout:?}"),
     };
 
-    let rows = tokio::time::timeout(timeout, sqlx::query(USERS).fetch_all(&mut *conn))
-        .await
-        .map_err(|_| timed_out("pg_user"))?
-        .map_err(|e| query_error("reading pg_user", e))?;
+    let rows = fetch_rows(origin, conn, timeout, "pg_user", sqlx::query(USERS)).await?;
     let users = db_users(origin, &rows)?;
 
     let namespaces = match tokio::time::timeout(
@@ -304,21 +301,16 @@ pub async fn read_cluster(
     let origin = format!("target {origin} ({connection})");
     let mut conn = connect(&origin, connection, timeout).await?;
     let mut list = async |what: &str, sql: &str| -> Result<Vec<String>, SourceError> {
-        let rows = tokio::time::timeout(
-            timeout,
-            sqlx::query_scalar::<_, Option<String>>(sql).fetch_all(&mut conn),
-        )
-        .await
-        .map_err(|_| SourceError::Unreachable {
-            origin: origin.clone(),
-            detail: format!("{what} did not answer within {timeout:?}"),
-        })?
-        .map_err(|error| SourceError::Remote {
-            origin: origin.clone(),
-            status: None,
-            detail: format!("reading {what}: {}", describe(&error)),
-        })?;
-        let mut names: Vec<String> = rows.into_iter().flatten().collect();
+        let rows = fetch_rows(&origin, &mut conn, timeout, what, sqlx::query(sql)).await?;
+        let mut names = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let name: Option<String> =
+                row.try_get(0).map_err(|e| SourceError::InvalidResponse {
+                    origin: origin.clone(),
+                    detail: format!("{what}: {e}"),
+                })?;
+            names.extend(name);
+        }
         names.sort();
         Ok(names)
     };
