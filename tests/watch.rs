@@ -522,6 +522,10 @@ async fn a_watched_run_rechecks_the_changed_person_alone_and_a_reactivation_reso
         "Ann did not change: {scope:?}"
     );
     assert_eq!(run.opened, 2, "Bob's login and his Identity Center user");
+    // The export has not changed since the full run: Identity Center answers for Bob alone,
+    // from what that run read, instead of the whole export read again.
+    let ic = run.sources.iter().find(|s| s.name == "identity_center");
+    assert_eq!(ic.map(|s| s.objects), Some(Some(1)), "{:?}", run.sources);
     // The finding gauges moved without a full run.
     assert_eq!(
         daemon.sample("idgraph_reconcile_runs_total{status=\"complete\"}"),
